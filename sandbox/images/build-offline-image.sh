@@ -32,7 +32,7 @@ trap cleanup EXIT
 
 log "debootstrap $SUITE into $ROOT (about a minute)"
 debootstrap --variant=minbase \
-  --include=python3,python3-pip,python3-venv,python3-pytest,git,ca-certificates,patch \
+  --include=python3,python-is-python3,python3-pip,python3-venv,python3-pytest,git,ca-certificates,patch \
   "$SUITE" "$ROOT" "$MIRROR" >"$ROOT.log" 2>&1 || { tail -n 20 "$ROOT.log" >&2; rm -f "$ROOT.log"; exit 1; }
 rm -f "$ROOT.log"
 

@@ -1,0 +1,43 @@
+"""Wiring from settings to a ready sandbox: connect, pick the base image, build the layer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from agent.config import Settings
+from agent.errors import WorkspaceError
+from sandbox.docker_backend import DockerSandbox, connect
+from sandbox.images import ensure_image, resolve_base_image
+from sandbox.report import Limits
+from sandbox.snapshot import Snapshot
+
+
+def find_repo_root(path: Path) -> Path:
+    import git
+
+    try:
+        repo = git.Repo(path, search_parent_directories=True)
+    except git.NoSuchPathError:
+        raise WorkspaceError(f"{path} does not exist") from None
+    except git.InvalidGitRepositoryError:
+        raise WorkspaceError(f"{path} is not inside a git repository (run `git init` first)") \
+            from None
+    if repo.working_tree_dir is None:
+        raise WorkspaceError(f"{path} is a bare repository: run mulligan in a checkout")
+    return Path(repo.working_tree_dir).resolve()
+
+
+def open_sandbox(settings: Settings, snapshot: Snapshot,
+                 log: Callable[[str], None] = lambda _line: None) -> DockerSandbox:
+    client = connect(pool_size=settings.workers + 4)
+    base = resolve_base_image(client, settings.image)
+    ca = Path(settings.ca_bundle) if settings.ca_bundle else None
+    if ca is not None and not ca.is_file():
+        raise WorkspaceError(f"--ca-bundle {ca} is not a file")
+    tag = ensure_image(client, base, snapshot, ca_bundle=ca, log=log)
+    return DockerSandbox(tag, client=client, workers=settings.workers)
+
+
+def limits_from(settings: Settings) -> Limits:
+    return Limits(timeout_s=settings.test_timeout_s, memory_mb=settings.memory_mb)

@@ -1,0 +1,292 @@
+"""The Docker backend: one fresh, locked-down container per candidate."""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import json
+import os
+import secrets
+import shlex
+import socket
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from sandbox.errors import DiskFull, DockerUnavailable, ImageMissing, SandboxError
+from sandbox.junit import parse_junit
+from sandbox.report import Limits, RunStatus, TestReport
+from sandbox.snapshot import PatchDoesNotApply, Snapshot
+
+SANDBOX_UID = 1000
+WORKDIR = "/workspace"
+JUNIT_PATH = "/tmp/.mulligan-junit.xml"
+JUNIT_BYTES = 8 << 20
+# Grace on top of the runner's own timeout before the host kills the container itself.
+HOST_GRACE_S = 20.0
+RUNNER_SOURCE = (Path(__file__).with_name("runner.py")).read_text()
+TEST_PATTERNS = (
+    "tests/*", "test/*", "*/tests/*", "*/test/*", "test_*.py", "*/test_*.py", "*_test.py",
+    "conftest.py", "*/conftest.py",
+)
+LABEL = "mulligan.sandbox"
+
+
+def is_test_path(path: str) -> bool:
+    return any(fnmatch.fnmatch(path, pattern) for pattern in TEST_PATTERNS)
+
+
+def uses_pytest(command: str) -> bool:
+    return "pytest" in shlex.split(command) or "pytest" in command.split("-m ", 1)[-1][:6]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One evaluation: a snapshot, an optional candidate diff, and how to test it."""
+
+    snapshot: Snapshot
+    patch: str = ""
+    test_command: str = "python -m pytest -q"
+    select: tuple[str, ...] = ()  # pytest node ids to run instead of the whole suite
+    limits: Limits = field(default_factory=Limits)
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+def connect(base_url: str | None = None, pool_size: int = 16) -> docker.DockerClient:
+    """A Docker client, or DockerUnavailable with one line that says how to fix it."""
+    host = base_url or os.environ.get("DOCKER_HOST")
+    try:
+        client = docker.DockerClient(base_url=host, max_pool_size=pool_size) if host else \
+            docker.from_env(max_pool_size=pool_size)
+        client.ping()
+        return client
+    except docker.errors.DockerException as exc:
+        raise DockerUnavailable(explain_docker_error(exc, host)) from None
+    except requests.exceptions.RequestException as exc:
+        raise DockerUnavailable(explain_docker_error(exc, host)) from None
+
+
+def explain_docker_error(exc: Exception, host: str | None) -> str:
+    text = str(exc)
+    sock = "/var/run/docker.sock"
+    where = host or f"unix://{sock}"
+    if "Permission denied" in text or "PermissionError" in text:
+        return (f"permission denied on the Docker socket ({where}): add your user to the "
+                "'docker' group (sudo usermod -aG docker $USER) and log in again")
+    if host is None and not Path(sock).exists():
+        from shutil import which
+
+        if which("dockerd") is None and which("docker") is None:
+            return ("Docker is not installed: install it (Debian: sudo apt-get install docker.io, "
+                    "or run scripts/setup.sh as root)")
+        return ("the Docker daemon is not running (no socket at /var/run/docker.sock): start it "
+                "(sudo systemctl start docker, or scripts/setup.sh as root)")
+    return f"cannot reach the Docker daemon at {where}: {text.splitlines()[0][:200]}"
+
+
+class DockerSandbox:
+    """Runs each job in its own container: no network, capped resources, non-root, read-only
+    root file system, the workspace on a size-limited tmpfs, removed on every exit path."""
+
+    def __init__(self, image: str, *, client: docker.DockerClient | None = None,
+                 workers: int | None = None) -> None:
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        self.client = client or connect(pool_size=self.workers + 4)
+        self.image = image
+        self.session = secrets.token_hex(6)
+        self._live: set[str] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        try:
+            self.client.images.get(image)
+        except docker.errors.ImageNotFound:
+            raise ImageMissing(
+                f"sandbox image {image!r} is not present: run scripts/setup.sh (builds the "
+                f"offline image) or `docker pull {image}`") from None
+
+    # -- public API -----------------------------------------------------------------------
+
+    def run(self, job: Job) -> TestReport:
+        started = time.monotonic()
+        changed_tests = sorted({p for p in _patch_paths(job.patch) if is_test_path(p)})
+        try:
+            tree = job.snapshot.apply(job.patch)
+        except PatchDoesNotApply as exc:
+            return TestReport(RunStatus.PATCH_FAILED, None, time.monotonic() - started,
+                              patch_error=str(exc), changed_test_files=changed_tests)
+        payload = job.snapshot.tar(tree)
+        report = self._run_container(job, payload, started)
+        report.changed_test_files = sorted(set(changed_tests) | set(report.changed_test_files))
+        return report
+
+    def run_many(self, jobs: Sequence[Job], workers: int | None = None
+                 ) -> Iterator[tuple[int, TestReport]]:
+        """Yield (index, report) as each job finishes, at most `workers` at a time."""
+        pool = ThreadPoolExecutor(max_workers=max(1, workers or self.workers),
+                                  thread_name_prefix="mulligan-sandbox")
+        try:
+            futures = {pool.submit(self.run, job): i for i, job in enumerate(jobs)}
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        """Remove every container this sandbox still has (also on Ctrl-C)."""
+        self._closed = True
+        with self._lock:
+            live = list(self._live)
+        for cid in live:
+            self._remove(cid)
+
+    def __enter__(self) -> DockerSandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- one container --------------------------------------------------------------------
+
+    def _run_container(self, job: Job, payload: bytes, started: float) -> TestReport:
+        if self._closed:
+            raise SandboxError("the sandbox was closed")
+        limits = job.limits
+        nonce = secrets.token_hex(16)
+        command = job.test_command
+        env = {
+            "HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONPATH": f"{WORKDIR}:{WORKDIR}/src", "PYTHONUNBUFFERED": "1",
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            **job.env,
+        }
+        junit = None
+        if uses_pytest(command):
+            junit = JUNIT_PATH
+            env["PYTEST_ADDOPTS"] = (f"--junitxml={JUNIT_PATH} -o junit_family=xunit1 "
+                                     "-p no:cacheprovider " + env.get("PYTEST_ADDOPTS", ""))
+            if job.select:
+                command = command + " " + " ".join(shlex.quote(s) for s in job.select)
+        header = {
+            "command": command, "env": env, "workdir": WORKDIR, "nonce": nonce,
+            "timeout_s": limits.timeout_s, "output_bytes": limits.output_bytes,
+            "junit_path": junit, "junit_bytes": JUNIT_BYTES, "test_patterns": list(TEST_PATTERNS),
+        }
+        tmpfs_opts = f"rw,exec,nosuid,nodev,uid={SANDBOX_UID},gid={SANDBOX_UID},mode=0755"
+        try:
+            container = self.client.containers.create(
+                self.image,
+                command=["python3", "-c", RUNNER_SOURCE],
+                stdin_open=True,
+                user=f"{SANDBOX_UID}:{SANDBOX_UID}",
+                working_dir=WORKDIR,
+                network_mode="bridge" if limits.network else "none",
+                mem_limit=f"{limits.memory_mb}m",
+                memswap_limit=f"{limits.memory_mb}m",
+                nano_cpus=int(limits.cpus * 1e9),
+                pids_limit=limits.pids,
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                read_only=True,
+                tmpfs={WORKDIR: f"{tmpfs_opts},size={limits.workspace_mb}m",
+                       "/tmp": f"{tmpfs_opts},size={limits.workspace_mb}m"},
+                init=True,
+                environment={"HOME": "/tmp"},
+                labels={LABEL: self.session},
+                log_config=docker.types.LogConfig(
+                    type="json-file", config={"max-size": "2m", "max-file": "1"}),
+                ulimits=[docker.types.Ulimit(name="nofile", soft=1024, hard=1024)],
+            )
+        except docker.errors.ImageNotFound:
+            raise ImageMissing(f"sandbox image {self.image!r} is not present") from None
+        except docker.errors.APIError as exc:
+            raise _api_error(exc) from None
+        with self._lock:
+            self._live.add(container.id)
+        try:
+            sock = self.client.api.attach_socket(container.id, params={"stdin": 1, "stream": 1})
+            container.start()
+            raw = getattr(sock, "_sock", sock)
+            try:
+                raw.sendall(json.dumps(header).encode() + b"\n" + payload)
+                raw.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass  # the runner died before reading everything: reported as crashed below
+            host_timeout = limits.timeout_s + HOST_GRACE_S
+            try:
+                status = container.wait(timeout=host_timeout)
+                exit_code = status.get("StatusCode")
+            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+                container.kill()
+                return TestReport(RunStatus.TIMED_OUT, None, time.monotonic() - started,
+                                  output="(killed by the host after the wall-time limit)")
+            finally:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+            logs = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
+            return _report_from_logs(logs, nonce, exit_code, started)
+        except docker.errors.APIError as exc:
+            if self._closed:
+                raise SandboxError("the sandbox was closed while a candidate ran") from None
+            raise _api_error(exc) from None
+        finally:
+            self._remove(container.id)
+
+    def _remove(self, cid: str) -> None:
+        try:
+            self.client.api.remove_container(cid, force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if "already in progress" not in str(exc):
+                raise
+        with self._lock:
+            self._live.discard(cid)
+
+
+def _patch_paths(patch: str) -> set[str]:
+    paths = set()
+    for line in patch.splitlines():
+        if line.startswith(("--- ", "+++ ")):
+            name = line[4:].split("\t")[0].strip()
+            if name != "/dev/null":
+                paths.add(name[2:] if name[:2] in ("a/", "b/") else name)
+    return paths
+
+
+def _report_from_logs(logs: str, nonce: str, exit_code: int | None, started: float) -> TestReport:
+    wall = time.monotonic() - started
+    result = None
+    for line in reversed(logs.splitlines()):
+        if line.startswith(nonce + " "):
+            result = json.loads(base64.b64decode(line[len(nonce) + 1:]))
+            break
+    if result is None:
+        return TestReport(RunStatus.CRASHED, exit_code, wall,
+                          output=f"the sandbox runner ended without a result (exit {exit_code})\n"
+                          + logs[-4000:])
+    tests = parse_junit(result["junit"]) if result.get("junit") else {}
+    return TestReport(
+        status=RunStatus.TIMED_OUT if result["timed_out"] else RunStatus.COMPLETED,
+        exit_code=result["exit_code"],
+        wall_s=wall,
+        output=result["output"],
+        output_truncated=result["truncated"],
+        tests=tests,
+        changed_test_files=result.get("tests_changed_at_runtime", []),
+    )
+
+
+def _api_error(exc: docker.errors.APIError) -> SandboxError:
+    text = str(exc)
+    if "no space left on device" in text.lower():
+        return DiskFull("Docker is out of disk space: free some (docker system prune) and retry")
+    return SandboxError(f"Docker refused the sandbox container: {text.splitlines()[0][:300]}")

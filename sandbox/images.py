@@ -1,0 +1,162 @@
+"""The dependency layer: the repository's requirements installed on a base image, cached
+by a hash of the dependency files so the second run of the same repository builds nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import tarfile
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from sandbox.errors import ImageBuildFailed, ImageMissing
+from sandbox.snapshot import Snapshot
+
+OFFLINE_IMAGE = "mulligan/base:bookworm"
+REGISTRY_IMAGE = "python:3.12-slim"
+LAYER_REPO = "mulligan/deps"
+# Bump when the recipe below changes, so cached layers are rebuilt.
+RECIPE_VERSION = "1"
+REQUIREMENTS_RE = re.compile(r"^(requirements[^/]*\.txt|requirements/[^/]+\.txt)$")
+TEST_EXTRAS = ("test", "tests", "testing", "dev")
+BUILD_SCRIPT = Path(__file__).with_name("images") / "build-offline-image.sh"
+
+
+@dataclass(frozen=True)
+class DependencySpec:
+    """What the layer installs: requirement files and the pyproject's dependency list."""
+
+    files: dict[str, bytes]
+    pyproject_requirements: tuple[str, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not self.files and not self.pyproject_requirements
+
+    def digest(self, base_image_id: str) -> str:
+        h = hashlib.sha256(f"{RECIPE_VERSION}\0{base_image_id}\0".encode())
+        for path in sorted(self.files):
+            h.update(path.encode() + b"\0" + self.files[path] + b"\0")
+        h.update("\n".join(self.pyproject_requirements).encode())
+        return h.hexdigest()[:16]
+
+
+def detect_dependencies(snapshot: Snapshot) -> DependencySpec:
+    entries = [e for e in snapshot.entries() if REQUIREMENTS_RE.match(e.path)
+               or e.path == "pyproject.toml"]
+    blobs = snapshot.read_blobs(entries)
+    pyproject = blobs.pop("pyproject.toml", None)
+    requirements: list[str] = []
+    if pyproject is not None:
+        try:
+            project = tomllib.loads(pyproject.decode()).get("project", {})
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+            project = {}
+        requirements.extend(project.get("dependencies", []) or [])
+        extras = project.get("optional-dependencies", {}) or {}
+        for name in TEST_EXTRAS:
+            requirements.extend(extras.get(name, []) or [])
+    # A project's own name among its extras (e.g. "pkg[test]") cannot be installed from PyPI.
+    own = (project.get("name") or "").lower() if pyproject is not None else ""
+    requirements = [r for r in requirements if not own or not r.lower().startswith(own)]
+    return DependencySpec(blobs, tuple(dict.fromkeys(requirements)))
+
+
+def ensure_image(client: docker.DockerClient, base: str, snapshot: Snapshot, *,
+                 ca_bundle: Path | None = None, pull: bool = True,
+                 log: Callable[[str], None] = lambda _line: None) -> str:
+    """The tag of an image with `snapshot`'s dependencies on `base`, built when missing."""
+    base_image = _base_image(client, base, pull=pull, log=log)
+    spec = detect_dependencies(snapshot)
+    tag = f"{LAYER_REPO}:{spec.digest(base_image.id)}"
+    try:
+        client.images.get(tag)
+        return tag
+    except docker.errors.ImageNotFound:
+        pass
+    log(f"building the dependency layer {tag} on {base}")
+    context = _build_context(base, spec, ca_bundle)
+    try:
+        _, stream = client.images.build(
+            fileobj=io.BytesIO(context), custom_context=True, tag=tag, rm=True,
+            forcerm=True, network_mode="host", labels={"mulligan.layer": "deps"},
+        )
+        for chunk in stream:
+            if "stream" in chunk and chunk["stream"].strip():
+                log(chunk["stream"].rstrip())
+    except docker.errors.BuildError as exc:
+        tail = " | ".join(line.get("stream", "").strip() for line in list(exc.build_log)[-5:]
+                          if line.get("stream", "").strip())
+        raise ImageBuildFailed(
+            f"installing the repository's dependencies failed ({exc.msg}); behind a "
+            f"TLS-intercepting proxy pass --ca-bundle. Last lines: {tail[-400:]}") from None
+    return tag
+
+
+def resolve_base_image(client: docker.DockerClient, requested: str | None) -> str:
+    """The base image to use: the requested one, or the first of the registry image and the
+    offline image that is present locally, or the registry image to be pulled."""
+    if requested:
+        return requested
+    for candidate in (REGISTRY_IMAGE, OFFLINE_IMAGE):
+        try:
+            client.images.get(candidate)
+            return candidate
+        except docker.errors.ImageNotFound:
+            continue
+    return REGISTRY_IMAGE
+
+
+def _base_image(client: docker.DockerClient, base: str, *, pull: bool,
+                log: Callable[[str], None]):
+    try:
+        return client.images.get(base)
+    except docker.errors.ImageNotFound:
+        pass
+    if pull and base != OFFLINE_IMAGE:
+        try:
+            log(f"pulling {base}")
+            return client.images.pull(base)
+        except docker.errors.APIError:
+            pass
+    raise ImageMissing(
+        f"base image {base!r} is not present and could not be pulled: with no registry, "
+        f"build the offline image with `sudo bash {BUILD_SCRIPT}` and use --image {OFFLINE_IMAGE}")
+
+
+def _build_context(base: str, spec: DependencySpec, ca_bundle: Path | None) -> bytes:
+    lines = [f"FROM {base}", "USER root"]
+    files: dict[str, bytes] = {}
+    env_prefix = ""
+    if ca_bundle is not None:
+        files["ca-bundle.pem"] = Path(ca_bundle).read_bytes()
+        lines.append("COPY ca-bundle.pem /opt/mulligan/ca-bundle.pem")
+        # Only the build sees the proxy's CA; candidates run offline anyway.
+        env_prefix = "PIP_CERT=/opt/mulligan/ca-bundle.pem "
+    pip = f"{env_prefix}python3 -m pip install --no-cache-dir --disable-pip-version-check"
+    for path, data in spec.files.items():
+        files[f"deps/{path}"] = data
+    if spec.files:
+        lines.append("COPY deps/ /opt/mulligan/deps/")
+        for path in sorted(spec.files):
+            lines.append(f"RUN cd /opt/mulligan/deps && {pip} -r {json.dumps(path)}")
+    if spec.pyproject_requirements:
+        files["pyproject-requirements.txt"] = "\n".join(spec.pyproject_requirements).encode()
+        lines.append("COPY pyproject-requirements.txt /opt/mulligan/")
+        lines.append(f"RUN {pip} -r /opt/mulligan/pyproject-requirements.txt")
+    lines.append(f'RUN python3 -c "import pytest" 2>/dev/null || {pip} pytest')
+    files["Dockerfile"] = ("\n".join(lines) + "\n").encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()

@@ -1,0 +1,243 @@
+"""Immutable workspace snapshots held as git trees in a private object store.
+
+A snapshot records the repository's tracked and untracked-but-not-ignored files as they
+are on disk, without writing to the user's repository: objects go into a temporary bare
+repository that borrows the user's objects through git's alternates mechanism, and a
+temporary index stands in for the user's. Applying a candidate's diff is `git apply
+--cached` against another temporary index, so a diff that does not apply fails with
+git's own message, and what the sandbox tests is exactly what the user would apply.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from sandbox.errors import SnapshotError
+
+MAX_TEXT_BYTES = 1 << 20
+
+
+class PatchDoesNotApply(Exception):
+    """A candidate's diff does not apply; the message is git's."""
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    mode: str
+    sha: str
+    path: str
+
+
+class Snapshot:
+    def __init__(self, store: Path, tree: str, origin: Path | None) -> None:
+        self._store = store
+        self.tree = tree
+        self.origin = origin
+        self._lock = threading.Lock()
+        self._entries_cache: dict[str, list[TreeEntry]] = {}
+
+    # -- construction -------------------------------------------------------------------
+
+    @classmethod
+    def from_directory(cls, path: str | os.PathLike) -> Snapshot:
+        root = Path(path).resolve()
+        if not root.is_dir():
+            raise SnapshotError(f"{root} is not a directory")
+        store = Path(tempfile.mkdtemp(prefix="mulligan-snap-"))
+        try:
+            git_dir = _init_store(store)
+            env = _env(git_dir, store / "index", work_tree=root)
+            user_git = _git_dir_of(root)
+            if user_git is not None:
+                alternates = git_dir / "objects" / "info" / "alternates"
+                alternates.write_text(str((user_git / "objects").resolve()) + "\n")
+                exclude = user_git / "info" / "exclude"
+                if exclude.is_file():
+                    shutil.copyfile(exclude, git_dir / "info" / "exclude")
+                # Starting from a copy of the user's index keeps git's stat cache, so only
+                # changed files are hashed; the user's own index is only read.
+                user_index = user_git / "index"
+                if user_index.is_file():
+                    shutil.copyfile(user_index, store / "index")
+            _git(["add", "-A", "--", "."], env, cwd=root)
+            tree = _git(["write-tree"], env).strip()
+        except BaseException:
+            shutil.rmtree(store, ignore_errors=True)
+            raise
+        return cls(store, tree, root)
+
+    @classmethod
+    def from_files(cls, files: dict[str, str | bytes]) -> Snapshot:
+        """A snapshot from in-memory contents (tests, benchmark tasks)."""
+        with tempfile.TemporaryDirectory(prefix="mulligan-files-") as tmp:
+            for rel, content in files.items():
+                target = Path(tmp, rel)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                data = content.encode() if isinstance(content, str) else content
+                target.write_bytes(data)
+            snap = cls.from_directory(tmp)
+        snap.origin = None
+        return snap
+
+    # -- reading --------------------------------------------------------------------------
+
+    def entries(self, tree: str | None = None) -> list[TreeEntry]:
+        tree = tree or self.tree
+        if tree not in self._entries_cache:
+            out = _git(["ls-tree", "-r", "-z", tree], self._env())
+            entries = []
+            for record in out.split("\0"):
+                if not record:
+                    continue
+                meta, path = record.split("\t", 1)
+                mode, kind, sha = meta.split()
+                if kind == "blob":
+                    entries.append(TreeEntry(mode, sha, path))
+            self._entries_cache[tree] = entries
+        return self._entries_cache[tree]
+
+    def paths(self) -> list[str]:
+        return [e.path for e in self.entries()]
+
+    def read_blobs(self, entries: list[TreeEntry]) -> dict[str, bytes]:
+        if not entries:
+            return {}
+        proc = subprocess.run(
+            ["git", "cat-file", "--batch"], input="".join(e.sha + "\n" for e in entries).encode(),
+            env=self._env(), capture_output=True, check=True,
+        )
+        data, out, pos = {}, proc.stdout, 0
+        for entry in entries:
+            header_end = out.index(b"\n", pos)
+            size = int(out[pos:header_end].split()[2])
+            start = header_end + 1
+            data[entry.path] = out[start:start + size]
+            pos = start + size + 1
+        return data
+
+    def text_files(self, tree: str | None = None) -> dict[str, str]:
+        """Every UTF-8 text file up to 1 MiB, for the model and the edit applier."""
+        entries = [e for e in self.entries(tree) if e.mode != "120000"]
+        result = {}
+        for path, blob in self.read_blobs(entries).items():
+            if len(blob) > MAX_TEXT_BYTES or b"\0" in blob:
+                continue
+            try:
+                result[path] = blob.decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+        return result
+
+    # -- patching and export ------------------------------------------------------------
+
+    def apply(self, patch: str) -> str:
+        """The tree that results from applying `patch`; raises PatchDoesNotApply."""
+        if not patch.strip():
+            return self.tree
+        index = self._store / f"index-{uuid.uuid4().hex}"
+        env = self._env(index)
+        try:
+            _git(["read-tree", self.tree], env)
+            proc = subprocess.run(
+                ["git", "apply", "--cached", "--whitespace=nowarn", "-"],
+                input=patch.encode(), env=env, capture_output=True, cwd=self._store,
+            )
+            if proc.returncode != 0:
+                message = proc.stderr.decode("utf-8", "replace").strip() or "git apply failed"
+                raise PatchDoesNotApply(message)
+            return _git(["write-tree"], env).strip()
+        finally:
+            index.unlink(missing_ok=True)
+
+    def tar(self, tree: str | None = None) -> bytes:
+        """The tree as an uncompressed tar (modes and symlinks kept)."""
+        entries = self.entries(tree)
+        blobs = self.read_blobs(entries)
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for entry in entries:
+                info = tarfile.TarInfo(entry.path)
+                info.uid = info.gid = 1000
+                if entry.mode == "120000":
+                    info.type = tarfile.SYMTYPE
+                    info.linkname = blobs[entry.path].decode("utf-8", "replace")
+                    tar.addfile(info)
+                    continue
+                info.mode = 0o755 if entry.mode == "100755" else 0o644
+                info.size = len(blobs[entry.path])
+                tar.addfile(info, io.BytesIO(blobs[entry.path]))
+        return buf.getvalue()
+
+    def materialize(self, dest: str | os.PathLike, tree: str | None = None) -> Path:
+        """Write the tree's files into `dest` (a fresh directory)."""
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=io.BytesIO(self.tar(tree)), mode="r") as tar:
+            tar.extractall(dest, filter="data")
+        return dest
+
+    def close(self) -> None:
+        shutil.rmtree(self._store, ignore_errors=True)
+
+    def __enter__(self) -> Snapshot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _env(self, index: Path | None = None) -> dict[str, str]:
+        return _env(self._store / "objects.git", index or self._store / "index")
+
+
+def _init_store(store: Path) -> Path:
+    git_dir = store / "objects.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(git_dir)], check=True,
+                   capture_output=True, env=_clean_env())
+    (git_dir / "info").mkdir(exist_ok=True)
+    return git_dir
+
+
+def _clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(GIT_CONFIG_NOSYSTEM="1", GIT_TERMINAL_PROMPT="0",
+               GIT_AUTHOR_NAME="mulligan", GIT_AUTHOR_EMAIL="mulligan@localhost",
+               GIT_COMMITTER_NAME="mulligan", GIT_COMMITTER_EMAIL="mulligan@localhost")
+    return env
+
+
+def _env(git_dir: Path, index: Path, work_tree: Path | None = None) -> dict[str, str]:
+    env = _clean_env()
+    env["GIT_DIR"] = str(git_dir)
+    env["GIT_INDEX_FILE"] = str(index)
+    if work_tree is not None:
+        env["GIT_WORK_TREE"] = str(work_tree)
+    return env
+
+
+def _git_dir_of(root: Path) -> Path | None:
+    proc = subprocess.run(["git", "rev-parse", "--absolute-git-dir"], cwd=root,
+                          capture_output=True, text=True, env=_clean_env())
+    if proc.returncode != 0:
+        return None
+    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=root,
+                         capture_output=True, text=True, env=_clean_env()).stdout.strip()
+    if Path(top).resolve() != root:
+        return None  # a subfolder of a repository: snapshot the folder as a plain tree
+    return Path(proc.stdout.strip())
+
+
+def _git(args: list[str], env: dict[str, str], cwd: Path | None = None) -> str:
+    proc = subprocess.run(["git", *args], env=env, cwd=cwd, capture_output=True)
+    if proc.returncode != 0:
+        message = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise SnapshotError(f"git {args[0]} failed: {message[-1] if message else proc.returncode}")
+    return proc.stdout.decode("utf-8", "replace")
