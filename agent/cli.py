@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from agent.config import load_settings
 from agent.errors import MulliganError
 from sandbox.errors import SandboxError
 
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,6 +46,37 @@ def build_parser() -> argparse.ArgumentParser:
     _model_flags(doctor)
     doctor.add_argument("--image", default=None)
     doctor.set_defaults(handler=cmd_doctor)
+
+    fix = sub.add_parser("fix", help="find a patch that makes the failing tests pass")
+    fix.add_argument("path", nargs="?", default=".")
+    issue = fix.add_mutually_exclusive_group()
+    issue.add_argument("--issue", default=None, help="issue statement (text)")
+    issue.add_argument("--issue-file", type=Path, default=None, help="issue statement (file)")
+    _model_flags(fix)
+    _sandbox_flags(fix)
+    fix.add_argument("--candidates", type=int, default=None, help="candidates per round")
+    fix.add_argument("--rounds", type=int, default=None, help="rounds (1 = no revision)")
+    fix.add_argument("--beam", type=int, default=None, help="candidates revised per round")
+    fix.add_argument("--workers", type=int, default=None, help="sandboxes at once")
+    fix.add_argument("--temperature", type=float, default=None)
+    fix.add_argument("--seed", type=int, default=None)
+    fix.add_argument("--token-budget", dest="token_budget", type=int, default=None)
+    fix.add_argument("--cost-budget", dest="cost_budget_usd", type=float, default=None)
+    fix.add_argument("--time-budget", dest="time_budget_s", type=float, default=None)
+    fix.add_argument("--allow-test-edits", action="store_true", default=None)
+    fix.add_argument("--apply", action="store_true", help="apply the patch to the working tree")
+    fix.add_argument("--patch-out", type=Path, default=None, help="write the patch to FILE")
+    fix.add_argument("--resume", default=None, metavar="RUN", help="continue an earlier run")
+    fix.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    fix.add_argument("-v", "--verbose", action="store_true")
+    fix.set_defaults(handler=cmd_fix)
+
+    replay = sub.add_parser("replay", help="show a run from its trajectory")
+    replay.add_argument("run", help="run id or trajectory path")
+    replay.set_defaults(handler=cmd_replay)
+
+    runs = sub.add_parser("runs", help="list recent runs")
+    runs.set_defaults(handler=cmd_runs)
 
     sandbox = sub.add_parser("sandbox", help="run a repository's tests in the sandbox")
     ssub = sandbox.add_subparsers(metavar="ACTION")
@@ -92,6 +124,75 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             if check.fix:
                 err.print(f"     fix: {check.fix}")
     return 0 if all_ok else 1
+
+
+FIX_SETTINGS = ("model", "base_url", "test_cmd", "image", "ca_bundle", "test_timeout_s",
+                "candidates", "rounds", "beam", "workers", "temperature", "seed", "token_budget",
+                "cost_budget_usd", "time_budget_s", "allow_test_edits")
+
+
+def cmd_fix(args: argparse.Namespace) -> int:
+    from agent.environment import find_repo_root
+    from agent.events import EventBus
+    from agent.progress import ConsoleProgress
+    from agent.run import Run, RunRequest
+    from agent.workspace import apply_to_worktree
+
+    repo = find_repo_root(Path(args.path))
+    settings = load_settings(repo, _flags(args, *FIX_SETTINGS))
+    issue = args.issue
+    if args.issue_file is not None:
+        try:
+            issue = args.issue_file.read_text()
+        except OSError as exc:
+            raise MulliganError(f"cannot read {args.issue_file}: {exc.strerror}") from None
+    bus = EventBus()
+    bus.subscribe(ConsoleProgress(err, verbose=args.verbose))
+    run = Run(RunRequest(repo, settings, issue, args.resume), bus)
+    try:
+        result = asyncio.run(run.execute())
+    except (MulliganError, SandboxError) as exc:
+        if args.json:
+            print(json.dumps({"status": "error", "error": str(exc), "patch": None,
+                              "candidates": [], "totals": {}}))
+        raise
+    if result.patch and args.patch_out is not None:
+        args.patch_out.write_text(result.patch)
+        err.print(f"patch written to {args.patch_out}")
+    if result.status == "solved" and args.apply and result.patch:
+        changed = apply_to_worktree(repo, result.patch, run.snapshot_tree or "")
+        err.print(f"applied to the working tree: {', '.join(changed)}")
+    if args.json:
+        print(json.dumps(result.to_json()))
+    elif result.patch:
+        label = "patch" if result.status == "solved" else "best partial patch (does not pass)"
+        err.print(f"[bold]{label}[/] ({result.chosen.id if result.chosen else '-'}):")
+        sys.stdout.write(result.patch)
+    err.print(f"trajectory: {run.trajectory_path}")
+    return 0 if result.status in ("solved", "nothing_to_fix") else 1
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from agent.progress import ConsoleProgress
+    from agent.trajectory import read_events, run_path
+
+    progress = ConsoleProgress(err, verbose=True)
+    for event in read_events(run_path(args.run)):
+        progress(event)
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from agent.events import RunFinished, RunStarted
+    from agent.trajectory import read_events, runs_dir
+
+    for path in sorted(runs_dir().glob("*/trajectory.jsonl"))[-20:]:
+        events = read_events(path)
+        started = next((e for e in events if isinstance(e, RunStarted)), None)
+        finished = next((e for e in events if isinstance(e, RunFinished)), None)
+        status = finished.status if finished else "interrupted"
+        print(f"{path.parent.name}  {status:14}  {started.repo if started else '?'}")
+    return 0
 
 
 def cmd_sandbox_run(args: argparse.Namespace) -> int:

@@ -89,8 +89,9 @@ def ensure_image(client: docker.DockerClient, base: str, snapshot: Snapshot, *,
             forcerm=True, network_mode="host", labels={"mulligan.layer": "deps"},
         )
         for chunk in stream:
-            if "stream" in chunk and chunk["stream"].strip():
-                log(chunk["stream"].rstrip())
+            line = chunk.get("stream", "").strip()
+            if line and not line.startswith(("--->", "Removing intermediate", "Running in")):
+                log(line)
     except docker.errors.BuildError as exc:
         tail = " | ".join(line.get("stream", "").strip() for line in list(exc.build_log)[-5:]
                           if line.get("stream", "").strip())

@@ -38,8 +38,9 @@ class TreeEntry:
 
 
 class Snapshot:
-    def __init__(self, store: Path, tree: str, origin: Path | None) -> None:
+    def __init__(self, store: Path, tree: str, origin: Path | None, *, owner: bool = True) -> None:
         self._store = store
+        self._owner = owner
         self.tree = tree
         self.origin = origin
         self._lock = threading.Lock()
@@ -185,8 +186,14 @@ class Snapshot:
             tar.extractall(dest, filter="data")
         return dest
 
+    def with_tree(self, tree: str) -> Snapshot:
+        """The same store at another tree (e.g. after adding reproduction tests); closing the
+        original closes both."""
+        return Snapshot(self._store, tree, self.origin, owner=False)
+
     def close(self) -> None:
-        shutil.rmtree(self._store, ignore_errors=True)
+        if self._owner:
+            shutil.rmtree(self._store, ignore_errors=True)
 
     def __enter__(self) -> Snapshot:
         return self

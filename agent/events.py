@@ -1,0 +1,158 @@
+"""Typed events the core emits; front ends (console, TUI, CI, trajectory) subscribe to them."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar
+
+
+class CandidateState(StrEnum):
+    SAMPLING = "sampling"
+    APPLYING = "applying"
+    TESTING = "testing"
+    PASSED = "passed"
+    FAILED = "failed"
+    FORMAT_ERROR = "format_error"  # the answer could not be parsed or applied
+    PATCH_FAILED = "patch_failed"  # the diff did not apply in the sandbox
+    TIMED_OUT = "timed_out"
+    REJECTED = "rejected"  # it edited tests
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: ClassVar[str] = "event"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **dataclasses.asdict(self)}
+
+
+@dataclass(frozen=True)
+class RunStarted(Event):
+    kind: ClassVar[str] = "run_started"
+    run_id: str
+    repo: str
+    model: str
+    base_url: str | None
+    test_cmd: str
+    candidates: int
+    rounds: int
+    workers: int
+    issue: str | None = None
+
+
+@dataclass(frozen=True)
+class Status(Event):
+    """A line of progress that is not about one candidate (image build, phase change)."""
+
+    kind: ClassVar[str] = "status"
+    message: str
+
+
+@dataclass(frozen=True)
+class BaselineDone(Event):
+    kind: ClassVar[str] = "baseline_done"
+    targets: list[str]
+    passing: list[str]
+    exit_code: int | None
+    seconds: float
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelCall(Event):
+    """One request to the model and its answers: enough to replay or resume it."""
+
+    kind: ClassVar[str] = "model_call"
+    key: str
+    purpose: str
+    messages: list[dict[str, str]]
+    answers: list[str]
+    finish_reasons: list[str]
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class CandidateUpdate(Event):
+    kind: ClassVar[str] = "candidate"
+    id: str
+    round: int
+    parent: str | None
+    state: CandidateState
+    tokens: int = 0
+    targets_fixed: int = 0
+    targets_total: int = 0
+    regressions: int = 0
+    edited_tests: list[str] = field(default_factory=list)
+    patch: str = ""
+    note: str = ""  # format feedback, patch error, strategies used
+    report: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class RoundFinished(Event):
+    kind: ClassVar[str] = "round_finished"
+    round: int
+    best: str | None
+    solved: bool
+
+
+@dataclass(frozen=True)
+class RunFinished(Event):
+    kind: ClassVar[str] = "run_finished"
+    status: str
+    chosen: str | None
+    patch: str | None
+    tokens: int
+    cost_usd: float
+    seconds: float
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class RunError(Event):
+    kind: ClassVar[str] = "error"
+    message: str
+
+
+Subscriber = Callable[[Event], None]
+
+
+class EventBus:
+    """Fan-out to subscribers; thread-safe, and a failing subscriber never stops the run."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[Subscriber] = []
+        self._lock = threading.Lock()
+        self.errors: list[str] = []
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        self._subscribers.append(subscriber)
+
+    def emit(self, event: Event) -> None:
+        with self._lock:
+            for subscriber in list(self._subscribers):
+                try:
+                    subscriber(event)
+                except Exception as exc:  # a display bug must not lose the run
+                    self.errors.append(f"{type(exc).__name__}: {exc}")
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.kind: cls for cls in (RunStarted, Status, BaselineDone, ModelCall, CandidateUpdate,
+                              RoundFinished, RunFinished, RunError)
+}
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    data = dict(data)
+    cls = EVENT_TYPES[data.pop("kind")]
+    if cls is CandidateUpdate:
+        data["state"] = CandidateState(data["state"])
+    return cls(**data)

@@ -1,0 +1,96 @@
+"""One run from start to finish, shared by every front end: snapshot, sandbox, model,
+trajectory, solver, and cleanup on every exit path."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.config import Settings
+from agent.environment import open_sandbox
+from agent.events import EventBus, RunError, Status
+from agent.loop import Result, Solver
+from agent.model import ChatModel, ModelSettings, OpenAIChatModel
+from agent.trajectory import (TrajectoryWriter, new_run_id, read_events, recorded_calls,
+                              run_path, runs_dir)
+from sandbox.snapshot import Snapshot
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    repo: Path
+    settings: Settings
+    issue: str | None = None
+    resume: str | None = None  # a run id or trajectory path to continue
+
+
+def model_from(settings: Settings) -> OpenAIChatModel:
+    return OpenAIChatModel(ModelSettings(
+        model=settings.model, base_url=settings.base_url, api_key=settings.api_key,
+        temperature=settings.temperature, seed=settings.seed, max_tokens=settings.max_tokens,
+        reasoning_effort=settings.reasoning_effort,
+        max_completion_tokens=settings.max_completion_tokens,
+        timeout_s=settings.request_timeout_s, prices=settings.prices or None,
+        max_concurrent_requests=max(1, settings.candidates)))
+
+
+class Run:
+    """Holds a run's resources; `execute` always releases them (containers, temp dirs)."""
+
+    def __init__(self, request: RunRequest, bus: EventBus, model: ChatModel | None = None):
+        self.request = request
+        self.bus = bus
+        self.model = model
+        self.solver: Solver | None = None
+        self.snapshot: Snapshot | None = None
+        self.sandbox = None
+        self.snapshot_tree: str | None = None
+        recorded = {}
+        if request.resume:
+            path = run_path(request.resume)
+            recorded = recorded_calls(read_events(path))
+            self.run_id = path.parent.name
+        else:
+            self.run_id = new_run_id()
+        self.recorded = recorded
+        self.trajectory_path = runs_dir() / self.run_id / "trajectory.jsonl"
+
+    def stop(self) -> None:
+        """Finish after the current round and keep the best so far."""
+        if self.solver is not None:
+            self.solver.stop_requested = True
+
+    async def execute(self) -> Result:
+        writer = TrajectoryWriter(self.trajectory_path)
+        self.bus.subscribe(writer)
+        model = self.model
+        try:
+            self.snapshot = Snapshot.from_directory(self.request.repo)
+            self.snapshot_tree = self.snapshot.tree
+            self.bus.emit(Status("preparing the sandbox image"))
+            self.sandbox = await asyncio.to_thread(
+                open_sandbox, self.request.settings, self.snapshot,
+                lambda line: self.bus.emit(Status(line)))
+            if model is None:
+                model = model_from(self.request.settings)
+            self.solver = Solver(self.request.settings, model, self.sandbox, self.snapshot,
+                                 self.bus, self.run_id, self.request.issue,
+                                 str(self.request.repo), self.recorded)
+            return await self.solver.run()
+        except Exception as exc:
+            self.bus.emit(RunError(str(exc)))
+            raise
+        finally:
+            if self.sandbox is not None:
+                self.sandbox.close()
+            if self.snapshot is not None:
+                self.snapshot.close()
+            if self.model is None and model is not None and hasattr(model, "aclose"):
+                await model.aclose()
+            writer.close()
+
+
+
+def run_fix(request: RunRequest, bus: EventBus, model: ChatModel | None = None) -> Result:
+    return asyncio.run(Run(request, bus, model).execute())

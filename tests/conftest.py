@@ -1,0 +1,22 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+# `tests.support` must be importable under plain `pytest` too (tests/ is not a package).
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from tests.support.openai_server import ScriptedOpenAIServer
+
+
+@pytest.fixture
+def openai_server():
+    """A scripted OpenAI-compatible server on 127.0.0.1 (see tests/support/openai_server.py).
+
+    Knows the model "test-model"; script answers with ``openai_server.script(...)``; the
+    received requests are in ``openai_server.requests``. Stopped at teardown.
+    """
+    with ScriptedOpenAIServer(models=["test-model"], max_lifetime_s=300.0) as server:
+        yield server

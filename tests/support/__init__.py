@@ -1,0 +1,1 @@
+"""Helpers shared by the test suite (servers that stand in for external services)."""
