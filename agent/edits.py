@@ -12,7 +12,6 @@ from __future__ import annotations
 import difflib
 import posixpath
 import re
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -96,18 +95,20 @@ class ApplyResult:
 # Parsing
 # --------------------------------------------------------------------------------------
 
-_SEARCH_RE = re.compile(r"^\s*<{5,9}\s*(?:SEARCH|ORIGINAL)\b[:\s]*(?P<rest>.*?)\s*$", re.I)
+_SEARCH_RE = re.compile(r"^\s*<{5,9}\s*(?:SEARCH|ORIGINAL)\b[:\s]*(?P<rest>.*?)\s*$", re.IGNORECASE)
 _DIVIDER_RE = re.compile(r"^\s*={5,9}\s*$")
-_REPLACE_RE = re.compile(r"^\s*>{5,9}\s*(?:REPLACE|UPDATED)\b.*$", re.I)
+_REPLACE_RE = re.compile(r"^\s*>{5,9}\s*(?:REPLACE|UPDATED)\b.*$", re.IGNORECASE)
 _FENCE_OPEN_RE = re.compile(r"^\s*(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`]*?)\s*$")
 _FENCE_CLOSE_RE = re.compile(r"^\s*(?P<fence>`{3,}|~{3,})\s*$")
 _HUNK_RE = re.compile(r"^@@+\s*-(\d+)(?:,(\d+))?\s+\+(\d+)(?:,(\d+))?\s*@@+")
 _PATH_CHARS_RE = re.compile(r"^[\w.\-+@~/\\]+$")
-_PATH_PREFIX_RE = re.compile(r"^(?:file(?:\s*name|\s*path)?|path|new file)\s*[:=]\s*", re.I)
+_PATH_PREFIX_RE = re.compile(
+    r"^(?:file(?:\s*name|\s*path)?|path|new file)\s*[:=]\s*", re.IGNORECASE
+)
 _COMMENT_PATH_RE = re.compile(
     r"^\s*(?:#+|//+|--|;+|<!--|/\*)\s*(?:(?:file(?:name)?|path)\s*:\s*)?"
     r"(?P<path>\S+?)\s*(?:-->|\*/)?\s*$",
-    re.I,
+    re.IGNORECASE,
 )
 _DIFF_LANGS = {"diff", "patch", "udiff"}
 
@@ -235,7 +236,9 @@ def parse_answer(text: str, known_paths: Iterable[str] = ()) -> list[Edit]:
     return [edit for _, edit in found]
 
 
-def _parse_search_replace(lines: list[str], known: _Known, used: list[bool]) -> list[tuple[int, Edit]]:
+def _parse_search_replace(
+    lines: list[str], known: _Known, used: list[bool]
+) -> list[tuple[int, Edit]]:
     edits: list[tuple[int, Edit]] = []
     current: str | None = None  # later blocks without a filename reuse the previous one
     i, count = 0, 0
@@ -340,7 +343,11 @@ def _fences(lines: list[str]) -> list[_Fence]:
         else:
             match = _FENCE_CLOSE_RE.match(line)
             fence = opened[1]
-            if match and match.group("fence")[0] == fence[0] and len(match.group("fence")) >= len(fence):
+            if (
+                match
+                and match.group("fence")[0] == fence[0]
+                and len(match.group("fence")) >= len(fence)
+            ):
                 fences.append(_Fence(opened[0], i, fence, opened[2], holds))
                 opened = None
     if opened is not None:
@@ -366,7 +373,9 @@ def _parse_fences_and_diffs(
             lang, info_path = _path_in_info(fence.info, known)
             before = _line_before(lines, fence.start, used)
             if lang in _DIFF_LANGS or _has_header(body) or (body and body[0].startswith("@@")):
-                default = info_path or (_path_in_line(before, known, prose=True) if before else None)
+                default = info_path or (
+                    _path_in_line(before, known, prose=True) if before else None
+                )
                 patches, _ = _parse_diff(body, known, default, fenced=True)
                 diffs += [(fence.start, _patch_edit(p)) for p in patches]
                 continue
@@ -395,7 +404,9 @@ def _line_before(lines: list[str], index: int, used: list[bool]) -> str | None:
     return lines[j] if j >= 0 and not used[j] and lines[j].strip() else None
 
 
-def _whole_file(body: list[str], info_path: str | None, before: str | None, known: _Known) -> Edit | None:
+def _whole_file(
+    body: list[str], info_path: str | None, before: str | None, known: _Known
+) -> Edit | None:
     path = info_path or (_path_in_line(before, known, prose=False) if before else None)
     comment = _COMMENT_PATH_RE.match(body[0]) if body else None
     comment_path = None
@@ -442,17 +453,18 @@ class _FilePatch:
     deleted_file: bool = False
 
     def text(self) -> str:
-        out = [f"--- {'a/' + self.old if self.old is not None else '/dev/null'}",
-               f"+++ {'b/' + self.new if self.new is not None else '/dev/null'}"]
+        """The canonical text: a/ b/ prefixes and hunk headers with recounted lengths."""
+        out = [
+            f"--- {'a/' + self.old if self.old is not None else '/dev/null'}",
+            f"+++ {'b/' + self.new if self.new is not None else '/dev/null'}",
+        ]
         for hunk in self.hunks:
             out.append(hunk.header())
+            last_old = max((k for k, x in enumerate(hunk.lines) if x[0] in " -"), default=-1)
+            last_new = max((k for k, x in enumerate(hunk.lines) if x[0] in " +"), default=-1)
             for k, line in enumerate(hunk.lines):
                 out.append(line)
-                last_old = k == max((i for i, x in enumerate(hunk.lines) if x[0] in " -"), default=-1)
-                last_new = k == max((i for i, x in enumerate(hunk.lines) if x[0] in " +"), default=-1)
-                if (last_old and hunk.old_no_eol and line[0] in " -") or (
-                    last_new and hunk.new_no_eol and line[0] in " +"
-                ):
+                if (k == last_old and hunk.old_no_eol) or (k == last_new and hunk.new_no_eol):
                     out.append("\\ No newline at end of file")
         return "\n".join(out) + "\n"
 
@@ -462,11 +474,7 @@ def _diff_starts(lines: list[str], i: int) -> bool:
         return False
     if lines[i].startswith("diff --git "):
         return True
-    return (
-        lines[i].startswith("--- ")
-        and i + 1 < len(lines)
-        and lines[i + 1].startswith("+++ ")
-    )
+    return lines[i].startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ ")
 
 
 def _has_header(body: list[str]) -> bool:
@@ -577,8 +585,16 @@ def _extended_header(line: str, patch: _FilePatch, known: _Known) -> bool:
     elif line.startswith("rename to "):
         patch.new = _header_path(line[len("rename to ") :], known)
     elif not line.startswith(
-        ("index ", "old mode", "new mode", "similarity index", "dissimilarity index",
-         "copy from", "copy to", "Binary files")
+        (
+            "index ",
+            "old mode",
+            "new mode",
+            "similarity index",
+            "dissimilarity index",
+            "copy from",
+            "copy to",
+            "Binary files",
+        )
     ):
         return False
     return True
@@ -586,9 +602,7 @@ def _extended_header(line: str, patch: _FilePatch, known: _Known) -> bool:
 
 def _parse_hunk(lines: list[str], i: int, patch: _FilePatch) -> int:
     header = _HUNK_RE.match(lines[i])
-    hunk = _Hunk(
-        int(header.group(1)) if header else None, int(header.group(3)) if header else None
-    )
+    hunk = _Hunk(int(header.group(1)) if header else None, int(header.group(3)) if header else None)
     blank_tail = 0  # trailing empty lines are more likely separators than context
     i += 1
     while i < len(lines):
@@ -691,59 +705,40 @@ def _indent(line: str) -> str:
     return line[: len(line) - len(line.lstrip())]
 
 
-def _reindent(lines: Sequence[str], delta: int, extra: str) -> list[str]:
-    """Shift non-blank lines by `delta` columns (adding `extra`, or removing leading blanks)."""
-    if delta == 0:
+def _map_indent(indent: str, s_base: str, f_base: str) -> str:
+    """Translate a SEARCH/REPLACE indentation into the file's (the base indents correspond)."""
+    if indent.startswith(s_base):
+        return f_base + indent[len(s_base) :]
+    return f_base[: max(0, len(f_base) - (len(s_base) - len(indent)))]
+
+
+def _reindent(lines: Sequence[str], s_base: str, f_base: str) -> list[str]:
+    if s_base == f_base:
         return list(lines)
-    out = []
-    for line in lines:
-        if not line.strip():
-            out.append(line)
-        elif delta > 0:
-            out.append(extra + line)
-        else:
-            cut = min(-delta, len(_indent(line)))
-            out.append(line[cut:])
-    return out
+    return [
+        _map_indent(_indent(ln), s_base, f_base) + ln.lstrip() if ln.strip() else ln for ln in lines
+    ]
 
 
-def _ws_delta(window: Sequence[str], search: Sequence[str]) -> int | None:
-    """The uniform indentation offset between window and search, or None if they differ."""
-    delta: int | None = None
+def _bases(window: Sequence[str], search: Sequence[str]) -> tuple[str, str]:
+    """Indents of the first line pair that differs only by indentation: (search, file)."""
+    for f, s in zip(window, search, strict=False):
+        if s.strip() and f.strip() == s.strip():
+            return _indent(s), _indent(f)
+    return "", ""
+
+
+def _same_but_indent(window: Sequence[str], search: Sequence[str]) -> tuple[str, str] | None:
+    """(search base, file base) if the lines differ only by a uniform indentation shift
+    and trailing whitespace, else None."""
+    s_base, f_base = _bases(window, search)
     for f, s in zip(window, search, strict=True):
         f, s = f.rstrip(), s.rstrip()
         if f.lstrip() != s.lstrip():
             return None
-        if not s:
-            continue
-        d = len(_indent(f)) - len(_indent(s))
-        if delta is None:
-            delta = d
-        elif d != delta:
+        if s and _indent(f) != _map_indent(_indent(s), s_base, f_base):
             return None
-    return delta or 0
-
-
-def _guess_delta(window: Sequence[str], search: Sequence[str]) -> tuple[int, str]:
-    """Most common indentation offset among lines that match but for indentation (fuzzy)."""
-    deltas = Counter(
-        len(_indent(f)) - len(_indent(s))
-        for f, s in zip(window, search, strict=False)
-        if s.strip() and f.strip() == s.strip()
-    )
-    if not deltas:
-        return 0, ""
-    delta = deltas.most_common(1)[0][0]
-    return delta, _extra_indent(window, search, delta)
-
-
-def _extra_indent(window: Sequence[str], search: Sequence[str], delta: int) -> str:
-    if delta <= 0:
-        return ""
-    for f, s in zip(window, search, strict=False):
-        if s.strip() and f.strip():
-            return _indent(f)[:delta]
-    return " " * delta
+    return s_base, f_base
 
 
 def _trim_blank(search: list[str], replace: list[str]) -> tuple[list[str], list[str]] | None:
@@ -760,7 +755,9 @@ def _trim_blank(search: list[str], replace: list[str]) -> tuple[list[str], list[
     return search[top : len(search) - bottom], rest[: len(rest) - r_bottom]
 
 
-def _choose(starts: list[int], expected: int | None, min_start: int, strategy: MatchStrategy) -> int:
+def _choose(
+    starts: list[int], expected: int | None, min_start: int, strategy: MatchStrategy
+) -> int:
     if len(starts) == 1:
         return starts[0]
     if expected is not None:  # diff hunks carry line numbers: take the nearest occurrence
@@ -784,7 +781,9 @@ def _place(
     n = len(search)
 
     # 1. exact
-    starts = [i for i in range(len(keys) - n + 1) if keys[i : i + n] == search]
+    starts = [
+        i for i in range(len(keys) - n + 1) if keys[i] == search[0] and keys[i : i + n] == search
+    ]
     if starts:
         start = _choose(starts, expected, min_start, MatchStrategy.EXACT)
         doc.splice(start, n, replace)
@@ -797,16 +796,14 @@ def _place(
         variants.append(trimmed)
     for s_lines, r_lines in variants:
         m = len(s_lines)
-        found = []
+        found = {}
         for i in range(len(keys) - m + 1):
-            delta = _ws_delta(keys[i : i + m], s_lines)
-            if delta is not None:
-                found.append((i, delta))
+            bases = _same_but_indent(keys[i : i + m], s_lines)
+            if bases is not None:
+                found[i] = bases
         if found:
-            start = _choose([i for i, _ in found], expected, min_start, MatchStrategy.WHITESPACE)
-            delta = dict(found)[start]
-            window = keys[start : start + m]
-            new = _reindent(r_lines, delta, _extra_indent(window, s_lines, delta))
+            start = _choose(list(found), expected, min_start, MatchStrategy.WHITESPACE)
+            new = _reindent(r_lines, *found[start])
             doc.splice(start, m, new)
             return _Placed(MatchStrategy.WHITESPACE, 1.0, start, start + len(new))
 
@@ -823,9 +820,7 @@ def _place(
     if expected is not None:
         best = min(tops, key=lambda w: (abs(w[1] - expected), w[1]))
     score, start, size = best
-    window = keys[start : start + size]
-    delta, extra = _guess_delta(window, search)
-    new = _reindent(replace, delta, extra)
+    new = _reindent(replace, *_bases(keys[start : start + size], search))
     doc.splice(start, size, new)
     return _Placed(MatchStrategy.FUZZY, round(score, 4), start, start + len(new))
 
@@ -867,31 +862,45 @@ def _closest_lines(doc: _Doc, start: int, size: int, path: str) -> str:
     return f"The closest lines in {path} (lines {lo + 1}-{hi}) are:\n```\n{snippet}\n```\n"
 
 
+_SR_NOUN = "the SEARCH lines"
+_HUNK_NOUN = "the hunk's context and removed lines"
+
+
 def _no_match_message(
-    label: str, doc: _Doc, path: str, search: list[str], replace: list[str], err: _NoMatch
+    label: str,
+    doc: _Doc,
+    path: str,
+    search: list[str],
+    replace: list[str],
+    err: _NoMatch,
+    noun: str = _SR_NOUN,
 ) -> str:
-    parts = [f"{label}: the SEARCH lines do not match {path}"]
+    head = f"{label}: {noun} do not match {path}"
+    parts = [
+        head + (f" (the best candidate is only {err.score:.0%} similar)." if err.size else ".")
+    ]
     if err.size:
-        parts[0] += f" (the best candidate is only {err.score:.0%} similar)."
         parts.append(_closest_lines(doc, err.start, err.size, path))
-    else:
-        parts[0] += "."
     if replace and "\n".join(replace) in "\n".join(doc.keys()):
-        parts.append("The REPLACE lines are already in the file: drop this block if an "
-                     "earlier one already made this change.")
+        parts.append(
+            "The new lines are already in the file: drop this edit if an earlier one "
+            "already made this change."
+        )
     if any(re.fullmatch(r"\s*(?:#|//)?\s*(?:\.\.\.|…).*", s) for s in search):
-        parts.append("Do not abbreviate the SEARCH section with '...': copy every line.")
-    parts.append("The SEARCH section must copy existing lines of the current file exactly, "
-                 "including indentation, comments and blank lines.")
+        parts.append("Do not abbreviate with '...': copy every line.")
+    parts.append(
+        f"{noun[0].upper() + noun[1:]} must copy lines of the current file exactly, "
+        "including indentation, comments and blank lines."
+    )
     return "\n".join(parts)
 
 
-def _ambiguous_message(label: str, path: str, err: _Ambiguous) -> str:
+def _ambiguous_message(label: str, path: str, err: _Ambiguous, noun: str = _SR_NOUN) -> str:
     where = ", ".join(str(s + 1) for s in err.starts[:8])
     return (
-        f"{label}: the SEARCH lines match {len(err.starts)} places in {path} "
-        f"(starting at lines {where}). Add a few more unchanged lines around the change so "
-        "the SEARCH section matches only one place."
+        f"{label}: {noun} match {len(err.starts)} places in {path} (starting at lines "
+        f"{where}). Add a few more unchanged lines around the change so that they match "
+        "only one place."
     )
 
 
@@ -905,9 +914,10 @@ def _check_path(path: str) -> str | None:
 
 def _unknown_path(path: str, files: Mapping[str, str]) -> str:
     names = list(files)
-    similar = difflib.get_close_matches(path, names, n=3, cutoff=0.6)
     base = posixpath.basename(path)
-    similar += [p for p in names if posixpath.basename(p) == base and p not in similar][:3]
+    similar = [p for p in names if posixpath.basename(p) == base]
+    similar += difflib.get_close_matches(path, names, n=3, cutoff=0.6)
+    similar = list(dict.fromkeys(similar))[:5]
     hint = f" Similar paths: {', '.join(similar)}." if similar else ""
     return (
         f"{path} is not a file in the repository.{hint} Use the path exactly as listed, or "
@@ -971,10 +981,11 @@ def _apply_one(state: dict[str, str], edit: Edit, label: str, threshold: float) 
             raise EditApplyError(f"{label}: cannot delete it: {_unknown_path(edit.path, state)}")
         del state[existing]
         return AppliedEdit(existing, MatchStrategy.DIFF, 1.0)
+    # Creations take the path as written: a new "foo.py" must not land in "pkg/foo.py".
     if kind is EditKind.WHOLE_FILE:
-        return _apply_whole(state, edit.path if existing is None else existing, edit.content or "")
+        return _apply_whole(state, edit.path, edit.content or "")
     if kind is EditKind.CREATE:
-        return _apply_create(state, existing or edit.path, edit.replace or "")
+        return _apply_create(state, edit.path, edit.replace or "")
     if kind is EditKind.DIFF:
         return _apply_diff(state, edit, existing, label, threshold)
     if existing is None:
@@ -984,7 +995,9 @@ def _apply_one(state: dict[str, str], edit: Edit, label: str, threshold: float) 
     try:
         placed = _place(doc, search, replace, threshold)
     except _NoMatch as err:
-        raise EditApplyError(_no_match_message(label, doc, existing, search, replace, err)) from None
+        raise EditApplyError(
+            _no_match_message(label, doc, existing, search, replace, err)
+        ) from None
     except _Ambiguous as err:
         raise EditApplyError(_ambiguous_message(label, existing, err)) from None
     state[existing] = doc.text()
@@ -995,16 +1008,13 @@ def _apply_whole(state: dict[str, str], path: str, content: str) -> AppliedEdit:
     if path not in state:
         state[path] = content
         return AppliedEdit(path, MatchStrategy.CREATE, 1.0)
-    # Keep the file's line endings and missing final newline, so the patch shows only
-    # the model's real changes.
+    # Keep the file's line endings and a missing final newline, so that the patch shows
+    # only the model's real changes.
     old = _Doc.parse(state[path])
     new = _Doc.parse(content.replace("\r\n", "\n"))
-    if old.lines:
-        new.final_eol = old.final_eol or not new.lines
-    new.crlf = old.crlf
-    new.lines, text = [], new.lines
-    new.splice(0, 0, text)
-    state[path] = new.text()
+    doc = _Doc([], old.final_eol if old.lines else new.final_eol, old.crlf)
+    doc.splice(0, 0, new.lines)
+    state[path] = doc.text()
     return AppliedEdit(path, MatchStrategy.WHOLE_FILE, 1.0)
 
 
@@ -1031,7 +1041,7 @@ def _apply_diff(
     if patch.new is None:
         return _apply_one(state, Edit(path=edit.path, delete=True), label, threshold)
     if patch.old is None:  # --- /dev/null: a created file
-        if existing is not None and state[existing].strip():
+        if state.get(edit.path, "").strip():
             raise EditApplyError(
                 f"{label}: the diff creates {edit.path}, but that file already exists; "
                 "diff against its current content instead."
@@ -1059,21 +1069,23 @@ def _apply_diff(
         hunk_label = f"{label}, hunk {number} ({hunk.header()})"
         expected = None if hunk.old_start is None else max(0, hunk.old_start - 1 + offset)
         if not old:  # pure insertion: the header's line number is all we have
-            at = len(doc.lines) if hunk.old_start is None else min(hunk.old_start + offset, len(doc.lines))
+            at = (
+                len(doc.lines)
+                if hunk.old_start is None
+                else min(hunk.old_start + offset, len(doc.lines))
+            )
             doc.splice(at, 0, new)
             placed = _Placed(MatchStrategy.EXACT, 1.0, at, at + len(new))
         else:
             try:
                 placed = _place(doc, old, new, threshold, expected, min_start)
             except _NoMatch as err:
-                failures.append(_no_match_message(hunk_label, doc, source, old, new, err)
-                                .replace("SEARCH lines", "context and removed lines")
-                                .replace("SEARCH section", "context and removed lines"))
+                failures.append(
+                    _no_match_message(hunk_label, doc, source, old, new, err, _HUNK_NOUN)
+                )
                 continue
             except _Ambiguous as err:
-                failures.append(_ambiguous_message(hunk_label, source, err)
-                                .replace("SEARCH lines", "context and removed lines")
-                                .replace("the SEARCH section", "the hunk"))
+                failures.append(_ambiguous_message(hunk_label, source, err, _HUNK_NOUN))
                 continue
         if placed.end == len(doc.lines):  # the hunk reached the end of the file
             if hunk.new_no_eol:
@@ -1108,8 +1120,17 @@ def _split_keepends(text: str) -> list[str]:
     return lines
 
 
-_C_ESCAPES = {'"': '\\"', "\\": "\\\\", "\a": "\\a", "\b": "\\b", "\t": "\\t",
-              "\n": "\\n", "\v": "\\v", "\f": "\\f", "\r": "\\r"}
+_C_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\a": "\\a",
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\v": "\\v",
+    "\f": "\\f",
+    "\r": "\\r",
+}
 
 
 def _quote(name: str) -> str:
@@ -1190,7 +1211,10 @@ def diff_paths(diff: str) -> list[str]:
         pairs = [(pf.source_file, pf.target_file) for pf in PatchSet(diff)]
     except UnidiffParseError:
         # unidiff rejects sloppy hunk counts; the lenient parser still finds the files.
-        patches, _ = _parse_diff(diff.split("\n"), _Known(()), None, fenced=True)
+        try:
+            patches, _ = _parse_diff(diff.split("\n"), _Known(()), None, fenced=True)
+        except FormatError:
+            return []
         pairs = [
             (None if p.old is None else "a/" + p.old, None if p.new is None else "b/" + p.new)
             for p in patches

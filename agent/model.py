@@ -431,7 +431,7 @@ class OpenAIChatModel:
                     except ValueError as exc:  # invalid JSON in a 200 answer
                         raise _Retryable("malformed", f"invalid JSON ({exc})", exc) from exc
                     try:
-                        return self._completions(response, started)
+                        return self._completions(response, messages, started)
                     except _Malformed as exc:
                         raise _Retryable("malformed", str(exc), exc) from exc
             except _Retryable as err:
@@ -577,7 +577,7 @@ class OpenAIChatModel:
             listing = "could not list the available models"
         return ModelNotFound(f"model {model!r} is not available at {url} ({listing})")
 
-    def _completions(self, response: Any, started: float) -> list[Completion]:
+    def _completions(self, response: Any, messages: list[dict], started: float) -> list[Completion]:
         choices = getattr(response, "choices", None)
         if not isinstance(choices, list) or not choices:
             kind = type(response).__name__
@@ -593,7 +593,7 @@ class OpenAIChatModel:
         completion_tokens = getattr(usage, "completion_tokens", None)
         if not isinstance(prompt_tokens, int) or not isinstance(completion_tokens, int):
             # the server reported no usage: estimate it (4 characters per token)
-            prompt_tokens = 0
+            prompt_tokens = max(1, sum(len(str(m.get("content") or "")) for m in messages) // 4)
             completion_tokens = sum(max(1, len(t) // 4) for t in texts)
         total = Usage(prompt_tokens, completion_tokens)
         model = self.settings.model

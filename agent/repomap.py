@@ -223,7 +223,7 @@ _CALL_TYPES = {
     "function_call_expression",  # php
     "member_call_expression",
 }
-_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_IDENT_RE = re.compile(r"[^\W\d]\w*")  # an identifier, Unicode included
 
 
 def _text(data: bytes, start: int, end: int) -> str:
@@ -252,17 +252,21 @@ def _ident_text(node: Any | None, data: bytes) -> str | None:
     return None
 
 
+def _is_name(text: str) -> bool:
+    return bool(text) and not any(c.isspace() or c in "()[]{}<>,;" for c in text)
+
+
 def _definition_name(node: Any, data: bytes) -> str | None:
     name = node.child_by_field_name("name")
     if name is not None:
         text = _text(data, name.start_byte, name.end_byte)
-        return text if _IDENT_RE.fullmatch(text) else None
+        return text if _is_name(text) else None
     if node.type in _NEEDS_BODY and node.child_by_field_name("body") is None:
         return None
     declarator = node.child_by_field_name("declarator")  # c / c++ functions
     if declarator is not None:
         text = _ident_text(declarator, data)
-        return text if text and _IDENT_RE.fullmatch(text) else None
+        return text if text and _is_name(text) else None
     type_node = node.child_by_field_name("type")  # rust impl blocks
     if type_node is not None and node.type == "impl_item":
         return _ident_text(type_node, data)
@@ -316,8 +320,53 @@ def _analyze(path: str, source: str) -> _FileInfo:
     data = source.encode("utf-8", errors="surrogatepass")
     tree = _parse_tree(language, data)
     info = _FileInfo()
+    _walk(tree.root_node, data, python, info)
+    if python and tree.root_node.has_error:
+        _recover_python(tree.root_node, data, language, info)
+    info.symbols.sort(key=lambda s: (s[2], s[3]))
+    return info
+
+
+_PY_TOP_DEF = re.compile(rb"(?:async[ \t]+def|def|class)[ \t]+[A-Za-z_]")
+
+
+def _recover_python(root: Any, data: bytes, language: Any, info: _FileInfo) -> None:
+    """Map the definitions a syntax error swallowed.
+
+    One unclosed bracket can turn the rest of a module into a single ERROR node. Each
+    top-level `def`/`class` inside such a node is re-parsed on its own (up to the next
+    one), padded with newlines so that line numbers stay those of the file.
+    """
+    lines = data.split(b"\n")
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line) + 1)
+    starts = [i for i, line in enumerate(lines) if _PY_TOP_DEF.match(line)]
+    known = {s[2] for s in info.symbols}
+    for error in root.children:
+        if error.type != "ERROR":
+            continue
+        first, last = error.start_point[0], error.end_point[0]
+        inside = [row for row in starts if first <= row <= last and row + 1 not in known]
+        for row in inside:
+            following = [r for r in starts if r > row]
+            end_row = min(following[0] if following else len(lines), last + 1)
+            begin = row
+            while begin > first and lines[begin - 1].startswith(b"@"):
+                begin -= 1  # keep the decorators with their definition
+            chunk = b"\n" * begin + data[offsets[begin] : offsets[end_row] - 1]
+            part = _FileInfo()
+            _walk(_parse_tree(language, chunk).root_node, chunk, True, part, idents=False)
+            info.symbols.extend(s for s in part.symbols if s[2] not in known)
+            known.update(s[2] for s in part.symbols)
+            info.calls.extend(part.calls)
+            info.imports.update(part.imports)
+
+
+def _walk(root: Any, data: bytes, python: bool, info: _FileInfo, idents: bool = True) -> None:
+    """Collect the symbols, identifiers, calls and imports under `root` into `info`."""
     # (node, enclosing qualname, enclosing kind)
-    stack: list[tuple[Any, str | None, str | None]] = [(tree.root_node, None, None)]
+    stack: list[tuple[Any, str | None, str | None]] = [(root, None, None)]
     while stack:
         node, scope, scope_kind = stack.pop()
         node_type = node.type
@@ -356,7 +405,7 @@ def _analyze(path: str, source: str) -> _FileInfo:
                 )
                 child_scope = f"{scope}.{name}" if scope else name
                 child_kind = "class" if kind == "class" else "function"
-        elif node_type.endswith("identifier") or node_type == "constant":
+        elif idents and (node_type.endswith("identifier") or node_type == "constant"):
             text = _text(data, node.start_byte, node.end_byte)
             info.idents[text] = info.idents.get(text, 0) + 1
         if node_type in _CALL_TYPES:
@@ -368,8 +417,6 @@ def _analyze(path: str, source: str) -> _FileInfo:
         children = node.children
         for child in reversed(children):
             stack.append((child, child_scope, child_kind))
-    info.symbols.sort(key=lambda s: (s[2], s[3]))
-    return info
 
 
 def _receiver_type(receiver: Any, data: bytes) -> str | None:
@@ -835,7 +882,7 @@ class RepoMap:
         def rank(path: str) -> tuple[Any, ...]:
             test = is_test_path(path)
             focused = path in ctx.hit_files or path in ctx.defining or path in ctx.mentioned_files
-            if focused:
+            if focused:  # named by the failure, or defining what it names
                 score = (
                     10 * ctx.hit_files.get(path, 0)
                     + 5 * len(ctx.defining.get(path, ()))
@@ -843,11 +890,13 @@ class RepoMap:
                 )
                 return (0, test, -score, -ctx.last_hit.get(path, -1), path)
             refs = sum(infos[path].idents.get(name, 0) for name in ref_names)
-            if not table[path]:
-                return (5, test, 0, 0, path)
-            if refs:
+            if refs:  # references what the failure names
                 return (1 + test, 0, -refs, 0, path)
-            return (3 + test, 0, 0, 0, path)
+            if table[path]:  # the rest
+                return (3 + test, 0, 0, 0, path)
+            if infos[path].idents:  # parsed, nothing to outline (e.g. an __init__.py)
+                return (5, test, 0, 0, path)
+            return (6, test, 0, 0, path)  # not code we parse
 
         budget = max(0, token_budget) * CHARS_PER_TOKEN
         used = 0

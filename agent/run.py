@@ -23,6 +23,7 @@ class RunRequest:
     settings: Settings
     issue: str | None = None
     resume: str | None = None  # a run id or trajectory path to continue
+    staged: bool = False  # test the index (what a commit records) instead of the working tree
 
 
 def model_from(settings: Settings) -> OpenAIChatModel:
@@ -66,7 +67,8 @@ class Run:
         self.bus.subscribe(writer)
         model = self.model
         try:
-            self.snapshot = Snapshot.from_directory(self.request.repo)
+            take = Snapshot.from_index if self.request.staged else Snapshot.from_directory
+            self.snapshot = take(self.request.repo)
             self.snapshot_tree = self.snapshot.tree
             self.bus.emit(Status("preparing the sandbox image"))
             self.sandbox = await asyncio.to_thread(

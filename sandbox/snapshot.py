@@ -77,6 +77,27 @@ class Snapshot:
         return cls(store, tree, root)
 
     @classmethod
+    def from_index(cls, path: str | os.PathLike) -> Snapshot:
+        """The staged content of a repository (what `git commit` would record), without
+        unstaged edits or untracked files; the user's index is only read."""
+        root = Path(path).resolve()
+        user_git = _git_dir_of(root)
+        if user_git is None:
+            raise SnapshotError(f"{root} is not the top of a git repository")
+        store = Path(tempfile.mkdtemp(prefix="mulligan-snap-"))
+        try:
+            git_dir = _init_store(store)
+            (git_dir / "objects" / "info" / "alternates").write_text(
+                str((user_git / "objects").resolve()) + "\n")
+            if (user_git / "index").is_file():
+                shutil.copyfile(user_git / "index", store / "index")
+            tree = _git(["write-tree"], _env(git_dir, store / "index")).strip()
+        except BaseException:
+            shutil.rmtree(store, ignore_errors=True)
+            raise
+        return cls(store, tree, root)
+
+    @classmethod
     def from_files(cls, files: dict[str, str | bytes]) -> Snapshot:
         """A snapshot from in-memory contents (tests, benchmark tasks)."""
         with tempfile.TemporaryDirectory(prefix="mulligan-files-") as tmp:

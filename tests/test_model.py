@@ -444,6 +444,17 @@ async def test_callable_items_see_the_request(openai_server):
     assert [c.text for c in out] == ["2-a", "2-b"]
 
 
+async def test_stalled_request_whose_client_left_consumes_nothing(openai_server):
+    openai_server.script(stall(0.5), "A", "B")
+    async with make_model(openai_server, timeout_s=0.2, max_retries=0) as model:
+        with pytest.raises(ModelUnavailable):
+            await model.sample(PROMPT, 1)
+        time.sleep(0.5)  # the server wakes up, sees the client gone, answers nothing
+        assert openai_server.remaining == 2
+        out = await model.sample(PROMPT, 2)
+    assert [c.text for c in out] == ["A", "B"]
+
+
 def test_models_endpoint_and_unknown_path(openai_server):
     with urllib.request.urlopen(openai_server.base_url + "/models", timeout=5) as resp:
         assert b'"test-model"' in resp.read()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import agent.repomap as repomap
+from agent import repomap
 from agent.repomap import (
     RepoMap,
     Symbol,
@@ -261,6 +261,7 @@ def run_pytest(root: Path, *args: str) -> str:
         capture_output=True,
         text=True,
         timeout=120,
+        check=False,
         env=env,
     )
     assert proc.returncode in (1, 2), proc.stdout + proc.stderr  # tests failed / errors
@@ -543,7 +544,9 @@ def test_render_respects_the_budget_and_never_cuts_a_line(budget):
 
 
 def test_render_keeps_the_focused_symbol_of_a_large_file():
-    big = "\n\n".join(f"def function_number_{i}(argument_{i}, other):\n    pass" for i in range(200))
+    big = "\n\n".join(
+        f"def function_number_{i}(argument_{i}, other):\n    pass" for i in range(200)
+    )
     files = {"big.py": big, "small.py": "def tiny():\n    pass\n"}
     last_line = len(big.split("\n")) - 1
     text = RepoMap().render(files, focus=[TracebackHit("big.py", last_line, None)], token_budget=60)
@@ -657,7 +660,9 @@ def test_implicated_source_tiny_budget_narrows_to_the_failing_line():
     body = "\n".join(f"    total += {i}" for i in range(200))
     big = f"def f(total):\n{body}\n    return total\n"
     files = {"pkg/big.py": big}
-    source = RepoMap().implicated_source(files, [TracebackHit("pkg/big.py", 120, "f")], 60)
+    source = RepoMap().implicated_source(
+        files, [TracebackHit("pkg/big.py", 120, "f")], token_budget=60
+    )
     excerpt = source["pkg/big.py"]
     assert len(excerpt) / 4 <= 60
     assert big.split("\n")[119] in excerpt

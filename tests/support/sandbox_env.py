@@ -67,7 +67,10 @@ def require_docker_image() -> str:
             if problem is not None:
                 try:
                     proc = subprocess.run(
-                        ["bash", str(SETUP_SCRIPT)], cwd=ROOT, capture_output=True, text=True,
+                        ["bash", str(SETUP_SCRIPT)],
+                        cwd=ROOT,
+                        capture_output=True,
+                        text=True,
                         timeout=SETUP_TIMEOUT_S,
                     )
                     detail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
@@ -123,7 +126,8 @@ def sandbox(docker_client: docker.DockerClient, docker_image: str) -> Iterator[D
                 pass
         assert not left, (
             f"containers left behind by sandbox session {box.session}: "
-            f"{[(c.short_id, c.status) for c in left]}")
+            f"{[(c.short_id, c.status) for c in left]}"
+        )
 
 
 # -- building candidates ----------------------------------------------------------------------
@@ -143,9 +147,15 @@ def make_patch(old: Mapping[str, str | None], new: Mapping[str, str | None]) -> 
             header.append("new file mode 100644\n")
         elif after is None:
             header.append("deleted file mode 100644\n")
-        body = list(difflib.unified_diff(
-            a, b, fromfile=f"a/{path}" if before is not None else "/dev/null",
-            tofile=f"b/{path}" if after is not None else "/dev/null", lineterm="\n"))
+        body = list(
+            difflib.unified_diff(
+                a,
+                b,
+                fromfile=f"a/{path}" if before is not None else "/dev/null",
+                tofile=f"b/{path}" if after is not None else "/dev/null",
+                lineterm="\n",
+            )
+        )
         for i, line in enumerate(body):
             if not line.endswith("\n"):
                 body[i] = line + "\n\\ No newline at end of file\n"
