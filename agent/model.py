@@ -95,7 +95,8 @@ class ModelSettings:
     max_completion_tokens: int | None = None  # sent instead of max_tokens when set
     timeout_s: float = 120.0
     max_retries: int = 4
-    prices: dict[str, tuple[float, float]] | None = None  # merged over DEFAULT_PRICES
+    # model -> (USD per 1M input tokens, per 1M output tokens), merged over DEFAULT_PRICES
+    prices: dict[str, tuple[float, float]] | None = field(default=None, hash=False)
     retry_base_delay_s: float = 0.5  # backoff: base * 2**attempt, with jitter
     retry_max_delay_s: float = 30.0
     retry_after_cap_s: float = 60.0  # a server's Retry-After is honoured up to this
@@ -201,6 +202,8 @@ def _display_url(url: str) -> str:
     """The URL without credentials, query or fragment, and without a trailing slash."""
     parts = urlsplit(url)
     host = parts.hostname or ""
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
     if parts.port is not None:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))

@@ -257,12 +257,12 @@ def _is_name(text: str) -> bool:
 
 
 def _definition_name(node: Any, data: bytes) -> str | None:
+    if node.type in _NEEDS_BODY and node.child_by_field_name("body") is None:
+        return None  # `struct S s;` uses a type, it does not define one
     name = node.child_by_field_name("name")
     if name is not None:
         text = _text(data, name.start_byte, name.end_byte)
         return text if _is_name(text) else None
-    if node.type in _NEEDS_BODY and node.child_by_field_name("body") is None:
-        return None
     declarator = node.child_by_field_name("declarator")  # c / c++ functions
     if declarator is not None:
         text = _ident_text(declarator, data)
@@ -683,7 +683,7 @@ class RepoMap:
         if language_name is None or _language(language_name) is None:
             return _FileInfo()
         digest = hashlib.sha256(
-            f"{CACHE_VERSION}\0{language_name}\0".encode() + source.encode("utf-8", "replace")
+            f"{CACHE_VERSION}\0{language_name}\0".encode() + source.encode("utf-8", "surrogatepass")
         ).hexdigest()
         info = self._memory.get(digest)
         if info is not None:
