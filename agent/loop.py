@@ -265,21 +265,20 @@ class Solver:
         if not parents:
             return []
         per_parent = max(1, self.settings.candidates // len(parents))
-        jobs = []
+        conversations = [parent.messages + [{"role": "assistant", "content": parent.answer},
+                                            {"role": "user", "content": self._feedback(parent)}]
+                         for parent in parents]
         for p_index, parent in enumerate(parents):
-            messages = parent.messages + [{"role": "assistant", "content": parent.answer},
-                                          {"role": "user", "content": self._feedback(parent)}]
             for j in range(per_parent):
                 self._announce(Candidate(f"r{round_no}c{p_index * per_parent + j + 1}",
                                          round_no, parent.id))
-            jobs.append(self._sample("revise", messages, per_parent,
-                                     self._seed(round_no, p_index)))
-        answers = await asyncio.gather(*jobs)
+        answers = await asyncio.gather(*(
+            self._sample("revise", messages, per_parent, self._seed(round_no, p_index))
+            for p_index, messages in enumerate(conversations)))
         batch = []
-        for p_index, (parent, completions) in enumerate(zip(parents, answers)):
+        for p_index, (parent, messages, completions) in enumerate(
+                zip(parents, conversations, answers)):
             base = parent.files if parent.files is not None else self.base_files
-            messages = parent.messages + [{"role": "assistant", "content": parent.answer},
-                                          {"role": "user", "content": self._feedback(parent)}]
             for j, completion in enumerate(completions):
                 cand = Candidate(f"r{round_no}c{p_index * per_parent + j + 1}", round_no,
                                  parent.id, messages, completion.text, completion.usage.total,

@@ -11,6 +11,7 @@ from agent.config import Settings
 from agent.environment import open_sandbox
 from agent.events import EventBus, RunError, Status
 from agent.loop import Result, Solver
+from agent.repomap import RepoMap
 from agent.model import ChatModel, ModelSettings, OpenAIChatModel
 from agent.trajectory import (TrajectoryWriter, new_run_id, read_events, recorded_calls,
                               run_path, runs_dir)
@@ -34,6 +35,12 @@ def model_from(settings: Settings) -> OpenAIChatModel:
         max_completion_tokens=settings.max_completion_tokens,
         timeout_s=settings.request_timeout_s, prices=settings.prices or None,
         max_concurrent_requests=max(1, settings.candidates)))
+
+
+def repomap_cache_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("mulligan")) / "repomap"
 
 
 class Run:
@@ -78,7 +85,8 @@ class Run:
                 model = model_from(self.request.settings)
             self.solver = Solver(self.request.settings, model, self.sandbox, self.snapshot,
                                  self.bus, self.run_id, self.request.issue,
-                                 str(self.request.repo), self.recorded)
+                                 str(self.request.repo), self.recorded,
+                                 RepoMap(cache_dir=repomap_cache_dir()))
             return await self.solver.run()
         except Exception as exc:
             self.bus.emit(RunError(str(exc)))
