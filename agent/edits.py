@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import posixpath
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -558,7 +559,7 @@ def _parse_diff(
                 current = _FilePatch(default_path, default_path)
                 patches.append(current)
             fresh_git = False
-            i = _parse_hunk(lines, i, current)
+            i = _parse_hunk(lines, i, current, fenced=fenced)
             continue
         if not fenced and not line.strip() and i + 1 < len(lines) and _diff_starts(lines, i + 1):
             i += 1  # blank line between two files' diffs
@@ -600,7 +601,7 @@ def _extended_header(line: str, patch: _FilePatch, known: _Known) -> bool:
     return True
 
 
-def _parse_hunk(lines: list[str], i: int, patch: _FilePatch) -> int:
+def _parse_hunk(lines: list[str], i: int, patch: _FilePatch, *, fenced: bool) -> int:
     header = _HUNK_RE.match(lines[i])
     hunk = _Hunk(int(header.group(1)) if header else None, int(header.group(3)) if header else None)
     blank_tail = 0  # trailing empty lines are more likely separators than context
@@ -620,6 +621,9 @@ def _parse_hunk(lines: list[str], i: int, patch: _FilePatch) -> int:
         elif not line.strip():
             hunk.lines.append(" ")  # blank context line whose leading space was stripped
             blank_tail += 1
+        elif fenced:
+            hunk.lines.append(" " + line)  # a context line that lost its leading space
+            blank_tail = 0
         else:
             break
         i += 1
@@ -631,6 +635,11 @@ def _parse_hunk(lines: list[str], i: int, patch: _FilePatch) -> int:
 
 
 def _patch_edit(patch: _FilePatch) -> Edit:
+    if not patch.hunks and patch.old == patch.new and not patch.new_file:
+        raise FormatError(
+            f"The diff for {patch.new} has no hunks: after the ---/+++ lines, give `@@` hunks "
+            "whose lines start with ' ' (context), '-' (removed) or '+' (added)."
+        )
     if patch.new is None:
         return Edit(path=patch.old or "", delete=True)
     return Edit(path=patch.new, diff=patch.text())
@@ -796,14 +805,14 @@ def _place(
         variants.append(trimmed)
     for s_lines, r_lines in variants:
         m = len(s_lines)
-        found = {}
+        found: dict[int, tuple[str, str]] = {}  # start -> (search base, file base)
         for i in range(len(keys) - m + 1):
             bases = _same_but_indent(keys[i : i + m], s_lines)
             if bases is not None:
                 found[i] = bases
         if found:
             start = _choose(list(found), expected, min_start, MatchStrategy.WHITESPACE)
-            new = _reindent(r_lines, *found[start])
+            new = _merged_replacement(keys[start : start + m], s_lines, r_lines)
             doc.splice(start, m, new)
             return _Placed(MatchStrategy.WHITESPACE, 1.0, start, start + len(new))
 
@@ -820,38 +829,107 @@ def _place(
     if expected is not None:
         best = min(tops, key=lambda w: (abs(w[1] - expected), w[1]))
     score, start, size = best
-    new = _reindent(replace, *_bases(keys[start : start + size], search))
+    new = _merged_replacement(keys[start : start + size], search, replace)
     doc.splice(start, size, new)
     return _Placed(MatchStrategy.FUZZY, round(score, 4), start, start + len(new))
+
+
+def _merged_replacement(window: list[str], search: list[str], replace: list[str]) -> list[str]:
+    """The new lines for a window matched by the whitespace or fuzzy stage.
+
+    Changed lines are re-indented like the file; lines the edit leaves unchanged keep the
+    file's own text, so that a slip the model made while copying them (the very reason
+    the match was inexact) never lands in the file or the patch.
+    """
+    s_base, f_base = _bases(window, search)
+    aligned: dict[int, int] = {}  # search line -> window line
+    matcher = difflib.SequenceMatcher(
+        None, [s.strip() for s in search], [w.strip() for w in window], autojunk=False
+    )
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal" or (tag == "replace" and i2 - i1 == j2 - j1):
+            aligned.update((i1 + k, j1 + k) for k in range(i2 - i1))
+    out: list[str] = []
+    change = difflib.SequenceMatcher(None, search, replace, autojunk=False)
+    for tag, i1, i2, j1, j2 in change.get_opcodes():
+        if tag == "equal":
+            for k in range(i1, i2):
+                kept = window[aligned[k]] if k in aligned else None
+                out.append(kept if kept is not None else _reindent([search[k]], s_base, f_base)[0])
+        else:
+            out.extend(_reindent(replace[j1:j2], s_base, f_base))
+    return out
+
+
+_TOKEN_RE = re.compile(r"\w+|[^\w\s]")
+_PEAKS = 24  # windows per size whose exact similarity is computed
 
 
 def _similar_windows(
     keys: list[str], search: list[str], threshold: float
 ) -> list[tuple[float, int, int]]:
-    """(ratio, start, size) of windows, best first; windows under the threshold are only
-    scored to find the single best (for the error message)."""
+    """(ratio, start, size) of the windows most similar to `search`, best first.
+
+    SequenceMatcher is too slow to run on every window of a large file, so windows are
+    first ranked by token overlap (updated incrementally as the window slides) and only
+    the best-ranked ones are scored exactly. Returns the windows at or over the threshold,
+    else the single best one (for the error message).
+    """
     n = len(search)
     if not n or not keys:
         return []
-    stripped = [k.rstrip() for k in keys]
-    matcher = difflib.SequenceMatcher(None, autojunk=False)
-    matcher.set_seq2("\n".join(s.rstrip() for s in search))  # seq2 is cached by difflib
-    results: list[tuple[float, int, int]] = []
-    floor = 0.0
+    want = Counter(tok for line in search for tok in _TOKEN_RE.findall(line))
+    line_tokens = [_TOKEN_RE.findall(key) for key in keys]
+    candidates: set[tuple[int, int]] = set()
     for size in dict.fromkeys((n, n - 1, n + 1)):
         if size < 1 or size > len(keys):
             continue
-        for i in range(len(keys) - size + 1):
-            matcher.set_seq1("\n".join(stripped[i : i + size]))
-            bar = min(floor, threshold)
-            if matcher.real_quick_ratio() < bar or matcher.quick_ratio() < bar:
-                continue
-            ratio = matcher.ratio() - (0.001 if size != n else 0.0)  # prefer the same length
-            if ratio >= threshold or ratio > floor:
-                results.append((ratio, i, size))
-                floor = max(floor, ratio)
+        scores = _token_scores(line_tokens, want, size)
+        last = len(scores) - 1
+        peaks = [
+            i
+            for i, score in enumerate(scores)
+            if (i == 0 or score >= scores[i - 1]) and (i == last or score >= scores[i + 1])
+        ]
+        peaks.sort(key=lambda i: -scores[i])
+        for i in peaks[:_PEAKS]:
+            candidates.update((j, size) for j in (i - 1, i, i + 1) if 0 <= j <= last)
+    stripped = [key.rstrip() for key in keys]
+    matcher = difflib.SequenceMatcher(None, autojunk=False)
+    matcher.set_seq2("\n".join(line.rstrip() for line in search))  # seq2 is cached
+    results: list[tuple[float, int, int]] = []
+    floor = 0.0
+    for start, size in sorted(candidates):
+        matcher.set_seq1("\n".join(stripped[start : start + size]))
+        bar = min(floor, threshold)
+        if matcher.real_quick_ratio() < bar or matcher.quick_ratio() < bar:
+            continue
+        ratio = matcher.ratio() - (0.001 if size != n else 0.0)  # prefer the same length
+        results.append((ratio, start, size))
+        floor = max(floor, ratio)
     results.sort(key=lambda r: (-r[0], r[1]))
     return [r for r in results if r[0] >= threshold] or results[:1]
+
+
+def _token_scores(line_tokens: list[list[str]], want: Counter[str], size: int) -> list[float]:
+    """Dice overlap of token multisets between `want` and every window of `size` lines."""
+    want_total = sum(want.values())
+    have: Counter[str] = Counter()
+    overlap = total = 0
+    scores = []
+    for i, tokens in enumerate(line_tokens):
+        for tok in tokens:
+            overlap += have[tok] < want[tok]
+            have[tok] += 1
+        total += len(tokens)
+        if i >= size:
+            for tok in line_tokens[i - size]:
+                have[tok] -= 1
+                overlap -= have[tok] < want[tok]
+            total -= len(line_tokens[i - size])
+        if i >= size - 1:
+            scores.append(2 * overlap / (total + want_total) if total + want_total else 1.0)
+    return scores
 
 
 def _closest_lines(doc: _Doc, start: int, size: int, path: str) -> str:
@@ -1061,7 +1139,8 @@ def _apply_diff(
     doc = _Doc.parse(state[source])
     strategies: list[MatchStrategy] = []
     scores: list[float] = []
-    offset, min_start, failures = 0, 0, []
+    offset, min_start = 0, 0  # line shift from earlier hunks; where the last one ended
+    failures: list[str] = []
     for number, hunk in enumerate(patch.hunks, 1):
         old, new = hunk.old, hunk.new
         if old == new and not (hunk.old_no_eol or hunk.new_no_eol):
