@@ -88,6 +88,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=cmd_sandbox_run)
     prune = ssub.add_parser("prune", help="remove containers left by killed runs")
     prune.set_defaults(handler=cmd_sandbox_prune)
+
+    from agent.hook import add_subparser as add_hook_subparser
+
+    add_hook_subparser(sub)  # mulligan hook install|uninstall|run
+
+    from agent.ci import add_parser as add_ci_subparser
+
+    add_ci_subparser(sub)  # mulligan ci (the GitHub Actions pull-request bot)
+
+    from agent.localmodel import add_parser as add_model_subparser
+
+    add_model_subparser(sub)  # mulligan model setup|status (the offline local model)
     return parser
 
 
@@ -138,30 +150,35 @@ def cmd_fix(args: argparse.Namespace) -> int:
     from agent.run import Run, RunRequest
     from agent.workspace import apply_to_worktree
 
-    repo = find_repo_root(Path(args.path))
-    settings = load_settings(repo, _flags(args, *FIX_SETTINGS))
-    issue = args.issue
-    if args.issue_file is not None:
-        try:
-            issue = args.issue_file.read_text()
-        except OSError as exc:
-            raise MulliganError(f"cannot read {args.issue_file}: {exc.strerror}") from None
-    bus = EventBus()
-    bus.subscribe(ConsoleProgress(err, verbose=args.verbose))
-    run = Run(RunRequest(repo, settings, issue, args.resume), bus)
     try:
+        repo = find_repo_root(Path(args.path))
+        settings = load_settings(repo, _flags(args, *FIX_SETTINGS))
+        issue = args.issue
+        if args.issue_file is not None:
+            try:
+                issue = args.issue_file.read_text()
+            except OSError as exc:
+                raise MulliganError(f"cannot read {args.issue_file}: {exc.strerror}") from None
+        bus = EventBus()
+        bus.subscribe(ConsoleProgress(err, verbose=args.verbose))
+        run = Run(RunRequest(repo, settings, issue, args.resume), bus)
         result = asyncio.run(run.execute())
     except (MulliganError, SandboxError) as exc:
-        if args.json:
-            print(json.dumps({"status": "error", "error": str(exc), "patch": None,
-                              "candidates": [], "totals": {}}))
+        _json_error(args, exc)  # --json: stdout still holds exactly one JSON object
         raise
-    if result.patch and args.patch_out is not None:
-        args.patch_out.write_text(result.patch)
-        err.print(f"patch written to {args.patch_out}")
-    if result.status == "solved" and args.apply and result.patch:
-        changed = apply_to_worktree(repo, result.patch, run.snapshot_tree or "")
-        err.print(f"applied to the working tree: {', '.join(changed)}")
+    try:
+        if result.patch and args.patch_out is not None:
+            try:
+                args.patch_out.write_text(result.patch)
+            except OSError as exc:
+                raise MulliganError(f"cannot write {args.patch_out}: {exc.strerror}") from None
+            err.print(f"patch written to {args.patch_out}")
+        if result.status == "solved" and args.apply and result.patch:
+            changed = apply_to_worktree(repo, result.patch, run.snapshot_tree or "")
+            err.print(f"applied to the working tree: {', '.join(changed)}")
+    except MulliganError as exc:
+        _json_error(args, exc, result.to_json())  # the result, with why it was not applied
+        raise
     if args.json:
         print(json.dumps(result.to_json()))
     elif result.patch:
@@ -170,6 +187,12 @@ def cmd_fix(args: argparse.Namespace) -> int:
         sys.stdout.write(result.patch)
     err.print(f"trajectory: {run.trajectory_path}")
     return 0 if result.status in ("solved", "nothing_to_fix") else 1
+
+
+def _json_error(args: argparse.Namespace, exc: Exception, result: dict | None = None) -> None:
+    if args.json:
+        body = result or {"status": "error", "patch": None, "candidates": [], "totals": {}}
+        print(json.dumps({**body, "error": str(exc)}))
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 from agent.config import Settings
 from agent.environment import open_sandbox
 from agent.events import EventBus, RunError, Status
+from agent.localmodel import LocalModel, start_local_model
 from agent.loop import Result, Solver
 from agent.repomap import RepoMap
 from agent.model import ChatModel, ModelSettings, OpenAIChatModel
@@ -54,6 +55,7 @@ class Run:
         self.snapshot: Snapshot | None = None
         self.sandbox = None
         self.snapshot_tree: str | None = None
+        self.local: LocalModel | None = None  # the local model server, when one was started
         recorded = {}
         if request.resume:
             path = run_path(request.resume)
@@ -73,7 +75,12 @@ class Run:
         writer = TrajectoryWriter(self.trajectory_path)
         self.bus.subscribe(writer)
         model = self.model
+        settings = self.request.settings
         try:
+            if model is None:  # no endpoint configured: start the local model (or ConfigError)
+                self.local = await start_local_model(
+                    settings, lambda line: self.bus.emit(Status(line)))
+                settings = self.local.settings if self.local is not None else settings
             take = Snapshot.from_index if self.request.staged else Snapshot.from_directory
             self.snapshot = take(self.request.repo)
             self.snapshot_tree = self.snapshot.tree
@@ -82,8 +89,9 @@ class Run:
                 open_sandbox, self.request.settings, self.snapshot,
                 lambda line: self.bus.emit(Status(line)))
             if model is None:
-                model = model_from(self.request.settings)
-            self.solver = Solver(self.request.settings, model, self.sandbox, self.snapshot,
+                model = model_from(settings)
+                model = self.local.watch(model) if self.local is not None else model
+            self.solver = Solver(settings, model, self.sandbox, self.snapshot,
                                  self.bus, self.run_id, self.request.issue,
                                  str(self.request.repo), self.recorded,
                                  RepoMap(cache_dir=repomap_cache_dir()))
@@ -98,6 +106,8 @@ class Run:
                 self.snapshot.close()
             if self.model is None and model is not None and hasattr(model, "aclose"):
                 await model.aclose()
+            if self.local is not None:
+                await self.local.aclose()
             writer.close()
 
 

@@ -68,6 +68,7 @@ def require_docker_image() -> str:
                 try:
                     proc = subprocess.run(
                         ["bash", str(SETUP_SCRIPT)],
+                        check=False,
                         cwd=ROOT,
                         capture_output=True,
                         text=True,

@@ -1,0 +1,420 @@
+"""Which edit format does a small local model follow most reliably?
+
+For each benchmark task (``../shared/benchmarks/TASKID``: buggy module, ``tests/``,
+``task.json``; the reference fixes in ``_fixes/`` are never read) and each edit format, the
+model is asked for a fix (one request with ``n`` samples); every answer is parsed and applied
+with ``agent/edits.py`` and the result tested with pytest on the host in a temporary copy of
+the task. Reported per format: parse rate, apply rate, fix rate (samples whose patch makes
+every test pass), tasks fixed by at least one sample, completion tokens and seconds.
+
+Formats:
+
+* ``search_replace``: the production prompts (``prompts/system.j2`` + ``propose.j2``);
+* ``unified_diff``: the same context, asking for a unified diff;
+* ``whole_file``: asking for the complete corrected file after a line with its path;
+* ``whole_function``: asking for the complete corrected function(s); the answer's top-level
+  ``def``/``class`` blocks replace the ones of the same name (turned into SEARCH/REPLACE
+  edits and applied by ``apply_edits``; ``parse_answer`` has no such mode today).
+
+By default the bundled local model is started (``mulligan model setup`` first); ``--base-url``
+and ``--model`` point at any other OpenAI-compatible endpoint instead. Results are appended
+to a JSONL file (one line per sample) and a run resumes where that file stops::
+
+    python bench/edit_formats.py --tasks 20 --samples 3
+    python bench/edit_formats.py --summary bench/out/edit_formats.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from agent.edits import Edit, apply_edits, parse_answer
+from agent.errors import EditApplyError, FormatError, MulliganError
+from agent.loop import MESSAGE_CHARS, _lang, _trim
+from prompts import render
+
+DEFAULT_TASKS_DIR = ROOT.parent / "shared" / "benchmarks"
+FORMATS = ("search_replace", "unified_diff", "whole_file", "whole_function")
+
+# The system prompts of the formats other than SEARCH/REPLACE (which uses prompts/system.j2).
+_INTRO = """\
+You are an expert software engineer fixing bugs in a repository. You change source code so that
+the failing tests pass without breaking the tests that pass now. Never edit the tests.
+"""
+SYSTEM = {
+    "unified_diff": _INTRO + """
+Answer with a unified diff in a ```diff fence, exactly in this format:
+
+```diff
+--- a/path/to/file.py
++++ b/path/to/file.py
+@@ -10,7 +10,7 @@
+ unchanged context line
+-the old line
++the new line
+ unchanged context line
+```
+
+Rules:
+- Context and removed lines must match the current file exactly, including indentation.
+- Think briefly first (a few sentences at most), then give the diff.
+""",
+    "whole_file": _INTRO + """
+Answer with the complete corrected file: the file's path on its own line, then a fenced code
+block with the whole new content of the file, exactly in this format:
+
+path/to/file.py
+```python
+the complete file, every line of it, with your fix
+```
+
+Rules:
+- Give the whole file, not only the changed part: the block replaces the file.
+- Think briefly first (a few sentences at most), then give the file.
+""",
+    "whole_function": _INTRO + """
+Answer with the complete corrected function: the file's path on its own line, then a fenced
+code block with the whole function, from its `def` line to its last line, exactly in this format:
+
+path/to/file.py
+```python
+def the_function(arguments):
+    the complete corrected body
+```
+
+Rules:
+- Give each function you change completely; it replaces the function of the same name.
+- Do not repeat functions you do not change.
+- Think briefly first (a few sentences at most), then give the function.
+""",
+}
+FINAL_LINE = {
+    "search_replace": "Fix the bug. Answer with SEARCH/REPLACE blocks.",
+    "unified_diff": "Fix the bug. Answer with a unified diff.",
+    "whole_file": "Fix the bug. Answer with the complete corrected file.",
+    "whole_function": "Fix the bug. Answer with the complete corrected function.",
+}
+
+
+# -- tasks ------------------------------------------------------------------------------------
+
+
+def list_tasks(tasks_dir: Path) -> list[Path]:
+    return sorted(p for p in tasks_dir.iterdir()
+                  if p.is_dir() and not p.name.startswith("_") and (p / "task.json").is_file())
+
+
+def pick_tasks(all_tasks: list[Path], spec: str | None) -> list[Path]:
+    """`spec`: None (all), a number N (an even spread over both datasets), or names."""
+    if not spec:
+        return all_tasks
+    if spec.isdigit():
+        n = int(spec)
+        groups = [[t for t in all_tasks if t.name.startswith(prefix)]
+                  for prefix in ("quixbugs_", "humanevalfix_")]
+        picked: list[Path] = []
+        for group, share in zip(groups, (n // 2, n - n // 2)):
+            if share and group:
+                step = len(group) / share
+                picked += [group[int(i * step)] for i in range(min(share, len(group)))]
+        return picked
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    by_name = {t.name: t for t in all_tasks}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise SystemExit(f"unknown task(s): {', '.join(missing)}")
+    return [by_name[n] for n in names]
+
+
+def task_files(task: Path) -> dict[str, str]:
+    """The task's source files as the agent sees them (tests included, fixes never)."""
+    files = {}
+    for path in sorted(task.rglob("*")):
+        rel = path.relative_to(task).as_posix()
+        if path.is_file() and "__pycache__" not in rel and not rel.startswith("."):
+            try:
+                files[rel] = path.read_text()
+            except UnicodeDecodeError:
+                continue
+    return files
+
+
+def run_pytest(task: Path, files: dict[str, str] | None = None,
+               timeout: float = 120.0) -> tuple[bool, list[dict[str, str]], float]:
+    """Run the task's tests in a temporary copy (with `files` written over it)."""
+    with tempfile.TemporaryDirectory(prefix="mulligan-bench-") as tmp:
+        work = Path(tmp) / task.name
+        shutil.copytree(task, work, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
+        for rel, text in (files or {}).items():
+            (work / rel).parent.mkdir(parents=True, exist_ok=True)
+            (work / rel).write_text(text)
+        junit = Path(tmp) / "junit.xml"
+        started = time.monotonic()
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--tb=short",
+                 f"--junitxml={junit}"], cwd=work, capture_output=True, text=True,
+                timeout=timeout, check=False, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+        except subprocess.TimeoutExpired:
+            return False, [{"nodeid": "(all)", "message": "timed out"}], timeout
+        seconds = time.monotonic() - started
+        failures = []
+        if junit.exists():
+            for case in ET.parse(junit).getroot().iter("testcase"):
+                bad = case.find("failure")
+                if bad is None:
+                    bad = case.find("error")
+                if bad is None:
+                    continue
+                cls = case.get("classname", "")
+                nodeid = cls.replace(".", "/") + ".py::" + case.get("name", "")
+                text = (bad.get("message") or "") + "\n" + (bad.text or "")
+                failures.append({"nodeid": nodeid, "message": _trim(text, MESSAGE_CHARS)})
+        return proc.returncode == 0, failures, seconds
+
+
+# -- prompts and parsing ------------------------------------------------------------------------
+
+
+def messages_for(fmt: str, task: Path, sources: dict[str, str],
+                 failures: list[dict[str, str]]) -> list[dict[str, str]]:
+    issue = json.loads((task / "task.json").read_text()).get("description")
+    user = render("propose", issue=issue, failures=failures[:10], repo_map=None,
+                  sources=sources, lang=_lang)
+    if fmt != "search_replace":
+        user = user.replace(FINAL_LINE["search_replace"], FINAL_LINE[fmt])
+    system = render("system") if fmt == "search_replace" else SYSTEM[fmt]
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+_FENCE = re.compile(r"^```[^\n`]*\n(.*?)^```", re.DOTALL | re.MULTILINE)
+
+
+def whole_function_edits(answer: str, files: dict[str, str]) -> list[Edit]:
+    """Top-level defs/classes in the answer's python fences, replacing same-named ones."""
+    edits: list[Edit] = []
+    for block in _FENCE.findall(answer):
+        try:
+            new_tree = ast.parse(block)
+        except SyntaxError:
+            continue
+        new_lines = block.splitlines(keepends=True)
+        for node in new_tree.body:
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                continue
+            start = min([node.lineno] + [d.lineno for d in node.decorator_list]) - 1
+            replacement = "".join(new_lines[start:node.end_lineno])
+            for path, text in files.items():
+                if not path.endswith(".py") or path.startswith("tests/"):
+                    continue
+                old = _top_level(text, node.name)
+                if old is not None:
+                    edits.append(Edit(path, search=old, replace=replacement))
+                    break
+    if not edits:
+        raise FormatError("no complete function with the name of an existing one was found")
+    return edits
+
+
+def _top_level(text: str, name: str) -> str | None:
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return None
+    lines = text.splitlines(keepends=True)
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and \
+                node.name == name:
+            start = min([node.lineno] + [d.lineno for d in node.decorator_list]) - 1
+            return "".join(lines[start:node.end_lineno])
+    return None
+
+
+def apply_answer(fmt: str, answer: str, files: dict[str, str]) -> tuple[str, dict | None, str]:
+    """(stage reached: "parse" | "apply" | "applied", new files or None, error text)."""
+    try:
+        if fmt == "whole_function":
+            edits = whole_function_edits(answer, files)
+        else:
+            edits = parse_answer(answer, known_paths=files.keys())
+    except FormatError as exc:
+        return "parse", None, str(exc)[:300]
+    try:
+        result = apply_edits(files, edits)
+    except EditApplyError as exc:
+        return "apply", None, str(exc)[:300]
+    changed = {p: t for p, t in result.files.items() if files.get(p) != t}
+    if not changed:
+        return "apply", None, "the edits changed nothing"
+    return "applied", changed, ""
+
+
+# -- the benchmark ----------------------------------------------------------------------------
+
+
+async def bench(args: argparse.Namespace) -> None:
+    from agent.model import ModelSettings, OpenAIChatModel
+
+    tasks = pick_tasks(list_tasks(args.tasks_dir), args.tasks)
+    formats = [f.strip() for f in args.formats.split(",")]
+    for fmt in formats:
+        if fmt not in FORMATS:
+            raise SystemExit(f"unknown format {fmt!r}: choose from {', '.join(FORMATS)}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = {(r["task"], r["format"]) for r in read_results(out)}
+    todo = [(t, f) for t in tasks for f in formats if (t.name, f) not in done]
+    print(f"{len(tasks)} task(s) x {len(formats)} format(s) x {args.samples} sample(s); "
+          f"{len(todo)} request(s) to go; results: {out}", file=sys.stderr)
+    if not todo:
+        return
+
+    server = None
+    base_url, model_name = args.base_url, args.model
+    if base_url is None:
+        from agent import localmodel as lm
+
+        st = lm.local_status()
+        if not st.ready:
+            raise SystemExit("the local model is not installed: run `mulligan model setup` "
+                             "(or pass --base-url)")
+        server = lm.LocalServer(st.server, st.weights, threads=args.threads,
+                                parallel=max(1, args.samples))
+        await server.astart()
+        base_url, model_name = server.base_url, server.model_name
+        print(f"local server ready in {server.started_s:.1f}s ({server.threads} thread(s))",
+              file=sys.stderr)
+    model = OpenAIChatModel(ModelSettings(
+        model=model_name or "local", base_url=base_url, temperature=args.temperature,
+        max_tokens=args.max_tokens, timeout_s=args.request_timeout, max_retries=1,
+        max_concurrent_requests=max(1, args.samples)))
+    baselines: dict[str, tuple[dict[str, str], list[dict[str, str]]]] = {}
+    try:
+        for task, fmt in todo:
+            if task.name not in baselines:
+                files = task_files(task)
+                passed, failures, _ = run_pytest(task)
+                if passed:
+                    print(f"{task.name}: the tests pass without a fix; skipped", file=sys.stderr)
+                    continue
+                sources = {p: t for p, t in files.items()
+                           if p.endswith(".py") and "/" not in p}
+                baselines[task.name] = (sources, failures)
+            sources, failures = baselines[task.name]
+            messages = messages_for(fmt, task, sources, failures)
+            started = time.monotonic()
+            try:
+                completions = await model.sample(messages, args.samples, seed=args.seed)
+                error = ""
+            except MulliganError as exc:  # a failed request counts as unusable samples
+                completions, error = [], f"{type(exc).__name__}: {exc}"[:300]
+            seconds = time.monotonic() - started
+            rows = []
+            for i in range(args.samples):
+                row = {"task": task.name, "format": fmt, "sample": i, "seconds": seconds,
+                       "request_error": error}
+                if i < len(completions):
+                    c = completions[i]
+                    stage, new_files, err = apply_answer(fmt, c.text, sources)
+                    row.update(stage=stage, error=err, finish=c.finish_reason,
+                               completion_tokens=c.usage.completion_tokens,
+                               prompt_tokens=c.usage.prompt_tokens, answer=c.text)
+                    if new_files is not None:
+                        fixed, left, test_s = run_pytest(task, new_files)
+                        row.update(fixed=fixed, still_failing=len(left), test_seconds=test_s)
+                    else:
+                        row.update(fixed=False)
+                else:
+                    row.update(stage="request", fixed=False, error=error, answer="")
+                rows.append(row)
+            append_rows(out, rows)
+            marks = "".join("F" if r["fixed"] else {"applied": "x", "apply": "a", "parse": "p",
+                                                    "request": "!"}[r["stage"]] for r in rows)
+            print(f"{task.name:45} {fmt:15} {marks}  {seconds:5.1f}s", file=sys.stderr)
+    finally:
+        await model.aclose()
+        if server is not None:
+            server.stop()
+    summarize(out)
+
+
+def append_rows(path: Path, rows: list[dict]) -> None:
+    with path.open("a") as fh:
+        for row in rows:
+            fh.write(json.dumps(row) + "\n")
+
+
+def read_results(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def summarize(path: Path) -> None:
+    rows = read_results(path)
+    by_fmt: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_fmt[r["format"]].append(r)
+    tasks = sorted({r["task"] for r in rows})
+    print(f"\n{len(tasks)} task(s), results from {path}")
+    print(f"{'format':16} {'samples':>7} {'parsed':>7} {'applied':>8} {'fixed':>7} "
+          f"{'tasks fixed':>12} {'tok/answer':>11} {'s/request':>10}")
+    for fmt in [f for f in FORMATS if f in by_fmt]:
+        rs = by_fmt[fmt]
+        n = len(rs)
+        parsed = sum(r["stage"] in ("apply", "applied") for r in rs)
+        applied = sum(r["stage"] == "applied" for r in rs)
+        fixed = sum(bool(r.get("fixed")) for r in rs)
+        fmt_tasks = {r["task"] for r in rs}
+        tasks_fixed = len({r["task"] for r in rs if r.get("fixed")})
+        toks = [r.get("completion_tokens", 0) for r in rs if r.get("completion_tokens")]
+        reqs = {(r["task"]): r["seconds"] for r in rs}
+        print(f"{fmt:16} {n:7d} {parsed / n:7.0%} {applied / n:8.0%} {fixed / n:7.0%} "
+              f"{tasks_fixed:>5d}/{len(fmt_tasks):<6d} "
+              f"{(sum(toks) / len(toks) if toks else 0):11.0f} "
+              f"{(sum(reqs.values()) / len(reqs) if reqs else 0):10.1f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tasks-dir", type=Path, default=DEFAULT_TASKS_DIR)
+    p.add_argument("--tasks", default=None,
+                   help="N (spread over QuixBugs and HumanEvalFix) or comma-separated ids")
+    p.add_argument("--formats", default=",".join(FORMATS))
+    p.add_argument("--samples", type=int, default=3, help="answers per task and format")
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--max-tokens", type=int, default=1024)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None, help="llama-server threads")
+    p.add_argument("--request-timeout", type=float, default=900.0)
+    p.add_argument("--base-url", default=None, help="use this endpoint, not the local model")
+    p.add_argument("--model", default=None)
+    p.add_argument("--out", default=str(ROOT / "bench" / "out" / "edit_formats.jsonl"))
+    p.add_argument("--summary", type=Path, default=None, help="only summarize a results file")
+    args = p.parse_args(argv)
+    if args.summary is not None:
+        summarize(args.summary)
+        return 0
+    asyncio.run(bench(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

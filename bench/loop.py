@@ -1,0 +1,476 @@
+"""Benchmark of the solve-test-revise loop on the public program-repair tasks.
+
+    python bench/loop.py [--tasks ID ...] [--limit N] [--p 0.3] [--seed 0]
+                         [--candidates 4] [--rounds 3]
+
+THE MODEL IS SCRIPTED. The scripted OpenAI-compatible test server (tests/support/
+openai_server.py, over real HTTP through the real `openai` client) answers each choice
+with the task's reference fix with probability p (seeded), converted to SEARCH/REPLACE
+blocks built from the patch hunks, and otherwise with a wrong but well-formed edit (an
+operator or constant mutated near the bug). The figures measure the loop's machinery
+(sandboxing, parsing and applying answers, context, selection, revision) and how often
+the loop finds a passing patch when each sample is right with probability p; they say
+nothing about any real model's ability to repair programs.
+
+The reference fixes (`_fixes/TASKID.patch`) are used only to build the scripted answers;
+they never enter a prompt, and the task's repository copy holds neither them nor
+task.json. Everything else is the real thing: git snapshot, Docker sandbox (image
+`mulligan/base:bookworm` unless --image says otherwise), parallel evaluation, beam revision.
+
+Per task it reports: solved, wall time, sandbox time (wall-clock time with at least one
+container job running, and the sum over jobs), model time (wall-clock time with a
+request in flight), and Mulligan's own time = wall - sandbox - model (parsing, applying,
+context, selection, events). A Markdown table goes to stdout, JSON to bench/out/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from unidiff import PatchSet
+
+from agent.config import Settings
+from agent.edits import apply_edits, parse_answer, unified_diff
+from agent.environment import open_sandbox
+from agent.errors import EditApplyError, FormatError
+from agent.events import EventBus
+from agent.loop import Solver
+from agent.repomap import RepoMap
+from agent.run import model_from
+from sandbox.snapshot import Snapshot
+from tests.support.openai_server import ScriptedOpenAIServer
+
+BENCHMARKS = ROOT.parent / "shared" / "benchmarks"
+OUT = ROOT / "bench" / "out"
+MODEL = "scripted-reference-p"
+LABEL = ("scripted model answering the reference fix with probability p "
+         "(otherwise a wrong but well-formed edit); not a real model")
+GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
+           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost",
+           "GIT_CONFIG_NOSYSTEM": "1"}
+
+
+# -- answers -----------------------------------------------------------------------------------
+
+
+def blocks_from_diff(diff: str) -> str:
+    """SEARCH/REPLACE blocks built from a unified diff's hunks (context + removed lines ->
+    context + added lines), one block per hunk."""
+    parts = []
+    for patched in PatchSet(diff):
+        path = patched.path
+        for hunk in patched:
+            search = "".join(_line(x.value) for x in hunk if x.is_context or x.is_removed)
+            replace = "".join(_line(x.value) for x in hunk if x.is_context or x.is_added)
+            parts.append(f"{path}\n```python\n<<<<<<< SEARCH\n{search}=======\n{replace}"
+                         ">>>>>>> REPLACE\n```\n")
+    return "\n".join(parts)
+
+
+def _line(value: str) -> str:
+    return value if value.endswith("\n") else value + "\n"
+
+
+# Mutations for wrong answers: (pattern, replacement) applied to one line near the bug.
+MUTATIONS = [
+    (r"(?<![<>=!])<=", "<"), (r"(?<![<>=!-])<(?![<=])", "<="), (r"(?<![<>=!-])>=", ">"),
+    (r"(?<![<>=!-])>(?![>=])", ">="), (r"==", "!="), (r"!=", "=="), (r" \+ ", " - "),
+    (r" - ", " + "), (r" and ", " or "), (r" or ", " and "), (r"\bTrue\b", "False"),
+    (r"\bFalse\b", "True"), (r"\b0\b", "1"), (r"\b1\b", "2"), (r"\b2\b", "3"),
+    (r"\[0\]", "[-1]"), (r"\[-1\]", "[0]"), (r"// ", "/ "), (r"\bmin\(", "max("),
+    (r"\bmax\(", "min("), (r"\+= 1\b", "+= 2"), (r"-= 1\b", "-= 2"),
+]
+
+
+@dataclass
+class Task:
+    id: str
+    issue: str
+    test_cmd: str
+    files: dict[str, str]  # the buggy repository's text files
+    fixed: dict[str, str]  # the same with the reference fix applied
+    fix_answer: str  # the reference fix as SEARCH/REPLACE blocks
+    regions: dict[str, list[tuple[int, int]]]  # path -> hunk line ranges (0-based, half-open)
+
+
+class ScriptedResponder:
+    """The server's fallback: called once per choice with the request body."""
+
+    def __init__(self, task: Task, p: float, seed: int) -> None:
+        self.task = task
+        self.p = p
+        self.seed = seed
+        self.seen: dict[str, int] = {}
+        self.lock = threading.Lock()
+        self.fix_answers = 0
+        self.wrong_answers = 0
+
+    def __call__(self, body: dict) -> str:
+        messages = body.get("messages") or []
+        digest = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
+        with self.lock:  # deterministic whatever the order of concurrent requests
+            k = self.seen.get(digest, 0)
+            self.seen[digest] = k + 1
+        rng = random.Random(f"{self.seed}|{self.task.id}|{digest}|{k}")
+        current = self._current(messages)
+        if rng.random() < self.p and current != self.task.fixed:
+            with self.lock:
+                self.fix_answers += 1
+            if current == self.task.files:
+                return "The fix:\n\n" + self.task.fix_answer
+            return "The fix:\n\n" + blocks_from_diff(unified_diff(current, self.task.fixed))
+        with self.lock:
+            self.wrong_answers += 1
+        return "Try this:\n\n" + self._wrong(current, rng)
+
+    def _current(self, messages: list[dict]) -> dict[str, str]:
+        """The files as the model sees them: the task's, with each earlier answer of this
+        conversation applied in turn (as the loop applies a child to its parent)."""
+        files = dict(self.task.files)
+        for message in messages:
+            if message.get("role") != "assistant":
+                continue
+            try:
+                files = apply_edits(files, parse_answer(message["content"], files.keys())).files
+            except (FormatError, EditApplyError):
+                continue
+        return files
+
+    def _wrong(self, current: dict[str, str], rng: random.Random) -> str:
+        options = []
+        for path, ranges in self.task.regions.items():
+            lines = current.get(path, "").splitlines(keepends=True)
+            near = {i for lo, hi in ranges for i in range(max(0, lo - 2), min(len(lines), hi + 2))}
+            code = [i for i in sorted(near) if lines[i].strip()
+                    and not lines[i].lstrip().startswith(("#", '"""', "'''"))]
+            for i in code:
+                for pattern, repl in MUTATIONS:
+                    if re.search(pattern, lines[i]):
+                        options.append((path, i, pattern, repl))
+            if not options:
+                options += [(path, i, None, None) for i in code]
+        rng.shuffle(options)
+        for path, i, pattern, repl in options:
+            lines = current[path].splitlines(keepends=True)
+            old = lines[i]
+            if pattern is None:
+                new = old.rstrip("\n") + f"  # attempt {rng.randrange(1000)}\n"
+            else:
+                new = re.sub(pattern, repl, old, count=1)
+            lines[i] = new
+            text = "".join(lines)
+            if new != old and text != self.task.fixed.get(path):
+                return blocks_from_diff(unified_diff(current, {**current, path: text}))
+        path = next(iter(self.task.regions))  # nothing to mutate: a harmless comment
+        text = current[path] + f"# attempt {rng.randrange(1000)}\n"
+        return blocks_from_diff(unified_diff(current, {**current, path: text}))
+
+
+def load_task(task_dir: Path, fixes: Path) -> Task:
+    meta = json.loads((task_dir / "task.json").read_text())
+    files = {}
+    for path in sorted(task_dir.rglob("*")):
+        rel = path.relative_to(task_dir).as_posix()
+        if path.is_file() and rel != "task.json" and "__pycache__" not in rel:
+            files[rel] = path.read_text()
+    patch = (fixes / f"{task_dir.name}.patch").read_text()
+    fix_answer = blocks_from_diff(patch)
+    fixed = apply_edits(files, parse_answer(fix_answer, files.keys())).files
+    expected = _git_apply(files, patch)
+    if fixed != expected:
+        raise RuntimeError(f"{task_dir.name}: the SEARCH/REPLACE conversion of the reference "
+                           "fix does not reproduce `git apply` of the patch")
+    regions: dict[str, list[tuple[int, int]]] = {}
+    for patched in PatchSet(patch):
+        regions[patched.path] = [(h.source_start - 1, h.source_start - 1 + h.source_length)
+                                 for h in patched]
+    return Task(task_dir.name, meta["description"], meta["test_command"], files, fixed,
+                fix_answer, regions)
+
+
+def _git_apply(files: dict[str, str], patch: str) -> dict[str, str]:
+    with tempfile.TemporaryDirectory(prefix="mulligan-bench-") as tmp:
+        write_files(Path(tmp), files)
+        subprocess.run(["git", "apply", "-"], input=patch.encode(), cwd=tmp, check=True,
+                       capture_output=True)
+        return {rel: (Path(tmp) / rel).read_text() for rel in files}
+
+
+def write_files(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        target = root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+
+
+# -- timing ------------------------------------------------------------------------------------
+
+
+class Intervals:
+    def __init__(self) -> None:
+        self.spans: list[tuple[float, float]] = []
+        self.lock = threading.Lock()
+
+    def add(self, start: float, end: float) -> None:
+        with self.lock:
+            self.spans.append((start, end))
+
+    @property
+    def total(self) -> float:
+        return sum(b - a for a, b in self.spans)
+
+
+def union_seconds(*groups: Intervals) -> float:
+    spans = sorted(s for g in groups for s in g.spans)
+    total, cur_a, cur_b = 0.0, None, None
+    for a, b in spans:
+        if cur_b is None or a > cur_b:
+            if cur_b is not None:
+                total += cur_b - cur_a
+            cur_a, cur_b = a, b
+        else:
+            cur_b = max(cur_b, b)
+    if cur_b is not None:
+        total += cur_b - cur_a
+    return total
+
+
+class TimedSandbox:
+    def __init__(self, inner, spans: Intervals) -> None:
+        self.inner = inner
+        self.spans = spans
+
+    def run(self, job):
+        start = time.monotonic()
+        try:
+            return self.inner.run(job)
+        finally:
+            self.spans.add(start, time.monotonic())
+
+
+class TimedModel:
+    def __init__(self, inner, spans: Intervals) -> None:
+        self.inner = inner
+        self.spans = spans
+
+    async def sample(self, messages, n, *, seed=None):
+        start = time.monotonic()
+        try:
+            return await self.inner.sample(messages, n, seed=seed)
+        finally:
+            self.spans.add(start, time.monotonic())
+
+
+# -- one task ----------------------------------------------------------------------------------
+
+
+@dataclass
+class TaskResult:
+    task: str
+    status: str
+    solved: bool
+    matches_reference: bool
+    chosen: str | None
+    rounds_used: int
+    candidates: int
+    fix_answers: int
+    wrong_answers: int
+    setup_s: float
+    wall_s: float
+    sandbox_s: float  # wall-clock with a container job running
+    sandbox_sum_s: float  # summed over jobs (they run in parallel)
+    model_s: float
+    own_s: float
+    sandbox_jobs: int
+    tokens: int
+    states: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+
+def make_repo(task: Task, work: Path) -> Path:
+    """A git repository holding the task's buggy files (no task.json, no fix)."""
+    repo = work / task.id
+    write_files(repo, task.files)
+    for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "task"]):
+        subprocess.run(["git", *cmd], cwd=repo, check=True, capture_output=True, env=GIT_ENV)
+    return repo
+
+
+async def run_task(task: Task, repo: Path, args: argparse.Namespace,
+                   server: ScriptedOpenAIServer, work: Path) -> TaskResult:
+    responder = ScriptedResponder(task, args.p, args.seed)
+    server.reset()
+    server.fallback = responder
+    settings = Settings(model=MODEL, base_url=server.base_url, image=args.image,
+                        test_cmd=task.test_cmd, candidates=args.candidates, rounds=args.rounds,
+                        beam=args.beam, workers=args.workers, test_timeout_s=args.timeout,
+                        seed=args.seed)
+    box_spans, model_spans = Intervals(), Intervals()
+    started = time.monotonic()
+    snapshot = Snapshot.from_directory(repo)
+    sandbox = model = None
+    try:
+        sandbox = await asyncio.to_thread(open_sandbox, settings, snapshot)
+        model = model_from(settings)
+        solver = Solver(settings, TimedModel(model, model_spans), TimedSandbox(sandbox, box_spans),
+                        snapshot, EventBus(), f"bench-{task.id}", task.issue, str(repo), {},
+                        RepoMap(cache_dir=work / "repomap"))
+        setup = time.monotonic() - started
+        t0 = time.monotonic()
+        try:
+            result = await solver.run()
+            error = None
+        except Exception as exc:  # noqa: BLE001 - a benchmark records failures, goes on
+            result, error = None, f"{type(exc).__name__}: {exc}"
+        wall = time.monotonic() - t0
+    finally:
+        if sandbox is not None:
+            sandbox.close()
+        snapshot.close()
+        if model is not None:
+            await model.aclose()
+    box_s = union_seconds(box_spans)
+    model_s = union_seconds(model_spans)
+    own = wall - union_seconds(box_spans, model_spans)
+    if result is None:
+        return TaskResult(task.id, "error", False, False, None, 0, 0, responder.fix_answers,
+                          responder.wrong_answers, setup, wall, box_s, box_spans.total, model_s,
+                          own, len(box_spans.spans), 0, error=error)
+    chosen = result.chosen
+    matches = bool(chosen and chosen.files is not None and all(
+        chosen.files.get(p) == task.fixed[p] for p in task.regions))
+    states: dict[str, int] = {}
+    for c in result.candidates:
+        states[c.state.value] = states.get(c.state.value, 0) + 1
+    return TaskResult(
+        task.id, result.status, result.status == "solved", result.status == "solved" and matches,
+        chosen.id if chosen else None, max((c.round for c in result.candidates), default=0),
+        len(result.candidates), responder.fix_answers, responder.wrong_answers, setup, wall,
+        box_s, box_spans.total, model_s, own, len(box_spans.spans), result.usage.total, states)
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+def markdown(rows: list[TaskResult], totals: dict, config: dict) -> str:
+    setup = (f"p = {config['p']}, seed {config['seed']}, {config['candidates']} candidates x "
+             f"{config['rounds']} rounds, beam {config['beam']}, {config['workers']} workers, "
+             f"image {config['image']}, {len(rows)} tasks")
+    header = ("| task | solved | rounds | cands | fix answers | wall s | sandbox s | "
+              "sandbox sum s | model s | own s | own % |")
+    out = [f"### Mulligan loop benchmark — {LABEL}", "", setup, "", header,
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        solved = "yes" if r.solved else ("ERROR" if r.error else "no")
+        out.append(f"| {r.task} | {solved} | {r.rounds_used} | {r.candidates} | {r.fix_answers} "
+                   f"| {r.wall_s:.1f} | {r.sandbox_s:.1f} | {r.sandbox_sum_s:.1f} "
+                   f"| {r.model_s:.2f} | {r.own_s:.2f} | {pct(r.own_s, r.wall_s)} |")
+    t = totals
+    out.append(f"| **total** | **{t['solved']}/{t['tasks']}** | | {t['candidates']} "
+               f"| {t['fix_answers']} | {t['wall_s']:.1f} | {t['sandbox_s']:.1f} "
+               f"| {t['sandbox_sum_s']:.1f} | {t['model_s']:.2f} | {t['own_s']:.2f} "
+               f"| {pct(t['own_s'], t['wall_s'])} |")
+    out += ["", (f"solved {t['solved']}/{t['tasks']} ({100 * t['solve_rate']:.0f}%); chosen "
+            f"patch equals the reference fix in {t['matches_reference']} of them; "
+            f"{t['errors']} errors; median wall {t['median_wall_s']:.1f}s per task; "
+            f"Mulligan's own time {pct(t['own_s'], t['wall_s'])} of the loop's wall time "
+            f"({t['own_s'] / max(1, t['tasks']):.2f}s per task); setup (snapshot, image check) "
+            f"{t['setup_s']:.1f}s in all; whole benchmark {t['bench_s']:.0f}s.")]
+    return "\n".join(out)
+
+
+def pct(part: float, whole: float) -> str:
+    return f"{100 * part / whole:.1f}%" if whole > 0 else "-"
+
+
+def summarize(rows: list[TaskResult], bench_s: float) -> dict:
+    walls = sorted(r.wall_s for r in rows)
+    n = len(rows)
+    return {
+        "tasks": n, "solved": sum(r.solved for r in rows),
+        "solve_rate": sum(r.solved for r in rows) / n if n else 0.0,
+        "matches_reference": sum(r.matches_reference for r in rows),
+        "errors": sum(r.error is not None for r in rows),
+        "candidates": sum(r.candidates for r in rows),
+        "fix_answers": sum(r.fix_answers for r in rows),
+        "wrong_answers": sum(r.wrong_answers for r in rows),
+        "wall_s": sum(r.wall_s for r in rows), "setup_s": sum(r.setup_s for r in rows),
+        "sandbox_s": sum(r.sandbox_s for r in rows),
+        "sandbox_sum_s": sum(r.sandbox_sum_s for r in rows),
+        "model_s": sum(r.model_s for r in rows), "own_s": sum(r.own_s for r in rows),
+        "sandbox_jobs": sum(r.sandbox_jobs for r in rows),
+        "tokens": sum(r.tokens for r in rows),
+        "median_wall_s": walls[n // 2] if n else 0.0, "bench_s": bench_s,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--benchmarks", type=Path, default=BENCHMARKS)
+    parser.add_argument("--tasks", nargs="*", default=None, help="task ids (default: all)")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N tasks")
+    parser.add_argument("--p", type=float, default=0.3,
+                        help="probability that a sampled answer is the reference fix")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--candidates", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--beam", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--timeout", type=float, default=60.0, help="per test run, seconds")
+    parser.add_argument("--image", default="mulligan/base:bookworm")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+
+    fixes = args.benchmarks / "_fixes"
+    ids = args.tasks or sorted(p.name for p in args.benchmarks.iterdir()
+                               if (p / "task.json").is_file())
+    if args.limit is not None:
+        ids = ids[: args.limit]
+    tasks = [load_task(args.benchmarks / i, fixes) for i in ids]
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    config["tasks"] = ids
+    config["model"] = LABEL
+
+    rows: list[TaskResult] = []
+    bench_start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="mulligan-bench-") as tmp, \
+            ScriptedOpenAIServer(models=[MODEL], max_lifetime_s=6 * 3600) as server:
+        for i, task in enumerate(tasks, 1):
+            repo = make_repo(task, Path(tmp))
+            row = asyncio.run(run_task(task, repo, args, server, Path(tmp)))
+            rows.append(row)
+            shutil.rmtree(Path(tmp) / task.id, ignore_errors=True)
+            print(f"[{i}/{len(tasks)}] {task.id}: {row.status} in {row.wall_s:.1f}s "
+                  f"(sandbox {row.sandbox_s:.1f}s, model {row.model_s:.2f}s, own "
+                  f"{row.own_s:.2f}s){' ' + row.error if row.error else ''}",
+                  file=sys.stderr, flush=True)
+    totals = summarize(rows, time.monotonic() - bench_start)
+    print(markdown(rows, totals, config))
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"loop-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps({"label": LABEL, "config": config, "totals": totals,
+                                "tasks": [asdict(r) for r in rows]}, indent=2) + "\n")
+    print(f"\nJSON: {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,457 @@
+"""End-to-end tests of the solve-test-revise loop: real git repositories in tmp_path, the
+real Docker sandbox, and the scripted OpenAI-compatible server over real HTTP.
+
+Most tests drive `Run` (the entry point every front end uses) in-process; Ctrl-C and
+resume go through the `mulligan fix` command as a subprocess.
+"""
+
+# ruff: noqa: F811 - the fixtures imported from tests.support.sandbox_env are parameters
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.candidate import Candidate
+from agent.config import Settings
+from agent.errors import ModelError
+from agent.events import BaselineDone, CandidateState, CandidateUpdate, EventBus, ModelCall, Status
+from agent.loop import REPRO_TEST_PATH, Result
+from agent.model import ModelSettings, OpenAIChatModel
+from agent.run import Run, RunRequest
+from agent.trajectory import read_events, run_path
+from sandbox.docker_backend import LABEL
+from tests.support.openai_server import error
+from tests.support.sandbox_env import docker_client, docker_image, tree_digest  # noqa: F401
+
+pytestmark = pytest.mark.docker
+
+MODEL = "test-model"
+ROOT = Path(__file__).resolve().parents[1]
+GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@localhost",
+           "GIT_CONFIG_NOSYSTEM": "1"}
+
+CALC_TESTS = (
+    "from calc import add\n\n\n"
+    "def test_add():\n    assert add(3, 3) == 6\n\n\n"
+    "def test_zero():\n    assert add(0, 0) == 0\n"
+)
+TEST_ADD = "tests/test_calc.py::test_add"
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def make_repo(root: Path, files: dict[str, str]) -> Path:
+    """A git repository with `files` committed."""
+    root.mkdir(parents=True, exist_ok=True)
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "init"]):
+        subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, env=GIT_ENV)
+    return root
+
+
+def calc_repo(tmp_path: Path, body: str = "    return a - b\n") -> Path:
+    return make_repo(tmp_path / "repo", {"calc.py": "def add(a, b):\n" + body,
+                                         "tests/test_calc.py": CALC_TESTS})
+
+
+def sr(path: str, search: str, replace: str, prose: str = "Here is the change.") -> str:
+    """A model answer with one SEARCH/REPLACE block."""
+    return (f"{prose}\n\n{path}\n```python\n<<<<<<< SEARCH\n{search}\n=======\n{replace}\n"
+            ">>>>>>> REPLACE\n```\n")
+
+
+def settings(server, image: str, **overrides) -> Settings:
+    values = {"model": MODEL, "base_url": server.base_url, "image": image, "candidates": 2,
+              "rounds": 1, "beam": 1, "workers": 2, "test_timeout_s": 60.0}
+    values.update(overrides)
+    return Settings(**values)
+
+
+async def run_loop(repo: Path, s: Settings, issue: str | None = None,
+                   model=None) -> tuple[Result, list]:
+    bus = EventBus()
+    events: list = []
+    bus.subscribe(events.append)
+    result = await Run(RunRequest(repo, s, issue), bus, model).execute()
+    assert not bus.errors, bus.errors
+    return result, events
+
+
+def by_id(result: Result) -> dict[str, Candidate]:
+    return {c.id: c for c in result.candidates}
+
+
+def last_user(request) -> str:
+    return request.messages[-1]["content"]
+
+
+def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OPENAI_", "MULLIGAN_"))}
+    env.update(MULLIGAN_HOME=str(tmp_path / "home"), XDG_CACHE_HOME=str(tmp_path / "cache"),
+               PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env
+
+
+def wait_until(condition, timeout: float, what: str, interval: float = 0.1):
+    """Poll `condition` until it returns something truthy; fail with `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@pytest.fixture(autouse=True)
+def _private_home(tmp_path, monkeypatch):
+    """Trajectories and the repo-map cache go to the test's temp dir."""
+    monkeypatch.setenv("MULLIGAN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+# -- selection -----------------------------------------------------------------------------
+
+
+async def test_the_one_right_candidate_among_wrong_ones_is_chosen(tmp_path, openai_server,
+                                                                  docker_image):
+    repo = calc_repo(tmp_path)
+    right = sr("calc.py", "    return a - b", "    return a + b")
+    wrong = [sr("calc.py", "    return a - b", f"    return {expr}")
+             for expr in ("a * b", "b - a", "abs(a - b)")]
+    openai_server.script(wrong[0], wrong[1], right, wrong[2])
+
+    result, _ = await run_loop(repo, settings(openai_server, docker_image, candidates=4,
+                                              rounds=2))
+
+    assert result.status == "solved"
+    assert result.baseline is not None and result.baseline.targets == (TEST_ADD,)
+    assert result.chosen is not None and result.chosen.id == "r1c3"
+    assert result.patch is not None and "+    return a + b" in result.patch
+    states = {c.id: c.state for c in result.candidates}
+    assert states == {"r1c1": CandidateState.FAILED, "r1c2": CandidateState.FAILED,
+                      "r1c3": CandidateState.PASSED, "r1c4": CandidateState.FAILED}
+    # one request with n=4, and no revision once a candidate passed
+    assert [r.n for r in openai_server.chat_requests] == [4]
+    # the patch is against the user's files as they are: git applies it
+    check = await asyncio.to_thread(
+        subprocess.run, ["git", "apply", "--check", "-"], input=result.patch.encode(), cwd=repo,
+        capture_output=True, check=False)
+    assert check.returncode == 0, check.stderr
+
+
+async def test_round_two_succeeds_because_the_revise_prompt_carries_the_assertion(
+        tmp_path, openai_server, docker_image):
+    # The bug makes add(3, 3) == 5; the round-1 answer makes it 7. The scripted model only
+    # answers right when it is told "assert 7 == 6", which only the candidate's own test
+    # run can have produced.
+    repo = calc_repo(tmp_path, "    return a + b - 1\n")
+    wrong = sr("calc.py", "    return a + b - 1", "    return a + b + 1")
+    fix_from_wrong = sr("calc.py", "    return a + b + 1", "    return a + b")
+
+    def respond(body: dict) -> str:
+        return fix_from_wrong if "assert 7 == 6" in body["messages"][-1]["content"] else wrong
+
+    openai_server.script(*[respond] * 4)
+    result, _ = await run_loop(repo, settings(openai_server, docker_image, candidates=2,
+                                              rounds=2, beam=1))
+
+    propose, revise = openai_server.chat_requests
+    assert "assert 5 == 6" in last_user(propose)
+    assert "assert 7 == 6" not in propose.prompt
+    assert "assert 7 == 6" in last_user(revise)
+    assert revise.messages[-2] == {"role": "assistant", "content": wrong}
+    cands = by_id(result)
+    assert cands["r1c1"].state is CandidateState.FAILED
+    assert result.status == "solved"
+    assert result.chosen is not None and result.chosen.round == 2
+    assert result.chosen.parent in ("r1c1", "r1c2")
+    # the final patch is against the original files, not the parent's
+    assert "-    return a + b - 1\n+    return a + b\n" in (result.patch or "")
+
+
+async def test_a_candidate_that_edits_the_tests_is_rejected_even_though_they_pass(
+        tmp_path, openai_server, docker_image):
+    repo = calc_repo(tmp_path)
+    cheat = sr("tests/test_calc.py", "    assert add(3, 3) == 6", "    assert add(3, 3) == 0")
+    wrong = sr("calc.py", "    return a - b", "    return a * b")
+    openai_server.script(cheat, wrong)
+
+    result, events = await run_loop(repo, settings(openai_server, docker_image, candidates=2))
+
+    cands = by_id(result)
+    cheater = cands["r1c1"]
+    assert cheater.report is not None and cheater.report.passed  # its tests do pass
+    assert cheater.state is CandidateState.REJECTED
+    assert cheater.edited_tests == ["tests/test_calc.py"]
+    assert result.status == "unsolved"
+    assert result.chosen is not None and result.chosen.id == "r1c2"
+    as_json = {c["id"]: c for c in result.to_json()["candidates"]}
+    assert as_json["r1c1"]["state"] == "rejected"
+    assert as_json["r1c1"]["edited_tests"] == ["tests/test_calc.py"]
+    final = [e for e in events if isinstance(e, CandidateUpdate) and e.id == "r1c1"][-1]
+    assert final.state is CandidateState.REJECTED
+
+
+async def test_budget_exhaustion_reports_the_best_partial_candidate(tmp_path, openai_server,
+                                                                    docker_image):
+    repo = make_repo(tmp_path / "repo", {
+        "calc.py": "def add(a, b):\n    return a - b\n\n\ndef sub(a, b):\n    return a + b\n",
+        "tests/test_calc.py": (
+            "from calc import add, sub\n\n\n"
+            "def test_add():\n    assert add(3, 3) == 6\n\n\n"
+            "def test_sub():\n    assert sub(3, 3) == 0\n\n\n"
+            "def test_same():\n    assert add(0, 0) == sub(0, 0)\n"),
+    })
+    partial = sr("calc.py", "    return a - b", "    return a + b")  # fixes add only
+    wrong = sr("calc.py", "    return a - b", "    return a * b")
+    openai_server.script(wrong, partial)
+
+    result, _ = await run_loop(repo, settings(openai_server, docker_image, candidates=2,
+                                              rounds=3, token_budget=1))
+
+    assert result.status == "unsolved"
+    assert "token budget of 1 spent" in result.reason
+    assert len(openai_server.chat_requests) == 1  # no revision was paid for
+    assert result.chosen is not None and result.chosen.id == "r1c2"
+    assert result.chosen.fixed == [TEST_ADD]
+    assert [t.nodeid for t in result.chosen.still_failing] == ["tests/test_calc.py::test_sub"]
+    assert result.patch is not None and "+    return a + b" in result.patch
+    assert result.usage.total > 1
+
+
+async def test_a_model_that_ignores_n_still_yields_n_candidates(tmp_path, openai_server,
+                                                                 docker_image):
+    repo = calc_repo(tmp_path)
+    openai_server.honour_n = False
+    answers = [sr("calc.py", "    return a - b", f"    return {expr}")
+               for expr in ("a * b", "a + b", "b - a")]
+    openai_server.script(*answers)
+
+    result, _ = await run_loop(repo, settings(openai_server, docker_image, candidates=3))
+
+    assert len(result.candidates) == 3
+    assert sorted(c.answer for c in result.candidates) == sorted(answers)
+    assert all(c.report is not None for c in result.candidates)  # every one was tested
+    assert [r.n for r in openai_server.chat_requests] == [3, 1, 1]
+    assert result.status == "solved"
+    assert result.chosen is not None and "+    return a + b" in result.chosen.patch
+
+
+async def test_a_format_error_becomes_feedback_in_the_next_rounds_prompt(
+        tmp_path, openai_server, docker_image):
+    repo = calc_repo(tmp_path)
+    openai_server.script(
+        "You should change the minus into a plus in add().",  # no edit blocks
+        sr("calc.py", "    return a - b", "    return a + b"),
+    )
+
+    result, _ = await run_loop(repo, settings(openai_server, docker_image, candidates=1,
+                                              rounds=2))
+
+    first = by_id(result)["r1c1"]
+    assert first.state is CandidateState.FORMAT_ERROR
+    assert first.format_error and "No edits found" in first.format_error
+    assert first.report is None  # nothing was sent to the sandbox for it
+    _, revise = openai_server.chat_requests
+    feedback = last_user(revise)
+    assert "Your answer could not be used" in feedback
+    assert first.format_error in feedback
+    assert "def add(a, b):" in feedback  # the files are shown again
+    assert result.status == "solved"
+    assert result.chosen is not None and result.chosen.id == "r2c1"
+    assert result.chosen.parent == "r1c1"
+
+
+# -- no failing test -----------------------------------------------------------------------
+
+
+async def test_an_issue_without_a_failing_test_is_reproduced_then_fixed(
+        tmp_path, openai_server, docker_image):
+    repo = make_repo(tmp_path / "repo", {
+        "calc.py": "def add(a, b):\n    return a - b\n",
+        "tests/test_calc.py": "from calc import add\n\n\ndef test_zero():\n"
+                              "    assert add(0, 0) == 0\n",
+    })
+    issue = "add(2, 3) returns -1 instead of 5."
+
+    def repro(name: str, expr: str) -> str:
+        return (f"A test for the issue.\n\n{REPRO_TEST_PATH}\n```python\nfrom calc import add"
+                f"\n\n\ndef {name}():\n    assert {expr}\n```\n")
+
+    openai_server.script(
+        repro("test_does_not_reproduce", "add(0, 0) == 0"),  # passes now: not kept
+        repro("test_add_positive", "add(2, 3) == 5"),  # fails now: kept
+        sr("calc.py", "    return a - b", "    return a * b"),
+        sr("calc.py", "    return a - b", "    return a + b"),
+    )
+
+    result, events = await run_loop(repo, settings(openai_server, docker_image, candidates=2),
+                                    issue=issue)
+
+    reproduce, propose = openai_server.chat_requests
+    assert "reproduces the issue" in last_user(reproduce) and issue in last_user(reproduce)
+    repro_id = f"{REPRO_TEST_PATH}::test_add_positive"
+    assert result.baseline is not None and result.baseline.targets == (repro_id,)
+    assert "test_add_positive" in last_user(propose)
+    assert "test_does_not_reproduce" not in last_user(propose)
+    assert any(isinstance(e, Status) and e.message.startswith("reproduced the issue")
+               for e in events)
+    baselines = [e for e in events if isinstance(e, BaselineDone)]
+    assert [b.targets for b in baselines] == [[], [repro_id]]
+    assert result.status == "solved"
+    assert result.chosen is not None and result.chosen.id == "r1c2"
+    assert "+    return a + b" in (result.patch or "")
+
+
+async def test_nothing_failing_and_no_issue_is_nothing_to_fix(tmp_path, openai_server,
+                                                              docker_image):
+    repo = calc_repo(tmp_path, "    return a + b\n")
+    result, _ = await run_loop(repo, settings(openai_server, docker_image))
+    assert result.status == "nothing_to_fix"
+    assert result.patch is None and result.candidates == []
+    assert openai_server.chat_requests == []  # the model was never asked
+
+
+# -- Ctrl-C and resume (the command line) ---------------------------------------------------
+
+
+def _stderr_reader(proc: subprocess.Popen) -> queue.Queue:
+    lines: queue.Queue = queue.Queue()
+
+    def pump() -> None:
+        for line in proc.stderr:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
+def test_ctrl_c_while_candidates_test_cleans_up_and_exits_130(tmp_path, openai_server,
+                                                             docker_image, docker_client):
+    repo = calc_repo(tmp_path)
+    slow = sr("calc.py", "    return a - b", "    import time\n    time.sleep(300)\n"
+                                                "    return a + b")
+    openai_server.script(slow, slow)
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    before = tree_digest(repo)
+    known = {c.id for c in docker_client.containers.list(all=True, filters={"label": LABEL})}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "fix", str(repo), "--json", "--model", MODEL,
+         "--base-url", openai_server.base_url, "--image", docker_image, "--candidates", "2",
+         "--rounds", "1", "--workers", "2", "--timeout", "600"],
+        cwd=ROOT, env=cli_env(tmp_path, TMPDIR=str(tmpdir)), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        lines = _stderr_reader(proc)
+        seen = []
+        while True:
+            line = lines.get(timeout=120)
+            assert line is not None, f"mulligan ended before the baseline: {''.join(seen)}"
+            seen.append(line)
+            if line.startswith("baseline:"):
+                break
+
+        def running_candidates():
+            by_session: dict[str, list] = {}
+            for c in docker_client.containers.list(filters={"label": LABEL}):
+                if c.id not in known:
+                    by_session.setdefault(c.labels[LABEL], []).append(c)
+            return next((cs for cs in by_session.values() if len(cs) == 2), None)
+
+        containers = wait_until(running_candidates, 120, "the two candidate containers")
+        sessions = {c.labels[LABEL] for c in containers}
+        assert list(tmpdir.glob("mulligan-snap-*")), "the run's snapshot should exist now"
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    rest = []
+    while (line := lines.get(timeout=10)) is not None:
+        rest.append(line)
+    err = "".join(seen + rest)
+
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    left = [c for s in sessions
+            for c in docker_client.containers.list(all=True, filters={"label": f"{LABEL}={s}"})]
+    assert left == []
+    assert not list(tmpdir.glob("mulligan-*"))
+    assert tree_digest(repo) == before
+    assert out.strip() == "" or json.loads(out)
+
+
+def test_resume_repeats_no_finished_model_call_and_solves(tmp_path, openai_server,
+                                                          docker_image):
+    repo = calc_repo(tmp_path)
+    wrong = sr("calc.py", "    return a - b", "    return a * b")
+    s = settings(openai_server, docker_image, candidates=2, rounds=2, beam=1)
+
+    # First run: round 1 is answered, every later request gets a 500 until retries run out.
+    openai_server.script(wrong, wrong)
+    openai_server.fallback = lambda body: error(500)
+    model = OpenAIChatModel(ModelSettings(model=MODEL, base_url=openai_server.base_url,
+                                          max_retries=1, retry_base_delay_s=0.01,
+                                          max_concurrent_requests=2))
+    first = Run(RunRequest(repo, s), EventBus(), model)
+
+    async def go():
+        try:
+            return await first.execute()
+        finally:
+            await model.aclose()
+
+    with pytest.raises(ModelError, match="kept failing"):
+        asyncio.run(go())
+    failed_revise = openai_server.chat_requests[-1].body["messages"]
+    finished = [e for e in read_events(run_path(first.run_id)) if isinstance(e, ModelCall)]
+    assert [c.purpose for c in finished] == ["propose"]
+    finished_bodies = [c.messages for c in finished]
+    assert openai_server.chat_requests[0].body["messages"] == finished_bodies[0]
+
+    # Resume with a fresh script: only the unfinished revise call may reach the server.
+    openai_server.reset()
+    openai_server.fallback = None
+    fix = sr("calc.py", "    return a * b", "    return a + b")
+    openai_server.script(fix, fix)
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "fix", str(repo), "--json", "--resume",
+         first.run_id, "--model", MODEL, "--base-url", openai_server.base_url, "--image",
+         docker_image, "--candidates", "2", "--rounds", "2", "--beam", "1", "--workers", "2",
+         "--timeout", "60"],
+        cwd=ROOT, env=cli_env(tmp_path), capture_output=True, text=True, timeout=240,
+        check=False)
+
+    assert proc.returncode == 0, proc.stderr
+    bodies = [r.body["messages"] for r in openai_server.chat_requests]
+    assert bodies, "the resumed run asked nothing"
+    assert not any(b in finished_bodies for b in bodies)
+    assert bodies == [failed_revise]
+    out = json.loads(proc.stdout)
+    assert out["run_id"] == first.run_id
+    assert out["status"] == "solved"
+    chosen = {c["id"]: c for c in out["candidates"]}[out["chosen"]]
+    assert chosen["round"] == 2 and chosen["state"] == "passed"
+    # the replayed round-1 answers were not lost: the round-1 candidates are in the result
+    assert [c["id"] for c in out["candidates"] if c["round"] == 1] == ["r1c1", "r1c2"]
