@@ -22,6 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
+    if handler is None and not (sys.argv[1:] if argv is None else argv) \
+            and sys.stdin.isatty() and sys.stdout.isatty():
+        args = parser.parse_args(["tui"])  # plain `mulligan` in a terminal opens the TUI
+        handler = args.handler
     if handler is None:
         parser.print_help(sys.stderr)
         return 2
@@ -100,7 +104,30 @@ def build_parser() -> argparse.ArgumentParser:
     from agent.localmodel import add_parser as add_model_subparser
 
     add_model_subparser(sub)  # mulligan model setup|status (the offline local model)
+
+    from agent.bench import add_parser as add_bench_subparser
+
+    add_bench_subparser(sub)  # mulligan bench (strategies compared on benchmark tasks)
+
+    tui = sub.add_parser("tui", help="the terminal UI (what plain `mulligan` opens)")
+    tui.add_argument("path", nargs="?", default=".")
+    tui.add_argument("--run", default=None, metavar="RUN",
+                     help="open a run from its trajectory (id or path); r resumes it")
+    tui.add_argument("--issue", default=None, help="issue statement (text)")
+    _model_flags(tui)
+    _sandbox_flags(tui)
+    tui.add_argument("--candidates", type=int, default=None, help="candidates per round")
+    tui.add_argument("--rounds", type=int, default=None, help="rounds (1 = no revision)")
+    tui.add_argument("--workers", type=int, default=None, help="sandboxes at once")
+    tui.add_argument("--demo", action="store_true", help="show a recorded example run")
+    tui.set_defaults(handler=cmd_tui)
     return parser
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    from tui.app import main as tui_main
+
+    return tui_main(args)
 
 
 def _model_flags(p: argparse.ArgumentParser) -> None:

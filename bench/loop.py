@@ -122,6 +122,7 @@ class ScriptedResponder:
         self.lock = threading.Lock()
         self.fix_answers = 0
         self.wrong_answers = 0
+        self.fix_texts: set[str] = set()  # to tell a passing mutant from a reference fix
 
     def __call__(self, body: dict) -> str:
         messages = body.get("messages") or []
@@ -132,11 +133,14 @@ class ScriptedResponder:
         rng = random.Random(f"{self.seed}|{self.task.id}|{digest}|{k}")
         current = self._current(messages)
         if rng.random() < self.p and current != self.task.fixed:
+            if current == self.task.files:
+                answer = "The fix:\n\n" + self.task.fix_answer
+            else:
+                answer = "The fix:\n\n" + blocks_from_diff(unified_diff(current, self.task.fixed))
             with self.lock:
                 self.fix_answers += 1
-            if current == self.task.files:
-                return "The fix:\n\n" + self.task.fix_answer
-            return "The fix:\n\n" + blocks_from_diff(unified_diff(current, self.task.fixed))
+                self.fix_texts.add(answer)
+            return answer
         with self.lock:
             self.wrong_answers += 1
         return "Try this:\n\n" + self._wrong(current, rng)
@@ -293,6 +297,7 @@ class TaskResult:
     candidates: int
     fix_answers: int
     wrong_answers: int
+    lucky_passes: int  # "wrong" mutants that nevertheless pass the task's tests
     setup_s: float
     wall_s: float
     sandbox_s: float  # wall-clock with a container job running
@@ -352,7 +357,7 @@ async def run_task(task: Task, repo: Path, args: argparse.Namespace,
     own = wall - union_seconds(box_spans, model_spans)
     if result is None:
         return TaskResult(task.id, "error", False, False, None, 0, 0, responder.fix_answers,
-                          responder.wrong_answers, setup, wall, box_s, box_spans.total, model_s,
+                          responder.wrong_answers, 0, setup, wall, box_s, box_spans.total, model_s,
                           own, len(box_spans.spans), 0, error=error)
     chosen = result.chosen
     matches = bool(chosen and chosen.files is not None and all(
@@ -360,10 +365,11 @@ async def run_task(task: Task, repo: Path, args: argparse.Namespace,
     states: dict[str, int] = {}
     for c in result.candidates:
         states[c.state.value] = states.get(c.state.value, 0) + 1
+    lucky = sum(c.solved and c.answer not in responder.fix_texts for c in result.candidates)
     return TaskResult(
         task.id, result.status, result.status == "solved", result.status == "solved" and matches,
         chosen.id if chosen else None, max((c.round for c in result.candidates), default=0),
-        len(result.candidates), responder.fix_answers, responder.wrong_answers, setup, wall,
+        len(result.candidates), responder.fix_answers, responder.wrong_answers, lucky, setup, wall,
         box_s, box_spans.total, model_s, own, len(box_spans.spans), result.usage.total, states)
 
 
@@ -390,6 +396,7 @@ def markdown(rows: list[TaskResult], totals: dict, config: dict) -> str:
                f"| {pct(t['own_s'], t['wall_s'])} |")
     out += ["", (f"solved {t['solved']}/{t['tasks']} ({100 * t['solve_rate']:.0f}%); chosen "
             f"patch equals the reference fix in {t['matches_reference']} of them; "
+            f"{t['lucky_passes']} candidates meant to be wrong passed the tests anyway; "
             f"{t['errors']} errors; median wall {t['median_wall_s']:.1f}s per task; "
             f"Mulligan's own time {pct(t['own_s'], t['wall_s'])} of the loop's wall time "
             f"({t['own_s'] / max(1, t['tasks']):.2f}s per task); setup (snapshot, image check) "
@@ -412,6 +419,7 @@ def summarize(rows: list[TaskResult], bench_s: float) -> dict:
         "candidates": sum(r.candidates for r in rows),
         "fix_answers": sum(r.fix_answers for r in rows),
         "wrong_answers": sum(r.wrong_answers for r in rows),
+        "lucky_passes": sum(r.lucky_passes for r in rows),
         "wall_s": sum(r.wall_s for r in rows), "setup_s": sum(r.setup_s for r in rows),
         "sandbox_s": sum(r.sandbox_s for r in rows),
         "sandbox_sum_s": sum(r.sandbox_sum_s for r in rows),

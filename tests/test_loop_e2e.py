@@ -382,7 +382,8 @@ def test_ctrl_c_while_candidates_test_cleans_up_and_exits_130(tmp_path, openai_s
         sessions = {c.labels[LABEL] for c in containers}
         assert list(tmpdir.glob("mulligan-snap-*")), "the run's snapshot should exist now"
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=90)
+        proc.wait(timeout=90)  # stderr is drained by the reader thread
+        out = proc.stdout.read()
     finally:
         if proc.poll() is None:
             proc.kill()
