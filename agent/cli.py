@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         return getattr(exc, "exit_code", 2)
     except KeyboardInterrupt:
         err.print("mulligan: interrupted")
+        if getattr(args, "json", False):
+            _json_error(args, KeyboardInterrupt("interrupted"))
         return 130
 
 

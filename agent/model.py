@@ -335,6 +335,18 @@ class OpenAIChatModel:
             return _display_url(self.settings.base_url)
         return _display_url(str(self.client.base_url))
 
+    async def preflight(self) -> None:
+        """Fail fast, before any test runs, when the server cannot be reached at all. Only the
+        connection is judged: servers differ in what /models lists (llama.cpp serves any name)."""
+        try:
+            await self.client.models.list(timeout=min(self.settings.timeout_s, 10.0))
+        except (openai.APIConnectionError, openai.APITimeoutError) as exc:
+            raise ModelUnavailable(
+                f"cannot reach the model server at {self.base_url}: {_connect_reason(exc)} — is it "
+                "running? set OPENAI_BASE_URL or --base-url") from None
+        except (openai.OpenAIError, ValueError, TypeError):
+            pass  # reachable; the first real request reports anything else precisely
+
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.close()

@@ -82,15 +82,18 @@ class Run:
                     settings, lambda line: self.bus.emit(Status(line)))
                 settings = self.local.settings if self.local is not None else settings
             take = Snapshot.from_index if self.request.staged else Snapshot.from_directory
+            if model is None:
+                model = model_from(settings)
+                model = self.local.watch(model) if self.local is not None else model
+            preflight = getattr(model, "preflight", None)
+            if preflight is not None:
+                await preflight()
             self.snapshot = take(self.request.repo)
             self.snapshot_tree = self.snapshot.tree
             self.bus.emit(Status("preparing the sandbox image"))
             self.sandbox = await asyncio.to_thread(
                 open_sandbox, self.request.settings, self.snapshot,
                 lambda line: self.bus.emit(Status(line)))
-            if model is None:
-                model = model_from(settings)
-                model = self.local.watch(model) if self.local is not None else model
             self.solver = Solver(settings, model, self.sandbox, self.snapshot,
                                  self.bus, self.run_id, self.request.issue,
                                  str(self.request.repo), self.recorded,

@@ -209,6 +209,9 @@ class DockerSandbox:
             raise _api_error(exc) from None
         with self._lock:
             self._live.add(container.id)
+        if self._closed:  # close() ran while this container was being created
+            self._remove(container.id)
+            raise SandboxError("the sandbox was closed")
         try:
             sock = self.client.api.attach_socket(container.id, params={"stdin": 1, "stream": 1})
             container.start()
