@@ -72,9 +72,14 @@ def env_settings(environ: dict[str, str] | None = None) -> dict[str, Any]:
     return {field: environ[var] for field, var in ENV_VARS.items() if environ.get(var)}
 
 
+# Keys of a front end's own table entries (e.g. `hook_mode`), read by that front end.
+FRONT_END_PREFIXES = ("hook_",)
+
+
 def load_settings(repo: Path, flags: dict[str, Any] | None = None,
                   environ: dict[str, str] | None = None) -> Settings:
-    values = file_settings(repo)
+    values = {k: v for k, v in file_settings(repo).items()
+              if not k.startswith(FRONT_END_PREFIXES)}
     if "api_key" in values:
         raise ConfigError("do not put api_key in a committed config file: set OPENAI_API_KEY")
     values.update(env_settings(environ))

@@ -30,7 +30,6 @@ import argparse
 import os
 import posixpath
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -233,57 +232,25 @@ def hook_config(values: Mapping[str, Any]) -> HookConfig:
 
 def load_config(repo: Path, environ: Mapping[str, str] | None = None
                 ) -> tuple[Settings, HookConfig]:
-    """The run settings and the hook's own; `hook_*` keys are taken out before the run
-    settings are validated (the same precedence as `agent.config.load_settings`)."""
-    from pydantic import ValidationError
-
-    from agent.config import Settings, env_settings, file_settings
+    """The run settings and the hook's own (the `hook_*` keys of the same tables)."""
+    from agent.config import file_settings, load_settings
 
     values = file_settings(repo)
-    hook = hook_config({k[len("hook_"):]: values.pop(k) for k in list(values)
-                        if k.startswith("hook_")})
-    if "api_key" in values:
-        raise ConfigError("do not put api_key in a committed config file: set OPENAI_API_KEY")
-    values.update(env_settings(dict(environ) if environ is not None else None))
-    try:
-        return Settings(**values), hook
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "settings"
-        raise ConfigError(f"invalid setting {where}: {first['msg']}") from None
+    hook = hook_config({k[len("hook_"):]: v for k, v in values.items() if k.startswith("hook_")})
+    environ = dict(environ) if environ is not None else None
+    return load_settings(repo, environ=environ), hook
 
 
 # -- what is being committed ---------------------------------------------------------------
 
 
-def staged_snapshot(top: Path, index: Path) -> Snapshot:
-    """A snapshot of `index` (the one being committed); the user's files are only read."""
-    from sandbox.snapshot import Snapshot, _env, _init_store
-    from sandbox.snapshot import _git as store_git
-
-    objects = _git_path(top, "objects")
-    store = Path(tempfile.mkdtemp(prefix="mulligan-snap-"))
-    try:
-        git_dir = _init_store(store)
-        (git_dir / "objects" / "info" / "alternates").write_text(f"{objects}\n")
-        if index.is_file():
-            shutil.copyfile(index, store / "index")
-            for shared in index.parent.glob("sharedindex.*"):  # core.splitIndex
-                (git_dir / shared.name).symlink_to(shared)
-        tree = store_git(["write-tree"], _env(git_dir, store / "index")).strip()
-    except BaseException:
-        shutil.rmtree(store, ignore_errors=True)
-        raise
-    return Snapshot(store, tree, top)
-
-
 def staged_paths(top: Path, env: Mapping[str, str]) -> list[str]:
     """Paths the commit changes (added, modified or deleted) against HEAD."""
-    head = _git(["rev-parse", "--verify", "-q", "HEAD^{tree}"], top, env, check=False)
-    base = head.stdout.decode().strip() if head.returncode == 0 else EMPTY_TREE
-    out = _git(["diff-index", "--cached", "--name-only", "-z", "--no-renames", base], top,
-               env).stdout.decode("utf-8", "surrogateescape")
-    return [p for p in out.split("\0") if p]
+    command = ["diff-index", "--cached", "--name-only", "-z", "--no-renames"]
+    proc = _git([*command, "HEAD"], top, env, check=False)
+    if proc.returncode != 0:  # no commit yet: everything staged is new
+        proc = _git([*command, EMPTY_TREE], top, env)
+    return [p for p in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
 
 
 def _is_test_file(name: str) -> bool:
@@ -513,13 +480,13 @@ class Terminal:
 
 
 def open_terminal(environ: Mapping[str, str] = os.environ) -> Terminal | None:
-    """MULLIGAN_HOOK_TTY, else /dev/tty; None without one (IDE, CI, no controlling
-    terminal) or with MULLIGAN_HOOK_NONINTERACTIVE=1."""
+    """MULLIGAN_HOOK_TTY, else /dev/tty; None without one (an IDE, CI, no controlling
+    terminal) or with MULLIGAN_HOOK_NONINTERACTIVE=1. Git gives hooks no usable stdin."""
     if environ.get("MULLIGAN_HOOK_NONINTERACTIVE") == "1":
         return None
     path = environ.get("MULLIGAN_HOOK_TTY")
     if not path:
-        if environ.get("CI") or environ.get("PRE_COMMIT"):
+        if environ.get("CI"):
             return None
         path = "/dev/tty"
     try:
@@ -539,14 +506,12 @@ class Hook:
     """One run of the pre-commit hook, in the repository containing `cwd`."""
 
     def __init__(self, cwd: Path) -> None:
-        from rich.console import Console
-
         self.cwd = cwd
-        self.console = Console(stderr=True, highlight=False, soft_wrap=True)
         self.advisory = False
+        self.applying = False  # from the user's "a"/"w" on, "nothing was changed" may be wrong
 
     def say(self, text: str) -> None:
-        self.console.print(text, markup=False)
+        print(text, file=sys.stderr, flush=True)  # plain: rich is imported only to solve
 
     def run(self) -> int:
         from sandbox.errors import SandboxError
@@ -554,13 +519,15 @@ class Hook:
         try:
             return self._run()
         except KeyboardInterrupt:
-            self.say("mulligan: interrupted; nothing was changed")
+            self.say("mulligan: interrupted; " + ("see git status" if self.applying
+                                                  else "nothing was changed"))
             return 130
         except Exception as exc:  # noqa: BLE001 -- any failure: say so, keep the work
             known = isinstance(exc, (MulliganError, SandboxError))
             what = "error" if known else f"crashed ({type(exc).__name__})"
             self.say(f"mulligan hook {what}: {exc}")
-            self.say("nothing was changed in the repository")
+            self.say("the fix may be partly applied (your own changes are kept): see git status"
+                     if self.applying else "nothing was changed in the repository")
             if self.advisory:
                 self.say("hook_mode = advisory: the commit goes ahead")
                 return 0
@@ -568,15 +535,18 @@ class Hook:
             return 1
 
     def _run(self) -> int:
-        top = Path(_git(["rev-parse", "--show-toplevel"], self.cwd).stdout.decode().strip())
-        git_dir = Path(_git(["rev-parse", "--absolute-git-dir"], top).stdout.decode().strip())
+        found = _git(["rev-parse", "--show-toplevel", "--absolute-git-dir", "--git-path",
+                      "index", "--git-path", "objects"], self.cwd).stdout.decode().splitlines()
+        top, git_dir = Path(found[0]), Path(found[1])
+        index, objects = (Path(os.path.normpath(os.path.join(self.cwd, p))) for p in found[2:4])
+        if os.environ.get("GIT_INDEX_FILE"):
+            # The index being committed: a temporary one for `git commit -a` and `git commit
+            # <paths>`. git runs hooks at the top, and reads a relative path from there.
+            index = Path(os.path.normpath(os.path.join(top, os.environ["GIT_INDEX_FILE"])))
         for name, what in IN_PROGRESS.items():
             if (git_dir / name).exists():
                 self.say(f"mulligan: {what} is in progress: the hook stays out of its way")
                 return 0
-        given = os.environ.get("GIT_INDEX_FILE")
-        index = Path(os.path.abspath(os.path.join(self.cwd, given))) if given else \
-            _git_path(top, "index")
         self.top, self.git_dir, self.index = top, git_dir, index
         settings, self.config = load_config(top)
         self.advisory = self.config.mode == "advisory"
@@ -584,12 +554,12 @@ class Hook:
         if not changed:
             self.say("mulligan: nothing staged to test")
             return 0
-        with staged_snapshot(top, index) as snapshot:
+        from sandbox.snapshot import Snapshot
+
+        with Snapshot.from_index(top, index, objects) as snapshot:
             return self._check(settings, snapshot, changed)
 
     def _check(self, settings: Settings, snapshot: Snapshot, changed: list[str]) -> int:
-        import asyncio
-
         from agent.environment import limits_from, open_sandbox
         from sandbox.docker_backend import Job
 
@@ -601,6 +571,8 @@ class Hook:
             report = sandbox.run(Job(snapshot, "", command, limits=limits_from(settings)))
             if self._green(report, command):
                 return 0
+            import asyncio
+
             result = asyncio.run(self._solve(settings, sandbox, snapshot))
         finally:
             sandbox.close()
@@ -608,10 +580,9 @@ class Hook:
             self.say("mulligan: the tests pass when run again (flaky?): the commit goes ahead")
             return 0
         patch = result.patch if result.status == "solved" else None
-        if os.environ.get("PRE_COMMIT"):  # the framework owns the working tree: no writes
-            terminal = None
-        else:
-            terminal = open_terminal()
+        # Under the pre-commit framework, which stashes and restores the unstaged changes
+        # around its hooks, the hook never writes to the repository: the patch file only.
+        terminal = None if os.environ.get("PRE_COMMIT") else open_terminal()
         if terminal is None:
             return self._unattended(patch, result)
         try:
@@ -620,13 +591,14 @@ class Hook:
             terminal.close()
 
     def _green(self, report: TestReport, command: str) -> bool:
+        from sandbox.docker_backend import uses_pytest
         from sandbox.report import RunStatus
 
         if report.passed:
             self.say(f"mulligan: {len(report.tests) or 'the'} tests pass "
                      f"({report.wall_s:.1f}s): committing")
             return True
-        if report.exit_code == 5 and not report.tests and "pytest" in command:
+        if report.exit_code == 5 and not report.tests and uses_pytest(command):
             self.say("mulligan: no tests were collected: committing")
             return True
         if report.exit_code == 127 and not report.tests:
@@ -644,36 +616,22 @@ class Hook:
         return False
 
     async def _solve(self, settings: Settings, sandbox: Any, snapshot: Snapshot) -> Result:
-        """The loop on the snapshot and sandbox already open (as `agent.run.Run` does it,
-        but on the index being committed)."""
+        """The loop on the snapshot (the index being committed) and sandbox already open."""
+        from rich.console import Console
+
         from agent.events import EventBus, RunError
-        from agent.loop import Solver
         from agent.progress import ConsoleProgress
-        from agent.repomap import RepoMap
-        from agent.run import model_from, repomap_cache_dir
-        from agent.trajectory import TrajectoryWriter, new_run_id, runs_dir
+        from agent.run import Run, RunRequest
 
         settings = settings.model_copy(update={
             "candidates": self.config.candidates, "rounds": self.config.rounds,
             "beam": min(settings.beam, self.config.candidates)})
-        run_id = new_run_id()
-        self.trajectory = runs_dir() / run_id / "trajectory.jsonl"
         bus = EventBus()
-        progress = ConsoleProgress(self.console)
+        progress = ConsoleProgress(Console(stderr=True, highlight=False, soft_wrap=True))
         bus.subscribe(lambda event: None if isinstance(event, RunError) else progress(event))
-        writer = TrajectoryWriter(self.trajectory)
-        bus.subscribe(writer)
-        model = model_from(settings)
-        try:
-            solver = Solver(settings, model, sandbox, snapshot, bus, run_id, None, str(self.top),
-                            repo_map=RepoMap(cache_dir=repomap_cache_dir()))
-            return await solver.run()
-        except Exception as exc:
-            bus.emit(RunError(str(exc)))
-            raise
-        finally:
-            await model.aclose()
-            writer.close()
+        run = Run(RunRequest(self.top, settings), bus, snapshot=snapshot, sandbox=sandbox)
+        self.trajectory = run.trajectory_path
+        return await run.execute()
 
     # -- outcomes ------------------------------------------------------------------------
 
@@ -697,7 +655,8 @@ class Hook:
         if patch:
             lines += ["", "proposed fix (the tests pass with it):", patch.rstrip("\n"), ""]
         else:
-            lines += ["", f"no passing fix found ({result.reason or result.status})", ""]
+            lines += ["", (f"no passing fix found ({result.reason or result.status}); "
+                      f"trajectory: {self.trajectory}"), ""]
         terminal.write("\n".join(lines) + "\n")
         choices = "awsb" if patch else "sb"
         answer = terminal.ask(f"{CHOICES_FIX if patch else CHOICES_NO_FIX}? ", choices)
@@ -710,6 +669,7 @@ class Hook:
             terminal.write("commit aborted; nothing was changed\n")
             return 1
         assert patch is not None
+        self.applying = True
         try:
             apply_fix(self.top, self.git_dir, self.index, snapshot, patch, stage=answer == "a")
         except FixDoesNotApply as exc:

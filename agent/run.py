@@ -11,11 +11,17 @@ from agent.config import Settings
 from agent.environment import open_sandbox
 from agent.events import EventBus, RunError, Status
 from agent.localmodel import LocalModel, start_local_model
-from agent.loop import Result, Solver
-from agent.repomap import RepoMap
+from agent.loop import Result, Sandbox, Solver
 from agent.model import ChatModel, ModelSettings, OpenAIChatModel
-from agent.trajectory import (TrajectoryWriter, new_run_id, read_events, recorded_calls,
-                              run_path, runs_dir)
+from agent.repomap import RepoMap
+from agent.trajectory import (
+    TrajectoryWriter,
+    new_run_id,
+    read_events,
+    recorded_calls,
+    run_path,
+    runs_dir,
+)
 from sandbox.snapshot import Snapshot
 
 
@@ -47,11 +53,16 @@ def repomap_cache_dir() -> Path:
 class Run:
     """Holds a run's resources; `execute` always releases them (containers, temp dirs)."""
 
-    def __init__(self, request: RunRequest, bus: EventBus, model: ChatModel | None = None):
+    def __init__(self, request: RunRequest, bus: EventBus, model: ChatModel | None = None, *,
+                 snapshot: Snapshot | None = None, sandbox: Sandbox | None = None):
+        """`snapshot` and `sandbox`, when given, are the caller's: used, never closed (the
+        pre-commit hook has them open already, on the index being committed)."""
         self.request = request
         self.bus = bus
         self.model = model
         self.solver: Solver | None = None
+        self._given_snapshot = snapshot
+        self._given_sandbox = sandbox
         self.snapshot: Snapshot | None = None
         self.sandbox = None
         self.snapshot_tree: str | None = None
@@ -88,13 +99,17 @@ class Run:
             preflight = getattr(model, "preflight", None)
             if preflight is not None:
                 await preflight()
-            self.snapshot = take(self.request.repo)
-            self.snapshot_tree = self.snapshot.tree
-            self.bus.emit(Status("preparing the sandbox image"))
-            self.sandbox = await asyncio.to_thread(
-                open_sandbox, self.request.settings, self.snapshot,
-                lambda line: self.bus.emit(Status(line)))
-            self.solver = Solver(settings, model, self.sandbox, self.snapshot,
+            snapshot = self._given_snapshot
+            if snapshot is None:
+                snapshot = self.snapshot = take(self.request.repo)
+            self.snapshot_tree = snapshot.tree
+            sandbox = self._given_sandbox
+            if sandbox is None:
+                self.bus.emit(Status("preparing the sandbox image"))
+                sandbox = self.sandbox = await asyncio.to_thread(
+                    open_sandbox, self.request.settings, snapshot,
+                    lambda line: self.bus.emit(Status(line)))
+            self.solver = Solver(settings, model, sandbox, snapshot,
                                  self.bus, self.run_id, self.request.issue,
                                  str(self.request.repo), self.recorded,
                                  RepoMap(cache_dir=repomap_cache_dir()))

@@ -13,7 +13,10 @@ installed; then, interleaved ``--reps`` times, each on a fresh one-line staged c
   settings, snapshot of the index, Docker connection, the same test run);
 * ``skip``: ``MULLIGAN_SKIP=1 git commit`` -- the hook script when skipped.
 
-Overhead = median(hook) - median(no hook) - median(sandbox). Needs Docker and the sandbox
+Overhead = median(hook) - median(no hook) - median(sandbox). Wall time moves with the
+machine's load, so the CPU time of the commit's processes (git, the hook, its git calls;
+not the container, which runs under the Docker daemon) is reported too: `hook cpu` minus
+`no hook cpu` is the hook's own work. Needs Docker and the sandbox
 image (``MULLIGAN_IMAGE``, default mulligan/base:bookworm); no model is contacted::
 
     python bench/hook_overhead.py --reps 7 --tests 50
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -48,18 +52,24 @@ def git(repo: Path, env: dict[str, str], *args: str) -> None:
     subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True)
 
 
-def timed_commit(repo: Path, env: dict[str, str], n: int, *args: str) -> float:
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed_commit(repo: Path, env: dict[str, str], n: int, *args: str) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of git and everything it ran) of one commit."""
     with (repo / "calc.py").open("a") as fh:
         fh.write(f"# change {n}\n")
     git(repo, env, "add", "calc.py")
-    started = time.perf_counter()
+    cpu, started = children_cpu(), time.perf_counter()
     proc = subprocess.run(["git", "commit", "-q", "-m", f"change {n}", *args], cwd=repo,
                           env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL,
                           check=False)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, children_cpu() - cpu
     if proc.returncode != 0:
         raise SystemExit(f"git commit {' '.join(args)} failed:\n{proc.stderr}")
-    return seconds
+    return seconds, cpu
 
 
 def sandbox_times(repo: Path, env: dict[str, str], n: int) -> tuple[float, float]:
@@ -117,15 +127,19 @@ def main(argv: list[str] | None = None) -> int:
 
         timed_commit(repo, env, -1)  # warm-up: builds the dependency layer once
         sandbox_times(repo, env, -1)
-        rows: dict[str, list[float]] = {"no hook": [], "sandbox": [], "sandbox + open": [],
-                                        "hook": [], "skip": []}
+        rows: dict[str, list[float]] = {name: [] for name in (
+            "no hook", "sandbox", "sandbox + open", "hook", "skip", "no hook cpu", "hook cpu")}
         for n in range(args.reps):
-            rows["no hook"].append(timed_commit(repo, env, 3 * n, "--no-verify"))
+            wall, cpu = timed_commit(repo, env, 3 * n, "--no-verify")
+            rows["no hook"].append(wall)
+            rows["no hook cpu"].append(cpu)
             run_s, total = sandbox_times(repo, env, n)
             rows["sandbox"].append(run_s)
             rows["sandbox + open"].append(total)
-            rows["hook"].append(timed_commit(repo, env, 3 * n + 1))
-            rows["skip"].append(timed_commit(repo, {**env, "MULLIGAN_SKIP": "1"}, 3 * n + 2))
+            wall, cpu = timed_commit(repo, env, 3 * n + 1)
+            rows["hook"].append(wall)
+            rows["hook cpu"].append(cpu)
+            rows["skip"].append(timed_commit(repo, {**env, "MULLIGAN_SKIP": "1"}, 3 * n + 2)[0])
 
     med = {name: statistics.median(values) for name, values in rows.items()}
     overhead = med["hook"] - med["no hook"] - med["sandbox"]
@@ -133,16 +147,20 @@ def main(argv: list[str] | None = None) -> int:
               "median_s": {k: round(v, 4) for k, v in med.items()},
               "all_s": {k: [round(x, 4) for x in v] for k, v in rows.items()},
               "overhead_s": round(overhead, 4),
+              "hook_cpu_s": round(med["hook cpu"] - med["no hook cpu"], 4),
+              "load_average": os.getloadavg()[0],
               "overhead_vs_cold_sandbox_s": round(med["hook"] - med["no hook"]
                                                   - med["sandbox + open"], 4)}
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"{args.tests} passing tests, {args.reps} reps (median, min-max), seconds:")
+    print(f"{args.tests} passing tests, {args.reps} reps (median, min-max), seconds; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs:")
     for name, values in rows.items():
         print(f"  {name:15} {med[name]:7.3f}   ({min(values):.3f}-{max(values):.3f})")
     print(f"hook overhead = hook - no hook - sandbox = {overhead:.3f}s "
           f"({overhead / med['hook']:.0%} of the hooked commit)")
+    print(f"hook CPU = hook cpu - no hook cpu = {med['hook cpu'] - med['no hook cpu']:.3f}s")
     return 0
 
 

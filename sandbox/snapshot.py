@@ -57,19 +57,25 @@ class Snapshot:
         try:
             git_dir = _init_store(store)
             env = _env(git_dir, store / "index", work_tree=root)
-            user_git = _git_dir_of(root)
-            if user_git is not None:
-                alternates = git_dir / "objects" / "info" / "alternates"
-                alternates.write_text(str((user_git / "objects").resolve()) + "\n")
-                exclude = user_git / "info" / "exclude"
+            paths = _git_paths_of(root)
+            if paths is not None:
+                user_git, common = paths
+                _borrow_objects(git_dir, common / "objects")
+                exclude = common / "info" / "exclude"
                 if exclude.is_file():
                     shutil.copyfile(exclude, git_dir / "info" / "exclude")
                 # Starting from a copy of the user's index keeps git's stat cache, so only
                 # changed files are hashed; the user's own index is only read.
-                user_index = user_git / "index"
-                if user_index.is_file():
-                    shutil.copyfile(user_index, store / "index")
-            _git(["add", "-A", "--", "."], env, cwd=root)
+                _copy_index(user_git / "index", store / "index", git_dir)
+                _git(["add", "-A", "--", "."], env, cwd=root)
+            else:
+                listing = _listing_inside_repo(root)
+                if listing is None:
+                    _git(["add", "-A", "--", "."], env, cwd=root)
+                elif listing:
+                    # A subfolder of a repository: the repository's ignore rules still apply.
+                    _git(["add", "--pathspec-from-file=-", "--pathspec-file-nul"], env, cwd=root,
+                         stdin="\0".join(listing))
             tree = _git(["write-tree"], env).strip()
         except BaseException:
             shutil.rmtree(store, ignore_errors=True)
@@ -77,20 +83,21 @@ class Snapshot:
         return cls(store, tree, root)
 
     @classmethod
-    def from_index(cls, path: str | os.PathLike) -> Snapshot:
+    def from_index(cls, path: str | os.PathLike, index: Path | None = None,
+                   objects: Path | None = None) -> Snapshot:
         """The staged content of a repository (what `git commit` would record), without
-        unstaged edits or untracked files; the user's index is only read."""
+        unstaged edits or untracked files. `index` and `objects` override the repository's
+        own (a hook gets a temporary index from `git commit -a`); both are only read."""
         root = Path(path).resolve()
-        user_git = _git_dir_of(root)
-        if user_git is None:
+        paths = _git_paths_of(root)
+        if paths is None:
             raise SnapshotError(f"{root} is not the top of a git repository")
+        user_git, common = paths
         store = Path(tempfile.mkdtemp(prefix="mulligan-snap-"))
         try:
             git_dir = _init_store(store)
-            (git_dir / "objects" / "info" / "alternates").write_text(
-                str((user_git / "objects").resolve()) + "\n")
-            if (user_git / "index").is_file():
-                shutil.copyfile(user_git / "index", store / "index")
+            _borrow_objects(git_dir, objects or common / "objects")
+            _copy_index(index or user_git / "index", store / "index", git_dir)
             tree = _git(["write-tree"], _env(git_dir, store / "index")).strip()
         except BaseException:
             shutil.rmtree(store, ignore_errors=True)
@@ -251,20 +258,49 @@ def _env(git_dir: Path, index: Path, work_tree: Path | None = None) -> dict[str,
     return env
 
 
-def _git_dir_of(root: Path) -> Path | None:
-    proc = subprocess.run(["git", "rev-parse", "--absolute-git-dir"], cwd=root,
-                          capture_output=True, text=True, env=_clean_env())
+def _git_paths_of(root: Path) -> tuple[Path, Path] | None:
+    """(git dir, common dir) when `root` is the top of a work tree; they differ in a linked
+    worktree, whose objects live in the common dir."""
+    proc = subprocess.run(
+        ["git", "rev-parse", "--show-toplevel", "--absolute-git-dir", "--git-common-dir"],
+        cwd=root, capture_output=True, text=True, env=_clean_env())
     if proc.returncode != 0:
         return None
-    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=root,
-                         capture_output=True, text=True, env=_clean_env()).stdout.strip()
+    top, git_dir, common = proc.stdout.splitlines()[:3]
     if Path(top).resolve() != root:
         return None  # a subfolder of a repository: snapshot the folder as a plain tree
-    return Path(proc.stdout.strip())
+    return Path(git_dir), (root / common).resolve()
 
 
-def _git(args: list[str], env: dict[str, str], cwd: Path | None = None) -> str:
-    proc = subprocess.run(["git", *args], env=env, cwd=cwd, capture_output=True)
+def _listing_inside_repo(root: Path) -> list[str] | None:
+    """The files under `root` that its enclosing repository does not ignore, or None when
+    `root` is in no repository."""
+    proc = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                          cwd=root, capture_output=True, env=_clean_env())
+    if proc.returncode != 0:
+        return None
+    names = proc.stdout.decode("utf-8", "surrogateescape").split("\0")
+    return [n for n in dict.fromkeys(names) if n and os.path.lexists(root / n)]
+
+
+def _borrow_objects(store_git_dir: Path, objects: Path) -> None:
+    (store_git_dir / "objects" / "info" / "alternates").write_text(f"{objects.resolve()}\n")
+
+
+def _copy_index(index: Path, dest: Path, store_git_dir: Path) -> None:
+    if not index.is_file():
+        return
+    shutil.copyfile(index, dest)
+    for shared in index.parent.glob("sharedindex.*"):  # core.splitIndex keeps a second file
+        link = store_git_dir / shared.name
+        if not link.exists():
+            link.symlink_to(shared)
+
+
+def _git(args: list[str], env: dict[str, str], cwd: Path | None = None,
+         stdin: str | None = None) -> str:
+    proc = subprocess.run(["git", *args], env=env, cwd=cwd, capture_output=True,
+                          input=stdin.encode("utf-8", "surrogateescape") if stdin else None)
     if proc.returncode != 0:
         message = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         raise SnapshotError(f"git {args[0]} failed: {message[-1] if message else proc.returncode}")

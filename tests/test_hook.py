@@ -25,13 +25,18 @@ import pytest
 from agent.hook import (
     CHAINED,
     MARKER,
+    FixDoesNotApply,
     HookConfig,
+    _worktree_plan,
+    apply_fix,
     hook_config,
     install,
     related_tests,
     select_tests,
+    staged_paths,
     uninstall,
 )
+from sandbox.snapshot import Snapshot
 from tests.support.sandbox_env import docker_client, docker_image  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -336,6 +341,14 @@ def test_mulligan_skip_exits_at_once(tmp_path, git_env):
         assert f" {heavy}\n" not in imported, heavy
 
 
+def test_no_verify_never_runs_the_hook(tmp_path, git_env):
+    repo = make_repo(tmp_path / "repo", git_env)
+    (repo / "calc.py").write_text(CALC_BUG)
+    git(repo, git_env, "add", "calc.py")
+    proc = commit(repo, {**git_env, "MULLIGAN_IMAGE": "no/such:image"}, "--no-verify")
+    assert proc.returncode == 0 and proc.stderr == ""
+
+
 # -- configuration and test selection --------------------------------------------------------
 
 
@@ -376,6 +389,87 @@ def test_test_command_scopes():
     command, scope = select_tests(Settings(test_cmd="make test"), related, ["calc.py"],
                                   ["tests/test_calc.py"])
     assert command == "make test" and "pytest" in scope
+
+
+# -- the staged snapshot and applying a fix (no sandbox) ---------------------------------------
+
+
+def _locate(repo: Path, env: dict[str, str]) -> tuple[Path, Path, Path]:
+    """(git dir, index, object store) of `repo`, absolute."""
+    found = git(repo, env, "rev-parse", "--absolute-git-dir", "--git-path", "index",
+                "--git-path", "objects").splitlines()
+    git_dir, index, objects = (Path(os.path.join(repo, p)) for p in found)
+    return git_dir, index, objects
+
+
+@pytest.mark.parametrize("layout", ["plain", "split-index", "linked-worktree"])
+def test_staged_snapshot_is_the_index_not_the_working_tree(tmp_path, git_env, layout):
+    repo = make_repo(tmp_path / "repo", git_env, hook=False)
+    if layout == "split-index":
+        git(repo, git_env, "update-index", "--split-index")
+    if layout == "linked-worktree":
+        git(repo, git_env, "worktree", "add", "-q", str(tmp_path / "linked"), "-b", "linked")
+        repo = tmp_path / "linked"
+    (repo / "calc.py").write_text(CALC_BUG)
+    git(repo, git_env, "add", "calc.py")
+    (repo / "calc.py").write_text(CALC_OK + "# unstaged\n")
+    (repo / "untracked.py").write_text("x = 1\n")
+    before = work_state(repo, git_env)
+    _, index, objects = _locate(repo, git_env)
+    with Snapshot.from_index(repo, index, objects) as snapshot:
+        files = snapshot.text_files()
+    assert files["calc.py"] == CALC_BUG and "untracked.py" not in files
+    assert staged_paths(repo, {**git_env, "GIT_INDEX_FILE": str(index)}) == ["calc.py"]
+    assert work_state(repo, git_env) == before
+
+
+def _red_staged(repo: Path, env: dict[str, str], worktree: str) -> tuple[Path, Path, Path, str]:
+    from agent.edits import unified_diff
+
+    (repo / "calc.py").write_text(CALC_BUG)
+    git(repo, env, "add", "calc.py")
+    (repo / "calc.py").write_text(worktree)
+    git_dir, index, objects = _locate(repo, env)
+    return git_dir, index, objects, unified_diff({"calc.py": CALC_BUG}, {"calc.py": CALC_OK})
+
+
+def test_apply_fix_merges_three_ways_around_unstaged_edits(tmp_path, git_env):
+    repo = make_repo(tmp_path / "repo", git_env, hook=False)
+    nearby = CALC_BUG.replace("\n\n\ndef clamp", "\n\n# next: clamp\ndef clamp")
+    git_dir, index, objects, patch = _red_staged(repo, git_env, nearby)
+    with Snapshot.from_index(repo, index, objects) as snapshot:
+        plan = _worktree_plan(repo, snapshot, patch)
+        assert plan is not None  # `git apply` refuses: the unstaged line is in its context
+        apply_fix(repo, git_dir, index, snapshot, patch, stage=True)
+    assert git(repo, git_env, "show", ":calc.py") == CALC_OK
+    assert (repo / "calc.py").read_text() == CALC_OK.replace("\n\n\ndef clamp",
+                                                             "\n\n# next: clamp\ndef clamp")
+
+
+@pytest.mark.parametrize("stage", [True, False])
+def test_apply_fix_refuses_and_changes_nothing_when_it_conflicts(tmp_path, git_env, stage):
+    repo = make_repo(tmp_path / "repo", git_env, hook=False)
+    with_user_work(repo, git_env)
+    rewritten = CALC_BUG.replace("(len(values) - 1)", "max(1, len(values))")
+    git_dir, index, objects, patch = _red_staged(repo, git_env, rewritten)
+    before = work_state(repo, git_env)
+    with Snapshot.from_index(repo, index, objects) as snapshot, \
+            pytest.raises(FixDoesNotApply, match="conflict"):
+        apply_fix(repo, git_dir, index, snapshot, patch, stage=stage)
+    assert work_state(repo, git_env) == before
+
+
+def test_apply_fix_never_overwrites_an_untracked_file(tmp_path, git_env):
+    from agent.edits import unified_diff
+
+    repo = make_repo(tmp_path / "repo", git_env, hook=False)
+    (repo / "helpers.py").write_text("# the user's own, untracked\n")
+    before = work_state(repo, git_env)
+    git_dir, index, objects = _locate(repo, git_env)
+    patch = unified_diff({}, {"helpers.py": "def helper():\n    return 1\n"})
+    with Snapshot.from_index(repo, index, objects) as snapshot, pytest.raises(FixDoesNotApply):
+        apply_fix(repo, git_dir, index, snapshot, patch, stage=True)
+    assert work_state(repo, git_env) == before
 
 
 # -- committing through the hook (real sandbox, scripted model) -----------------------------
@@ -501,6 +595,42 @@ def test_interactive_abort_leaves_no_trace(tmp_path, hook_env, openai_server):
 
 
 @pytest.mark.docker
+def test_interactive_skip_commits_as_staged(tmp_path, hook_env, openai_server):
+    repo = make_repo(tmp_path / "repo", hook_env)
+    with_user_work(repo, hook_env)
+    (repo / "calc.py").write_text(CALC_BUG)
+    git(repo, hook_env, "add", "calc.py")
+    openai_server.script(FIX_ANSWER)
+    before = work_state(repo, hook_env)
+    code, stderr, screen = drive_commit(repo, hook_env, b"s")
+    assert code == 0, stderr + screen
+    assert git(repo, hook_env, "show", "HEAD:calc.py") == CALC_BUG
+    after = work_state(repo, hook_env)
+    for key in ("files", "diff", "stash", "untracked"):
+        assert after[key] == before[key], key
+    assert patch_files(repo) == []
+
+
+@pytest.mark.docker
+def test_interactive_apply_without_staging_stops_the_commit(tmp_path, hook_env, openai_server):
+    repo = make_repo(tmp_path / "repo", hook_env)
+    with_user_work(repo, hook_env)
+    (repo / "calc.py").write_text(CALC_BUG)
+    git(repo, hook_env, "add", "calc.py")
+    openai_server.script(FIX_ANSWER)
+    before = work_state(repo, hook_env)
+    code, stderr, screen = drive_commit(repo, hook_env, b"w")
+    assert code == 1, stderr + screen
+    assert "not staged" in screen
+    after = work_state(repo, hook_env)
+    assert after["head"] == before["head"] and after["cached"] == before["cached"]
+    assert (repo / "calc.py").read_text() == CALC_OK
+    assert git(repo, hook_env, "show", ":calc.py") == CALC_BUG
+    for key in ("stash", "untracked"):
+        assert after[key] == before[key], key
+
+
+@pytest.mark.docker
 def test_fix_conflicting_with_unstaged_edits_is_refused_and_saved(tmp_path, hook_env,
                                                                    openai_server):
     repo = make_repo(tmp_path / "repo", hook_env)
@@ -621,13 +751,14 @@ def test_ctrl_c_during_the_tests_keeps_everything(tmp_path, hook_env, openai_ser
             filters={"type": "container", "event": "start", "image": layer})
         assert next(iter(started), None) is not None, "the sandbox container never started"
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
-        proc.communicate(timeout=120)  # EOF on both pipes: the hook has exited too
+        _, stderr = proc.communicate(timeout=120)  # EOF on both pipes: the hook exited too
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
     try:
         assert proc.returncode != 0
+        assert b"mulligan: interrupted; nothing was changed" in stderr
         assert work_state(repo, hook_env) == before
         assert docker_client.containers.list(all=True, filters={"ancestor": layer}) == []
         assert openai_server.chat_requests == []
@@ -654,6 +785,7 @@ def test_unreachable_model_stops_the_commit_and_keeps_the_work(tmp_path, hook_en
 
 
 @pytest.mark.docker
+@pytest.mark.timeout(900)  # pre-commit builds a virtualenv with Mulligan's dependencies
 def test_pre_commit_framework_try_repo(tmp_path, hook_env, openai_server):
     pytest.importorskip("pre_commit", reason="pre-commit is a dev extra")
     # `try-repo` only sees committed or tracked files of a local repository, so the hook
