@@ -23,10 +23,12 @@ from tui import demo
 from tui.app import MulliganApp, find_repo
 from tui.screens import (
     ConfirmApplyScreen,
+    ConfirmScreen,
     ErrorScreen,
     FatalErrorScreen,
     InspectScreen,
     RunScreen,
+    RunsScreen,
     SavePatchScreen,
     SetupScreen,
 )
@@ -298,8 +300,9 @@ async def test_open_an_interrupted_run_and_resume_it(repo: Path, openai_server,
 
     # cut the trajectory as if the process had been killed while round 1 was tested
     lines = trajectory.read_text().splitlines()
-    cut = next(i for i, line in enumerate(lines)
-               if json.loads(line)["kind"] == "candidate" and json.loads(line)["state"] == "failed")
+    records = [json.loads(line) for line in lines]
+    cut = next(i for i, r in enumerate(records)
+               if r["kind"] == "candidate" and r["state"] in ("passed", "failed"))
     trajectory.write_text("\n".join(lines[:cut]) + "\n")
 
     app = MulliganApp(repo, flags=flags(openai_server), open_run=run_id)
@@ -307,7 +310,7 @@ async def test_open_an_interrupted_run_and_resume_it(repo: Path, openai_server,
         await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "the run screen")
         await pilot.pause()
         assert app.view.phase is Phase.INTERRUPTED and app.view.run_id == run_id
-        assert {c.label for c in app.view.candidates.values()} == {"abandoned"}
+        assert [c.label for c in app.view.ordered] == ["abandoned", "abandoned"]
         assert "interrupted" in plain(app.screen.query_one("#status", Static))
         assert app.screen.check_action("resume", ()) is True
         await pilot.press("r")
@@ -341,6 +344,38 @@ async def test_a_finished_run_opened_from_its_trajectory(repo: Path, openai_serv
         assert "resume it (r)" in app.notes[-1][1]
         assert (repo / "calc.py").read_text() == CALC
 
+    # the same run, picked from the recent runs on the setup screen
+    app = MulliganApp(repo, flags=flags(openai_server))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), "the run picker")
+        assert [r[0] for r in app.screen.runs] == [first.view.run_id]
+        assert app.screen.runs[0][1] == "solved"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.view.phase is Phase.FINISHED, "the picked run")
+        assert isinstance(app.screen, RunScreen) and app.view.run_id == first.view.run_id
+
+
+async def test_quit_while_running_cancels_the_run(repo: Path, openai_server,
+                                                  docker_image):  # noqa: F811
+    openai_server.script(stall(3.0, [BAD, GOOD]))
+    app = MulliganApp(repo, flags=flags(openai_server))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: app.view.candidates, "round 1's candidates")
+        thread = app._run_thread
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        await pilot.press("n")  # not yet
+        await pilot.pause()
+        assert app.running and not isinstance(app.screen, ConfirmScreen)
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not thread.is_alive(), "the run to be cancelled", 60)
+    assert not thread.is_alive()
+    assert app.view.finished is None
+
 
 # -- errors are screens that say how to fix them ---------------------------------------------
 
@@ -356,7 +391,7 @@ async def test_model_endpoint_down(repo: Path, docker_image):  # noqa: F811
         assert app.view.phase is Phase.ERROR
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "the run screen")
-        assert app.view.candidate("r1c1").label == "abandoned"
+        assert all(c.label == "abandoned" for c in app.view.candidates.values())
         # back to the setup screen to fix the endpoint
         await pilot.press("x")
         await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen), "the setup screen")
@@ -481,6 +516,9 @@ def test_which_patch_apply_save_and_copy_use():
     added = ("diff --git a/new.py b/new.py\nnew file mode 100644\n--- /dev/null\n"
              "+++ b/new.py\n@@ -0,0 +1 @@\n+x = 1\n")
     assert describe_changes(added) == [FileChange("new.py", "added", 1, 0)]
+    deleted = ("diff --git a/old.py b/old.py\ndeleted file mode 100644\n--- a/old.py\n"
+               "+++ /dev/null\n@@ -1 +0,0 @@\n-x = 1\n")
+    assert describe_changes(deleted, ["old.py"]) == [FileChange("old.py", "deleted", 0, 1)]
     assert describe_changes("not a diff", ["a.py"]) == [FileChange("a.py", "modified", 0, 0)]
 
 
@@ -492,6 +530,8 @@ def test_which_patch_apply_save_and_copy_use():
     ("model 'gpt-9' is not available at http://x/v1 (it serves: a, b)", ["ModelNotFound"],
      "The endpoint does not serve this model"),
     ("no tests found by 'python -m pytest -q'", ["ConfigError"], "No tests to run"),
+    (("no model endpoint is configured: set OPENAI_BASE_URL/OPENAI_API_KEY or run `mulligan "
+     "model setup` for the local model"), ["ConfigError"], "No model endpoint"),
     ("/tmp is not inside a git repository (run `git init` first)", [],
      "Not a git repository"),
     ("no run 'x': no trajectory at /h/runs/x/trajectory.jsonl", ["ConfigError"],
@@ -518,3 +558,16 @@ async def test_demo_screens_render_without_a_run():
         await pilot.press("right_square_bracket")
         await pilot.pause()
         assert app.screen.cid == "r2c2"
+
+
+def test_the_cli_opens_the_tui(capsys: pytest.CaptureFixture[str]):
+    from agent.cli import build_parser, cmd_tui, main
+
+    args = build_parser().parse_args(["tui", "some/repo", "--run", "20250101-x", "--rounds", "2",
+                                      "--base-url", "http://127.0.0.1:1/v1"])
+    assert args.handler is cmd_tui
+    assert (args.path, args.run, args.rounds, args.base_url) == (
+        "some/repo", "20250101-x", 2, "http://127.0.0.1:1/v1")
+    # plain `mulligan` opens the TUI only in a terminal; here (no tty) it prints the usage
+    assert main([]) == 2
+    assert "COMMAND" in capsys.readouterr().err

@@ -80,11 +80,12 @@ class MulliganApp(App[int]):
                  settings: Settings | None = None, issue: str | None = None,
                  open_run: str | None = None, events: Sequence[Event] | None = None,
                  live: bool = False, clock: Callable[[], float] = time.monotonic,
-                 startup_error: str | None = None) -> None:
+                 startup_error: str | None = None, theme: str | None = None) -> None:
         """`repo`: the repository's top; `flags` override the repo's settings (like the
         CLI's); `open_run`: a run id or trajectory to show (and resume); `events`: a recorded
         run to show without running anything (`live`: as if it were still going);
-        `clock`: where elapsed time comes from (tests pin it)."""
+        `clock`: where elapsed time comes from (tests pin it); `theme`: a Textual theme name
+        (default textual-dark; ctrl+t toggles light and dark)."""
         super().__init__()
         self.repo = repo
         self.flags = {k: v for k, v in (flags or {}).items() if v is not None}
@@ -103,6 +104,7 @@ class MulliganApp(App[int]):
         self._events = list(events) if events is not None else None
         self._live_events = live
         self._startup_error = startup_error
+        self._theme = theme
         self._stop_pending = False
         self._run_thread: threading.Thread | None = None
         self._run_loop: asyncio.AbstractEventLoop | None = None
@@ -117,6 +119,8 @@ class MulliganApp(App[int]):
     def on_mount(self) -> None:
         from tui.screens import RunScreen, SetupScreen
 
+        if self._theme is not None:
+            self.theme = self._theme
         if self._startup_error is not None:
             self.show_error(self._startup_error, fatal=True)
             return
@@ -208,7 +212,7 @@ class MulliganApp(App[int]):
         self.snapshot_tree = None
         self._stop_pending = False
         self.view = RunView(phase=Phase.STARTING, started_at=self.clock(),
-                            repo=str(request.repo), status="taking a snapshot of your files")
+                            repo=str(request.repo), status="starting")
 
         def deliver(event: Event) -> None:  # called on the run's thread
             if self._stop_pending:

@@ -88,7 +88,7 @@ class SetupScreen(_AppScreen, Screen):
                 yield Input(s.model if s else "", id="in-model", placeholder="gpt-4o-mini")
                 yield Label("Endpoint", classes="field-label")
                 yield Input(s.base_url or "" if s else "", id="in-base_url",
-                            placeholder="OPENAI_BASE_URL, else api.openai.com")
+                            placeholder="empty: OPENAI_BASE_URL, else the local model")
                 yield Label("Budget", classes="field-label")
                 with Horizontal(id="budget"):
                     for name, low, high in BUDGET_FIELDS:
@@ -406,11 +406,11 @@ class InspectScreen(_AppScreen, Screen):
         with TabbedContent(initial=self.initial_tab, id="inspect-tabs"):
             with TabPane("1 Diff", id="diff"), VerticalScroll(classes="body-scroll wide-body"):
                 yield Static(id="diff-body", classes="body")
-            with TabPane("Tests", id="tests"), VerticalScroll(classes="body-scroll"):
+            with TabPane("2 Tests", id="tests"), VerticalScroll(classes="body-scroll"):
                 yield Static(id="tests-body", classes="body")
-            with TabPane("Prompt", id="prompt"), VerticalScroll(classes="body-scroll"):
+            with TabPane("3 Prompt", id="prompt"), VerticalScroll(classes="body-scroll"):
                 yield Static(id="prompt-body", classes="body")
-            with TabPane("Answer", id="answer"), VerticalScroll(classes="body-scroll"):
+            with TabPane("4 Answer", id="answer"), VerticalScroll(classes="body-scroll"):
                 yield Static(id="answer-body", classes="body")
         yield Footer()
 

@@ -426,19 +426,20 @@ def describe_changes(patch: str, paths: Sequence[str] | None = None) -> list[Fil
     from unidiff import PatchSet
     from unidiff.errors import UnidiffParseError
 
+    files: list[FileChange] = []
+    named: set[str] = set()  # every name the parsed diff mentions (both sides of a rename)
     try:
-        files = [FileChange(_strip(pf.target_file if pf.target_file != "/dev/null"
-                                   else pf.source_file),
-                            "added" if pf.is_added_file else "deleted" if pf.is_removed_file
-                            else "renamed" if pf.is_rename else "modified",
-                            pf.added, pf.removed)
-                 for pf in PatchSet(patch)]
+        for pf in PatchSet(patch):
+            source, target = _strip(pf.source_file), _strip(pf.target_file)
+            kind = ("added" if pf.is_added_file else "deleted" if pf.is_removed_file
+                    else "renamed" if pf.is_rename else "modified")
+            files.append(FileChange(source if kind == "deleted" else target, kind, pf.added,
+                                    pf.removed))
+            named |= {source, target}
     except (UnidiffParseError, ValueError):
         files = []
     if paths is not None:
-        known = {f.path for f in files}
-        files += [FileChange(p, "modified", 0, 0) for p in paths if p not in known
-                  and not any(f.path == p for f in files)]
+        files += [FileChange(p, "modified", 0, 0) for p in paths if p not in named]
     return files
 
 
@@ -483,6 +484,12 @@ def explain_error(message: str, kinds: Sequence[str] = ()) -> ErrorHelp:
             ("Pick a model the endpoint serves: edit Model on the setup screen, "
              "or --model / MULLIGAN_MODEL."),
             "List what it serves: curl ENDPOINT/models",
+        ))
+    if "no model endpoint" in low:
+        return ErrorHelp("No model endpoint", message, (
+            ("Set the endpoint: x returns to the setup screen (or --base-url / "
+             "OPENAI_BASE_URL, with OPENAI_API_KEY when it needs a key)."),
+            "Or install the offline local model once: mulligan model setup",
         ))
     if "api key" in low or "http 401" in low:
         return ErrorHelp("The model endpoint rejected the API key", message, (

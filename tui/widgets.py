@@ -73,7 +73,7 @@ class SummaryPanel(Vertical):
         where = Text.assemble(("repo ", "dim"), (view.repo or repo, "bold"),
                               ("   tests ", "dim"), (test_cmd, ""))
         model_text = Text.assemble(("model ", "dim"), (model, "bold"), (" @ ", "dim"),
-                                   (base_url or "default endpoint", ""))
+                                   (base_url or "no endpoint set (local model)", ""))
         budget = Text.assemble(("budget ", "dim"),
                                (f"{cands} candidates × {rounds} rounds, {workers} workers", ""))
         if view.run_id:
@@ -184,11 +184,16 @@ class CandidateTable(DataTable):
     """Candidates grouped by round; a revision names its parent (r2c1 ← r1c3)."""
 
     BINDINGS: ClassVar = [Binding("enter", "select_cursor", "Inspect", show=True)]
-    FIXED_WIDTH = 66  # every column but the note, with the cells' padding and a scrollbar
+    FIXED_WIDTH = 64  # every column but the note, with the cells' padding and a scrollbar
 
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = False
+        self._reset()
+
+    def _reset(self) -> None:
+        """No rows, and columns as wide as their labels (DataTable keeps the widest cell)."""
+        self.clear(columns=True)
         for key, label, width in COLUMNS:
             self.add_column(label, key=key, width=width)
         self._rows: dict[str, tuple] = {}
@@ -199,8 +204,7 @@ class CandidateTable(DataTable):
         ids = [c.id for c in wanted]
         changed = False
         if list(self._rows) != ids[: len(self._rows)]:
-            self.clear()
-            self._rows = {}
+            self._reset()
             changed = True
         previous_round = None
         for cand in wanted:
@@ -221,8 +225,7 @@ class CandidateTable(DataTable):
     def restyle(self, view: RunView, palette: Mapping[str, str]) -> None:
         """Redraw every row (new colours or a new width), keeping the cursor's candidate."""
         row = self.cursor_row
-        self.clear()
-        self._rows = {}
+        self._reset()
         self.sync(view, palette)
         if self.row_count:
             self.move_cursor(row=min(row, self.row_count - 1), animate=False)
