@@ -103,9 +103,10 @@ def timed(fn: Callable[[], object], repeat: int) -> list[float]:
     return samples
 
 
-def host_pytest(repo: Path) -> None:
+def host_pytest(repo: Path, bare: bool = False) -> None:
+    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"} if bare else None
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-                          check=False, cwd=repo, capture_output=True, text=True)
+                          check=False, cwd=repo, capture_output=True, text=True, env=env)
     if proc.returncode != 0 or "passed" not in proc.stdout:
         raise SystemExit(f"host pytest did not run: {proc.stdout[-500:]}{proc.stderr[-500:]}")
 
@@ -189,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     client = connect(pool_size=32)
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="mulligan-bench-") as tmp:
         repo = Path(tmp) / "repo"
         _, patches = make_repo(repo, args.tests)
@@ -202,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
                 host_pytest(host_repo)
                 check(box.run(jobs[0]))
 
+                true_job = Job(snapshot, patches[0], test_command="true", limits=LIMITS)
+
                 def sequential():
                     for job in jobs:
                         check(box.run(job))
@@ -212,13 +216,21 @@ def main(argv: list[str] | None = None) -> int:
                             check(report)
                     return go
 
-                results = {
-                    "host": timed(lambda: host_pytest(host_repo), args.repeat),
-                    "one": timed(lambda: check(box.run(jobs[0])), args.repeat),
-                    "seq8": timed(sequential, args.repeat),
-                    "par8_w2": timed(parallel(2), args.repeat),
-                    "par8_w8": timed(parallel(8), args.repeat),
+                scenarios = {
+                    "host": lambda: host_pytest(host_repo),
+                    "host_bare": lambda: host_pytest(host_repo, bare=True),
+                    "one": lambda: check(box.run(jobs[0])),
+                    "one_true": lambda: check(box.run(true_job)),
+                    "seq8": sequential,
+                    "par8_w2": parallel(2),
+                    "par8_w8": parallel(8),
                 }
+                # Interleaved (one of each per round), so that a change in the machine's load
+                # during the run touches every scenario alike and the ratios stay fair.
+                results: dict[str, list[float]] = {key: [] for key in scenarios}
+                for _ in range(args.repeat):
+                    for key, fn in scenarios.items():
+                        results[key].extend(timed(fn, 1))
 
                 profiler = PhaseProfiler(box, snapshot)
                 with profiler.active():
@@ -234,13 +246,16 @@ def main(argv: list[str] | None = None) -> int:
 
     labels = {
         "host": "(a) host: python -m pytest -q",
+        "host_bare": "(a') host, plugin autoload off",
         "one": "(b) 1 candidate in the sandbox",
+        "one_true": "(b0) 1 candidate, test command `true`",
         "seq8": "(c) 8 candidates, sequential",
         "par8_w2": "(c) 8 candidates, run_many workers=2",
         "par8_w8": "(c) 8 candidates, run_many workers=8",
     }
     print(f"\nsandbox bench: {args.tests} tests, image {args.image}, {os.cpu_count()} CPUs, "
-          f"median of {args.repeat}")
+          f"median of {args.repeat}; load average before {load_before[0]:.1f}, "
+          f"after {os.getloadavg()[0]:.1f} (the figures are only meaningful near 0)")
     print(f"{'scenario':<40} {'median s':>9} {'min s':>7} {'max s':>7}")
     for key, label in labels.items():
         xs = results[key]
@@ -248,10 +263,13 @@ def main(argv: list[str] | None = None) -> int:
     med = {k: median(v) for k, v in results.items()}
     ratios = {
         "one/host": med["one"] / med["host"],
+        "one/host_bare": med["one"] / med["host_bare"],
         "par8_w2/seq8": med["par8_w2"] / med["seq8"],
         "par8_w8/seq8": med["par8_w8"] / med["seq8"],
     }
     print(f"\n(b)/(a)                 = {ratios['one/host']:.2f}   (target <= 1.5)")
+    print(f"(b)/(a')                = {ratios['one/host_bare']:.2f}   (same host pytest, "
+          "without this environment's plugins)")
     print(f"8 parallel w=2 / seq    = {ratios['par8_w2/seq8']:.2f}   (target <= 0.6)")
     print(f"8 parallel w=8 / seq    = {ratios['par8_w8/seq8']:.2f}   (target <= 0.6)")
 
@@ -279,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             "single_phases_ms": {k: median(v) * 1000 for k, v in single_phases.items()},
             "parallel_phases_ms": {k: median(v) * 1000 for k, v in parallel_phases.items()},
             "cpus": os.cpu_count(), "tests": args.tests, "image": args.image,
+            "load_before": load_before[0], "load_after": os.getloadavg()[0],
         }, indent=2))
     return 0
 

@@ -200,7 +200,8 @@ class DockerSandbox:
                 environment={"HOME": "/tmp"},
                 labels={LABEL: self.session},
                 log_config=docker.types.LogConfig(
-                    type="json-file", config={"max-size": "2m", "max-file": "1"}),
+                    type="json-file", config={"max-size": str(_log_bytes(limits)),
+                                              "max-file": "1"}),
                 ulimits=[docker.types.Ulimit(name="nofile", soft=1024, hard=1024)],
             )
         except docker.errors.ImageNotFound:
@@ -253,6 +254,12 @@ class DockerSandbox:
                 raise
         with self._lock:
             self._live.discard(cid)
+
+
+def _log_bytes(limits: Limits) -> int:
+    """Room for the result line, which must never be rotated away: JSON escapes a byte as
+    at most 6 ("\\u0001"), base64 adds a third, plus the runner's own lines."""
+    return 8 * (limits.output_bytes + JUNIT_BYTES) + (1 << 20)
 
 
 def _patch_paths(patch: str) -> set[str]:

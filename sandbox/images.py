@@ -64,9 +64,30 @@ def detect_dependencies(snapshot: Snapshot) -> DependencySpec:
         for name in TEST_EXTRAS:
             requirements.extend(extras.get(name, []) or [])
     # A project's own name among its extras (e.g. "pkg[test]") cannot be installed from PyPI.
-    own = (project.get("name") or "").lower() if pyproject is not None else ""
-    requirements = [r for r in requirements if not own or not r.lower().startswith(own)]
+    own = _canonical(project.get("name") or "") if pyproject is not None else ""
+    requirements = [r for r in requirements if not own or _canonical(_req_name(r)) != own]
     return DependencySpec(blobs, tuple(dict.fromkeys(requirements)))
+
+
+LOCAL_REQUIREMENT = re.compile(rb"^\s*(-e\s|--editable\s|\.|/|file:)")
+
+
+def _without_local_requirements(data: bytes) -> bytes:
+    """Requirement lines naming the project itself (`-e .[test]`, `./pkg`) cannot install in
+    a layer that holds only the dependency files; the sandbox imports the project from
+    PYTHONPATH instead."""
+    return b"".join(line for line in data.splitlines(keepends=True)
+                    if not LOCAL_REQUIREMENT.match(line))
+
+
+def _canonical(name: str) -> str:
+    """PEP 503: "Demo_Pkg", "demo-pkg" and "demo.pkg" are one project."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _req_name(requirement: str) -> str:
+    found = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+    return found.group(1) if found else ""
 
 
 def ensure_image(client: docker.DockerClient, base: str, snapshot: Snapshot, *,
@@ -143,7 +164,7 @@ def _build_context(base: str, spec: DependencySpec, ca_bundle: Path | None) -> b
         env_prefix = "PIP_CERT=/opt/mulligan/ca-bundle.pem "
     pip = f"{env_prefix}python3 -m pip install --no-cache-dir --disable-pip-version-check"
     for path, data in spec.files.items():
-        files[f"deps/{path}"] = data
+        files[f"deps/{path}"] = _without_local_requirements(data)
     if spec.files:
         lines.append("COPY deps/ /opt/mulligan/deps/")
         for path in sorted(spec.files):

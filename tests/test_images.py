@@ -227,3 +227,12 @@ def test_resolve_base_image(docker_client, docker_image):
     except docker.errors.ImageNotFound:
         expected = OFFLINE_IMAGE  # present: the docker_image fixture made sure of it
     assert resolve_base_image(docker_client, None) == expected
+
+
+def test_local_requirement_lines_are_left_out_of_the_layer():
+    """`-e .[test]` and local paths name the project itself, which is not in the build
+    context: they are dropped from the layer's copy; index requirements are kept."""
+    from sandbox.images import _without_local_requirements
+
+    text = b"-e .[test]\nrequests>=2\n./local\n--editable ../x\nfile:foo\n/abs/pkg\npytest\n"
+    assert _without_local_requirements(text) == b"requests>=2\npytest\n"
