@@ -132,6 +132,9 @@ class Solver:
             if not self.baseline.targets:
                 return self._finish("unsolved", None,
                                     "no sampled test reproduced the issue on the current code")
+        prewarm = getattr(self.sandbox, "prewarm", None)
+        if prewarm is not None:  # containers start while the model samples
+            prewarm(self.limits, s.workers)
         reason = f"no candidate passed in {s.rounds} round(s)"
         try:
             for round_no in range(1, s.rounds + 1):

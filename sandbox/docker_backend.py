@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
@@ -104,6 +105,12 @@ class DockerSandbox:
         self._live: set[str] = set()
         self._lock = threading.Lock()
         self._closed = False
+        # Warm spares: containers already created and started, their runner blocked reading
+        # its job from stdin. Each is still used for one candidate only, then removed.
+        self._spares: dict[Limits, list[_Started]] = {}
+        self._warm_target: dict[Limits, int] = {}
+        self._pending: dict[Limits, int] = {}
+        self._filler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mulligan-warm")
         try:
             self.client.images.get(image)
         except docker.errors.ImageNotFound:
@@ -138,10 +145,19 @@ class DockerSandbox:
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
 
+    def prewarm(self, limits: Limits, count: int) -> None:
+        """Keep `count` started containers with these limits ready, so a candidate does not
+        wait for a container to be created and started (most of the per-candidate cost)."""
+        with self._lock:
+            self._warm_target[limits] = max(0, count)
+        self._refill(limits)
+
     def close(self) -> None:
         """Remove every container this sandbox still has (also on Ctrl-C)."""
         self._closed = True
+        self._filler.shutdown(wait=False, cancel_futures=True)
         with self._lock:
+            self._spares.clear()
             live = list(self._live)
         for cid in live:
             self._remove(cid)
@@ -178,6 +194,43 @@ class DockerSandbox:
             "timeout_s": limits.timeout_s, "output_bytes": limits.output_bytes,
             "junit_path": junit, "junit_bytes": JUNIT_BYTES, "test_patterns": list(TEST_PATTERNS),
         }
+        started_container = self._take(limits)
+        container, sock = started_container.container, started_container.sock
+        try:
+            raw = getattr(sock, "_sock", sock)
+            try:
+                raw.sendall(json.dumps(header).encode() + b"\n" + payload)
+                raw.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass  # the runner died before reading everything: reported as crashed below
+            host_timeout = limits.timeout_s + HOST_GRACE_S
+            try:
+                status = container.wait(timeout=host_timeout)
+                exit_code = status.get("StatusCode")
+            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+                container.kill()
+                return TestReport(RunStatus.TIMED_OUT, None, time.monotonic() - started,
+                                  output="(killed by the host after the wall-time limit)")
+            finally:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+            logs = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
+            return _report_from_logs(logs, nonce, exit_code, started)
+        except docker.errors.APIError as exc:
+            if self._closed:
+                raise SandboxError("the sandbox was closed while a candidate ran") from None
+            raise _api_error(exc) from None
+        finally:
+            self._remove(container.id)
+
+    # -- containers and warm spares ----------------------------------------------------------
+
+    def _start(self, limits: Limits) -> _Started:
+        """A new container with `limits`, started, its runner waiting for the job on stdin."""
+        if self._closed:
+            raise SandboxError("the sandbox was closed")
         tmpfs_opts = f"rw,exec,nosuid,nodev,uid={SANDBOX_UID},gid={SANDBOX_UID},mode=0755"
         try:
             container = self.client.containers.create(
@@ -216,33 +269,45 @@ class DockerSandbox:
         try:
             sock = self.client.api.attach_socket(container.id, params={"stdin": 1, "stream": 1})
             container.start()
-            raw = getattr(sock, "_sock", sock)
-            try:
-                raw.sendall(json.dumps(header).encode() + b"\n" + payload)
-                raw.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass  # the runner died before reading everything: reported as crashed below
-            host_timeout = limits.timeout_s + HOST_GRACE_S
-            try:
-                status = container.wait(timeout=host_timeout)
-                exit_code = status.get("StatusCode")
-            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
-                container.kill()
-                return TestReport(RunStatus.TIMED_OUT, None, time.monotonic() - started,
-                                  output="(killed by the host after the wall-time limit)")
-            finally:
-                try:
-                    sock.close()
-                except OSError:
-                    pass
-            logs = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
-            return _report_from_logs(logs, nonce, exit_code, started)
-        except docker.errors.APIError as exc:
-            if self._closed:
-                raise SandboxError("the sandbox was closed while a candidate ran") from None
-            raise _api_error(exc) from None
-        finally:
+        except BaseException:
             self._remove(container.id)
+            raise
+        return _Started(container, sock)
+
+    def _take(self, limits: Limits) -> _Started:
+        with self._lock:
+            spares = self._spares.get(limits)
+            spare = spares.pop() if spares else None
+        self._refill(limits)
+        return spare if spare is not None else self._start(limits)
+
+    def _refill(self, limits: Limits) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            missing = (self._warm_target.get(limits, 0) - len(self._spares.get(limits, []))
+                       - self._pending.get(limits, 0))
+            if missing <= 0:
+                return
+            self._pending[limits] = self._pending.get(limits, 0) + missing
+        for _ in range(missing):
+            try:
+                self._filler.submit(self._add_spare, limits)
+            except RuntimeError:  # closed meanwhile
+                return
+
+    def _add_spare(self, limits: Limits) -> None:
+        try:
+            spare = self._start(limits)
+        except Exception:  # a spare is an optimisation: a failure shows when it is needed
+            spare = None
+        with self._lock:
+            self._pending[limits] -= 1
+            if spare is not None and not self._closed:
+                self._spares.setdefault(limits, []).append(spare)
+                return
+        if spare is not None:
+            self._remove(spare.container.id)
 
     def _remove(self, cid: str) -> None:
         try:
@@ -254,6 +319,12 @@ class DockerSandbox:
                 raise
         with self._lock:
             self._live.discard(cid)
+
+
+@dataclass
+class _Started:
+    container: Any
+    sock: Any
 
 
 def _log_bytes(limits: Limits) -> int:

@@ -800,3 +800,37 @@ def test_close_during_container_create_stops_that_candidate(sandbox, docker_clie
     assert time.monotonic() - started < 10, "the candidate ran on after close()"
     assert report is None or not report.passed
     assert session_containers(docker_client, sandbox.session) == []
+
+
+def test_warm_spares_are_used_once_and_removed_at_close(docker_client, docker_image):
+    """prewarm() starts containers ahead of time; each candidate still gets a container of
+    its own (never one another candidate used), and close() removes the unused spares."""
+    box = DockerSandbox(docker_image, client=docker_client, workers=2)
+    limits = Limits(timeout_s=30)
+    try:
+        box.prewarm(limits, 2)
+        assert _wait_for(lambda: len(box._spares.get(limits, [])) == 2, timeout=60)
+        spare_ids = {s.container.id for s in box._spares[limits]}
+        used = []
+        original = box._take
+
+        def take(lim):
+            started = original(lim)
+            used.append(started.container.id)
+            return started
+
+        box._take = take
+        with Snapshot.from_files(BASE) as snapshot:
+            first = box.run(Job(snapshot, benign(), limits=limits))
+            second = box.run(Job(snapshot, hostile("open('m_marker', 'w').write('x')"),
+                                 HOSTILE_COMMAND, limits=limits))
+            third = box.run(Job(snapshot, make_patch(BASE, {
+                **BASE, "m.py": "import os\nassert not os.path.exists('m_marker')\n" + FIXED_M}),
+                limits=limits))
+        assert first.passed and second.passed and third.passed, third.output[-2000:]
+        assert used[0] in spare_ids  # the first candidate did not wait for a container
+        assert len(set(used)) == 3  # one container per candidate, never reused
+        assert _wait_for(lambda: len(box._spares.get(limits, [])) == 2, timeout=60)
+    finally:
+        box.close()
+    assert session_containers(docker_client, box.session) == []
