@@ -122,9 +122,12 @@ class Solver:
         self.baseline_report = report
         self.bus.emit(BaselineDone(list(self.baseline.targets), list(self.baseline.keep),
                                    report.exit_code, report.wall_s, report.to_dict()))
+        if not self.baseline.targets and not self.issue:
+            return self._finish("nothing_to_fix", None, "every test passes already")
+        preflight = getattr(self.model, "preflight", None)
+        if preflight is not None and not self.recorded:  # an unreachable server fails now
+            await preflight()
         if not self.baseline.targets:
-            if not self.issue:
-                return self._finish("nothing_to_fix", None, "every test passes already")
             try:
                 await self._reproduce()
             except BudgetExhausted as exc:

@@ -96,9 +96,6 @@ class Run:
             if model is None:
                 model = model_from(settings)
                 model = self.local.watch(model) if self.local is not None else model
-            preflight = getattr(model, "preflight", None)
-            if preflight is not None:
-                await preflight()
             snapshot = self._given_snapshot
             if snapshot is None:
                 snapshot = self.snapshot = take(self.request.repo)
