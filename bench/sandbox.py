@@ -31,7 +31,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 # Run as `python bench/sandbox.py`, this file's folder comes first on sys.path and its name
@@ -177,6 +177,13 @@ class PhaseProfiler:
         return total, self._local.run, float(found.group(1)) if found else float("nan")
 
 
+def ready(box: DockerSandbox, count: int, timeout: float = 120.0) -> None:
+    """Wait (bounded) until `count` warm spares are started."""
+    deadline = time.monotonic() + timeout
+    while len(box._spares.get(LIMITS, [])) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def median(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
@@ -199,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
         # The host runs the same files as a candidate: the repository with the first fix.
         host_repo = snapshot.materialize(Path(tmp) / "host", snapshot.apply(patches[0]))
         try:
-            with DockerSandbox(args.image, client=client, workers=CANDIDATES) as box:
+            with ExitStack() as stack:
+                box = stack.enter_context(
+                    DockerSandbox(args.image, client=client, workers=CANDIDATES))
                 # Warm up: page cache, the image's layers, Python's imports on both sides.
                 host_pytest(host_repo)
                 check(box.run(jobs[0]))
@@ -216,6 +225,17 @@ def main(argv: list[str] | None = None) -> int:
                             check(report)
                     return go
 
+                # A second sandbox with warm spares, as the loop uses it: containers are
+                # started while the model samples, so only the wait for them to be ready
+                # (outside the timing) separates one candidate from the next.
+                warm_box = stack.enter_context(
+                    DockerSandbox(args.image, client=client, workers=CANDIDATES))
+                warm_box.prewarm(LIMITS, CANDIDATES)
+
+                def warm_parallel():
+                    for _, report in warm_box.run_many(jobs, workers=CANDIDATES):
+                        check(report)
+
                 scenarios = {
                     "host": lambda: host_pytest(host_repo),
                     "host_bare": lambda: host_pytest(host_repo, bare=True),
@@ -224,12 +244,16 @@ def main(argv: list[str] | None = None) -> int:
                     "seq8": sequential,
                     "par8_w2": parallel(2),
                     "par8_w8": parallel(8),
+                    "one_warm": lambda: check(warm_box.run(jobs[0])),
+                    "par8_warm": warm_parallel,
                 }
                 # Interleaved (one of each per round), so that a change in the machine's load
                 # during the run touches every scenario alike and the ratios stay fair.
                 results: dict[str, list[float]] = {key: [] for key in scenarios}
                 for _ in range(args.repeat):
                     for key, fn in scenarios.items():
+                        if key.endswith("_warm"):
+                            ready(warm_box, CANDIDATES)  # started during the model call
                         results[key].extend(timed(fn, 1))
 
                 profiler = PhaseProfiler(box, snapshot)
@@ -252,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         "seq8": "(c) 8 candidates, sequential",
         "par8_w2": "(c) 8 candidates, run_many workers=2",
         "par8_w8": "(c) 8 candidates, run_many workers=8",
+        "one_warm": "(b') 1 candidate, warm spare container",
+        "par8_warm": "(c') 8 candidates, workers=8, warm spares",
     }
     print(f"\nsandbox bench: {args.tests} tests, image {args.image}, {os.cpu_count()} CPUs, "
           f"median of {args.repeat}; load average before {load_before[0]:.1f}, "
@@ -272,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
           "without this environment's plugins)")
     print(f"8 parallel w=2 / seq    = {ratios['par8_w2/seq8']:.2f}   (target <= 0.6)")
     print(f"8 parallel w=8 / seq    = {ratios['par8_w8/seq8']:.2f}   (target <= 0.6)")
+    print(f"(b')/(a)  warm spare    = {med['one_warm'] / med['host']:.2f}")
+    print(f"(b')/(a') warm spare    = {med['one_warm'] / med['host_bare']:.2f}")
+    print(f"8 warm w=8 / seq        = {med['par8_warm'] / med['seq8']:.2f}")
 
     totals = [t for t, _, _ in singles]
     inside = [p for p, _, _ in singles]
