@@ -3,16 +3,17 @@
     python bench/loop.py [--tasks ID ...] [--limit N] [--p 0.3] [--seed 0]
                          [--candidates 4] [--rounds 3]
 
-THE MODEL IS SCRIPTED. The scripted OpenAI-compatible test server (tests/support/
-openai_server.py, over real HTTP through the real `openai` client) answers each choice
-with the task's reference fix with probability p (seeded), converted to SEARCH/REPLACE
-blocks built from the patch hunks, and otherwise with a wrong but well-formed edit (an
-operator or constant mutated near the bug). The figures measure the loop's machinery
+THE MODEL IS SCRIPTED. The scripted OpenAI-compatible server of `mulligan bench
+--scripted-p` (agent/bench_scripted.py, over real HTTP through the real `openai` client)
+answers each choice with the task's reference fix with probability p (seeded), converted to
+SEARCH/REPLACE blocks built from the patch hunks, and otherwise with a wrong but well-formed
+edit (an operator or constant mutated near the bug). The figures measure the loop's machinery
 (sandboxing, parsing and applying answers, context, selection, revision) and how often
 the loop finds a passing patch when each sample is right with probability p; they say
 nothing about any real model's ability to repair programs.
 
-The reference fixes (`_fixes/TASKID.patch`) are used only to build the scripted answers;
+The tasks are loaded by agent/bench_tasks.py and the reference fixes
+(`_fixes/TASKID.patch`) by agent/bench_scripted.py, used only to build the scripted answers;
 they never enter a prompt, and the task's repository copy holds neither them nor
 task.json. Everything else is the real thing: git snapshot, Docker sandbox (image
 `mulligan/base:bookworm` unless --image says otherwise), parallel evaluation, beam revision.
@@ -27,11 +28,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import os
-import random
-import re
 import shutil
 import subprocess
 import sys
@@ -45,18 +43,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from unidiff import PatchSet
-
+from agent.bench_scripted import ScriptedFix, ScriptedResponder, ScriptedServer, load_fix
+from agent.bench_tasks import BenchTask, load_task_dir
 from agent.config import Settings
-from agent.edits import apply_edits, parse_answer, unified_diff
 from agent.environment import open_sandbox
-from agent.errors import EditApplyError, FormatError
 from agent.events import EventBus
 from agent.loop import Solver
 from agent.repomap import RepoMap
 from agent.run import model_from
 from sandbox.snapshot import Snapshot
-from tests.support.openai_server import ScriptedOpenAIServer
 
 BENCHMARKS = ROOT.parent / "shared" / "benchmarks"
 OUT = ROOT / "bench" / "out"
@@ -68,161 +63,31 @@ GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@
            "GIT_CONFIG_NOSYSTEM": "1"}
 
 
-# -- answers -----------------------------------------------------------------------------------
+# -- the scripted model --------------------------------------------------------------------------
 
 
-def blocks_from_diff(diff: str) -> str:
-    """SEARCH/REPLACE blocks built from a unified diff's hunks (context + removed lines ->
-    context + added lines), one block per hunk."""
-    parts = []
-    for patched in PatchSet(diff):
-        path = patched.path
-        for hunk in patched:
-            search = "".join(_line(x.value) for x in hunk if x.is_context or x.is_removed)
-            replace = "".join(_line(x.value) for x in hunk if x.is_context or x.is_added)
-            parts.append(f"{path}\n```python\n<<<<<<< SEARCH\n{search}=======\n{replace}"
-                         ">>>>>>> REPLACE\n```\n")
-    return "\n".join(parts)
+class RecordingResponder(ScriptedResponder):
+    """agent/bench_scripted.py's responder, also keeping the reference-fix answers it gave
+    (to tell a candidate that passes by luck, a mutant, from a reference fix)."""
 
+    def __init__(self, fix: ScriptedFix, p: float, seed: int) -> None:
+        super().__init__(fix, p, seed)
+        self.fix_texts: set[str] = set()
+        self._calls = threading.Lock()
 
-def _line(value: str) -> str:
-    return value if value.endswith("\n") else value + "\n"
-
-
-# Mutations for wrong answers: (pattern, replacement) applied to one line near the bug.
-MUTATIONS = [
-    (r"(?<![<>=!])<=", "<"), (r"(?<![<>=!-])<(?![<=])", "<="), (r"(?<![<>=!-])>=", ">"),
-    (r"(?<![<>=!-])>(?![>=])", ">="), (r"==", "!="), (r"!=", "=="), (r" \+ ", " - "),
-    (r" - ", " + "), (r" and ", " or "), (r" or ", " and "), (r"\bTrue\b", "False"),
-    (r"\bFalse\b", "True"), (r"\b0\b", "1"), (r"\b1\b", "2"), (r"\b2\b", "3"),
-    (r"\[0\]", "[-1]"), (r"\[-1\]", "[0]"), (r"// ", "/ "), (r"\bmin\(", "max("),
-    (r"\bmax\(", "min("), (r"\+= 1\b", "+= 2"), (r"-= 1\b", "-= 2"),
-]
-
-
-@dataclass
-class Task:
-    id: str
-    issue: str
-    test_cmd: str
-    files: dict[str, str]  # the buggy repository's text files
-    fixed: dict[str, str]  # the same with the reference fix applied
-    fix_answer: str  # the reference fix as SEARCH/REPLACE blocks
-    regions: dict[str, list[tuple[int, int]]]  # path -> hunk line ranges (0-based, half-open)
-
-
-class ScriptedResponder:
-    """The server's fallback: called once per choice with the request body."""
-
-    def __init__(self, task: Task, p: float, seed: int) -> None:
-        self.task = task
-        self.p = p
-        self.seed = seed
-        self.seen: dict[str, int] = {}
-        self.lock = threading.Lock()
-        self.fix_answers = 0
-        self.wrong_answers = 0
-        self.fix_texts: set[str] = set()  # to tell a passing mutant from a reference fix
-
-    def __call__(self, body: dict) -> str:
-        messages = body.get("messages") or []
-        digest = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
-        with self.lock:  # deterministic whatever the order of concurrent requests
-            k = self.seen.get(digest, 0)
-            self.seen[digest] = k + 1
-        rng = random.Random(f"{self.seed}|{self.task.id}|{digest}|{k}")
-        current = self._current(messages)
-        if rng.random() < self.p and current != self.task.fixed:
-            if current == self.task.files:
-                answer = "The fix:\n\n" + self.task.fix_answer
-            else:
-                answer = "The fix:\n\n" + blocks_from_diff(unified_diff(current, self.task.fixed))
-            with self.lock:
-                self.fix_answers += 1
+    def __call__(self, messages: list[dict]) -> str:
+        with self._calls:  # one at a time, so that the count says which kind this one was
+            before = self.fix_answers
+            answer = super().__call__(messages)
+            if self.fix_answers != before:
                 self.fix_texts.add(answer)
-            return answer
-        with self.lock:
-            self.wrong_answers += 1
-        return "Try this:\n\n" + self._wrong(current, rng)
-
-    def _current(self, messages: list[dict]) -> dict[str, str]:
-        """The files as the model sees them: the task's, with each earlier answer of this
-        conversation applied in turn (as the loop applies a child to its parent)."""
-        files = dict(self.task.files)
-        for message in messages:
-            if message.get("role") != "assistant":
-                continue
-            try:
-                files = apply_edits(files, parse_answer(message["content"], files.keys())).files
-            except (FormatError, EditApplyError):
-                continue
-        return files
-
-    def _wrong(self, current: dict[str, str], rng: random.Random) -> str:
-        options = []
-        for path, ranges in self.task.regions.items():
-            lines = current.get(path, "").splitlines(keepends=True)
-            near = {i for lo, hi in ranges for i in range(max(0, lo - 2), min(len(lines), hi + 2))}
-            code = [i for i in sorted(near) if lines[i].strip()
-                    and not lines[i].lstrip().startswith(("#", '"""', "'''"))]
-            for i in code:
-                for pattern, repl in MUTATIONS:
-                    if re.search(pattern, lines[i]):
-                        options.append((path, i, pattern, repl))
-            if not options:
-                options += [(path, i, None, None) for i in code]
-        rng.shuffle(options)
-        for path, i, pattern, repl in options:
-            lines = current[path].splitlines(keepends=True)
-            old = lines[i]
-            if pattern is None:
-                new = old.rstrip("\n") + f"  # attempt {rng.randrange(1000)}\n"
-            else:
-                new = re.sub(pattern, repl, old, count=1)
-            lines[i] = new
-            text = "".join(lines)
-            if new != old and text != self.task.fixed.get(path):
-                return blocks_from_diff(unified_diff(current, {**current, path: text}))
-        path = next(iter(self.task.regions))  # nothing to mutate: a harmless comment
-        text = current[path] + f"# attempt {rng.randrange(1000)}\n"
-        return blocks_from_diff(unified_diff(current, {**current, path: text}))
+        return answer
 
 
-def load_task(task_dir: Path, fixes: Path) -> Task:
-    meta = json.loads((task_dir / "task.json").read_text())
-    files = {}
-    for path in sorted(task_dir.rglob("*")):
-        rel = path.relative_to(task_dir).as_posix()
-        if path.is_file() and rel != "task.json" and "__pycache__" not in rel:
-            files[rel] = path.read_text()
-    patch = (fixes / f"{task_dir.name}.patch").read_text()
-    fix_answer = blocks_from_diff(patch)
-    fixed = apply_edits(files, parse_answer(fix_answer, files.keys())).files
-    expected = _git_apply(files, patch)
-    if fixed != expected:
-        raise RuntimeError(f"{task_dir.name}: the SEARCH/REPLACE conversion of the reference "
-                           "fix does not reproduce `git apply` of the patch")
-    regions: dict[str, list[tuple[int, int]]] = {}
-    for patched in PatchSet(patch):
-        regions[patched.path] = [(h.source_start - 1, h.source_start - 1 + h.source_length)
-                                 for h in patched]
-    return Task(task_dir.name, meta["description"], meta["test_command"], files, fixed,
-                fix_answer, regions)
-
-
-def _git_apply(files: dict[str, str], patch: str) -> dict[str, str]:
-    with tempfile.TemporaryDirectory(prefix="mulligan-bench-") as tmp:
-        write_files(Path(tmp), files)
-        subprocess.run(["git", "apply", "-"], input=patch.encode(), cwd=tmp, check=True,
-                       capture_output=True)
-        return {rel: (Path(tmp) / rel).read_text() for rel in files}
-
-
-def write_files(root: Path, files: dict[str, str]) -> None:
-    for rel, text in files.items():
-        target = root / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
+def load(task_dir: Path) -> tuple[BenchTask, ScriptedFix]:
+    """A task (its files as the agent sees them) and its reference fix from `_fixes/`."""
+    task = load_task_dir(task_dir)
+    return task, load_fix(task)
 
 
 # -- timing ------------------------------------------------------------------------------------
@@ -310,20 +175,18 @@ class TaskResult:
     error: str | None = None
 
 
-def make_repo(task: Task, work: Path) -> Path:
+def make_repo(task: BenchTask, work: Path) -> Path:
     """A git repository holding the task's buggy files (no task.json, no fix)."""
-    repo = work / task.id
-    write_files(repo, task.files)
+    repo = task.materialize(work / task.id)
     for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "task"]):
         subprocess.run(["git", *cmd], cwd=repo, check=True, capture_output=True, env=GIT_ENV)
     return repo
 
 
-async def run_task(task: Task, repo: Path, args: argparse.Namespace,
-                   server: ScriptedOpenAIServer, work: Path) -> TaskResult:
-    responder = ScriptedResponder(task, args.p, args.seed)
-    server.reset()
-    server.fallback = responder
+async def run_task(task: BenchTask, fix: ScriptedFix, repo: Path, args: argparse.Namespace,
+                   server: ScriptedServer, work: Path) -> TaskResult:
+    responder = RecordingResponder(fix, args.p, args.seed)
+    server.register(MODEL, responder)
     settings = Settings(model=MODEL, base_url=server.base_url, image=args.image,
                         test_cmd=task.test_cmd, candidates=args.candidates, rounds=args.rounds,
                         beam=args.beam, workers=args.workers, test_timeout_s=args.timeout,
@@ -352,6 +215,7 @@ async def run_task(task: Task, repo: Path, args: argparse.Namespace,
         snapshot.close()
         if model is not None:
             await model.aclose()
+        server.unregister(MODEL)
     box_s = union_seconds(box_spans)
     model_s = union_seconds(model_spans)
     own = wall - union_seconds(box_spans, model_spans)
@@ -360,8 +224,7 @@ async def run_task(task: Task, repo: Path, args: argparse.Namespace,
                           responder.wrong_answers, 0, setup, wall, box_s, box_spans.total, model_s,
                           own, len(box_spans.spans), 0, error=error)
     chosen = result.chosen
-    matches = bool(chosen and chosen.files is not None and all(
-        chosen.files.get(p) == task.fixed[p] for p in task.regions))
+    matches = bool(chosen and fix.matches(chosen.files))
     states: dict[str, int] = {}
     for c in result.candidates:
         states[c.state.value] = states.get(c.state.value, 0) + 1
@@ -447,12 +310,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
 
-    fixes = args.benchmarks / "_fixes"
     ids = args.tasks or sorted(p.name for p in args.benchmarks.iterdir()
                                if (p / "task.json").is_file())
     if args.limit is not None:
         ids = ids[: args.limit]
-    tasks = [load_task(args.benchmarks / i, fixes) for i in ids]
+    tasks = [load(args.benchmarks / i) for i in ids]
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     config["tasks"] = ids
     config["model"] = LABEL
@@ -460,10 +322,10 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[TaskResult] = []
     bench_start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mulligan-bench-") as tmp, \
-            ScriptedOpenAIServer(models=[MODEL], max_lifetime_s=6 * 3600) as server:
-        for i, task in enumerate(tasks, 1):
+            ScriptedServer() as server:
+        for i, (task, fix) in enumerate(tasks, 1):
             repo = make_repo(task, Path(tmp))
-            row = asyncio.run(run_task(task, repo, args, server, Path(tmp)))
+            row = asyncio.run(run_task(task, fix, repo, args, server, Path(tmp)))
             rows.append(row)
             shutil.rmtree(Path(tmp) / task.id, ignore_errors=True)
             print(f"[{i}/{len(tasks)}] {task.id}: {row.status} in {row.wall_s:.1f}s "

@@ -1,8 +1,9 @@
 """A fake GitHub REST API for the `mulligan ci` tests.
 
 Real HTTP on 127.0.0.1 (an ephemeral port) from a ThreadingHTTPServer in a background
-thread, so the code under test talks to it exactly as to api.github.com or a GitHub
-Enterprise Server (pass ``prefix="/api/v3"``). Every request is recorded in ``requests``.
+thread (the shared server of tests/support/http_server.py), so the code under test talks to
+it exactly as to api.github.com or a GitHub Enterprise Server (pass ``prefix="/api/v3"``).
+Every request is recorded in ``requests``.
 
 Endpoints (under ``/repos/{owner}/{name}``):
 
@@ -21,15 +22,14 @@ answers (``times=None``: for ever), with rate-limit headers for ``rate_limited(.
 
 from __future__ import annotations
 
-import json
 import re
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.support.http_server import Answer, Handler, Request, ThreadedServer, json_answer
 
 __all__ = ["Failure", "FakeGitHub", "Recorded"]
 
@@ -52,54 +52,22 @@ class Failure:
     match: str | None = None  # a regex on "METHOD /path"; None: any request
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    owner: FakeGitHub
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
+class _Handler(Handler):
     def do_PATCH(self) -> None:
         self._dispatch("PATCH")
 
     def do_DELETE(self) -> None:
         self._dispatch("DELETE")
 
-    def _dispatch(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
-        status, payload, headers = self.server.owner._handle(
-            method, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-        data = b"" if payload is None else json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if data:
-            self.wfile.write(data)
 
+class FakeGitHub(ThreadedServer):
+    handler_class = _Handler
+    content_type = "application/json; charset=utf-8"
+    thread_name = "fake-github"
 
-class FakeGitHub:
     def __init__(self, repository: str = "octo/calc", *, token: str | None = None,
                  prefix: str = "", page_size: int = 100, bot_login: str = "github-actions[bot]"):
+        super().__init__()
         self.repository = repository
         self.token = token
         self.prefix = prefix.rstrip("/")
@@ -113,40 +81,8 @@ class FakeGitHub:
         self.review_comments: list[dict] = []  # each with "pull_number"
         self.reviews: list[dict] = []
         self._ids = 1000
-        self._lock = threading.RLock()
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    # -- lifecycle ------------------------------------------------------------------------
-
-    def start(self) -> Self:
-        httpd = _Server(("127.0.0.1", 0), _Handler)
-        httpd.owner = self
-        self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True,
-                                        name="fake-github")
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        httpd, self._httpd = self._httpd, None
-        if httpd is not None:
-            httpd.shutdown()
-            httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        assert self._httpd is not None, "not started"
-        return self._httpd.server_address[1]
+    # -- lifecycle (start, stop, port: ThreadedServer) ------------------------------------
 
     @property
     def url(self) -> str:
@@ -211,6 +147,11 @@ class FakeGitHub:
 
     # -- handling -------------------------------------------------------------------------
 
+    def _respond(self, request: Request, handler: Handler) -> Answer:
+        status, payload, headers = self._handle(request.method, request.path, request.headers,
+                                                request.body)
+        return json_answer(status, payload, headers)
+
     def _handle(self, method: str, raw_path: str, headers: dict[str, str],
                 body: Any) -> tuple[int, Any, dict[str, str]]:
         parts = urlsplit(raw_path)
@@ -221,7 +162,7 @@ class FakeGitHub:
                 return 404, {"message": "Not Found"}, {}
             path = path[len(self.prefix):]
         with self._lock:
-            self.requests.append(Recorded(method, path, query, headers, body))
+            self._record(Recorded(method, path, query, headers, body))
             failure = self._take_failure(f"{method} {path}")
         if failure is not None:
             return (failure.status,

@@ -1,8 +1,8 @@
 """A scripted OpenAI-compatible HTTP server for tests.
 
-Real HTTP on 127.0.0.1 (an ephemeral port), served from background threads, so the code
-under test talks to it through the real ``openai`` client exactly as it would talk to
-vLLM, llama.cpp, Ollama or api.openai.com.
+Real HTTP on 127.0.0.1 (an ephemeral port), served from background threads (the shared
+server of tests/support/http_server.py), so the code under test talks to it through the
+real ``openai`` client exactly as it would talk to vLLM, llama.cpp, Ollama or api.openai.com.
 
 Endpoints: ``POST /v1/chat/completions`` (non-streaming) and ``GET /v1/models``.
 
@@ -61,18 +61,15 @@ The server stops at ``stop()`` / context exit / fixture teardown, and by itself 
 
 from __future__ import annotations
 
-import json
-import select
-import socket
-import threading
 import time
 import traceback
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from dataclasses import dataclass, replace
+from typing import Any
+
+from tests.support.http_server import Answer, Handler, Hangup, Request, ThreadedServer, json_answer
 
 __all__ = [
     "RecordedRequest",
@@ -172,13 +169,8 @@ def _message_text(message: Any) -> str:
 
 
 @dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: Any
-    raw: bytes
-    time: float
+class RecordedRequest(Request):
+    """method, path, headers (lower-case names), body (parsed JSON), raw, time."""
 
     @property
     def messages(self) -> list[dict]:
@@ -196,21 +188,6 @@ class RecordedRequest:
         if isinstance(self.body, dict) and isinstance(self.body.get("n"), int):
             return self.body["n"]
         return 1
-
-
-class _Close(Exception):
-    """Hang up without answering (the client went away, or the server is stopping)."""
-
-
-@dataclass
-class _Answer:
-    status: int
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def _json_answer(status: int, obj: Any, headers: Mapping[str, str] | None = None) -> _Answer:
-    return _Answer(status, json.dumps(obj).encode(), dict(headers or {}))
 
 
 _ERROR_DEFAULTS: dict[int, tuple[str, str | None, str]] = {
@@ -233,7 +210,7 @@ def _error_answer(
     code: str | None = None,
     param: str | None = None,
     headers: Mapping[str, str] | None = None,
-) -> _Answer:
+) -> Answer:
     d_type, d_code, d_message = _ERROR_DEFAULTS.get(
         status,
         (
@@ -250,97 +227,22 @@ def _error_answer(
             "code": code or d_code,
         }
     }
-    return _json_answer(status, body, headers)
+    return json_answer(status, body, headers)
 
 
 _MALFORMED_BODY = b'{"id": "chatcmpl-broken", "object": "chat.completion", "choices": [{"ind'
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    owner: ScriptedOpenAIServer
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(Handler):
     server_version = "ScriptedOpenAI/1.0"
-    timeout = 30  # idle keep-alive connections are closed after this
-    wbufsize = 1 << 16  # headers and body leave in one write (no Nagle/delayed-ACK stalls)
-    server: _HTTPServer
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.owner._track(self.connection, add=True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.owner._track(self.connection, add=False)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # quiet; every request is recorded instead
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def _dispatch(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
-        owner = self.server.owner
-        record = RecordedRequest(
-            method=method,
-            path=self.path,
-            headers={k.lower(): v for k, v in self.headers.items()},
-            body=body,
-            raw=raw,
-            time=time.time(),
-        )
-        try:
-            answer = owner._handle(record, self)
-        except _Close:
-            self.close_connection = True
-            return
-        except Exception as exc:  # noqa: BLE001 - a scripted callable raised: tell the test
-            owner.errors.append(exc)
-            answer = _error_answer(500, f"scripted responder raised {type(exc).__name__}: {exc}")
-            traceback.print_exc()
-        self._send(answer)
-
-    def _send(self, answer: _Answer) -> None:
-        try:
-            self.send_response(answer.status)
-            headers = {"Content-Type": "application/json", **answer.headers}
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(answer.body)))
-            self.end_headers()
-            self.wfile.write(answer.body)
-            self.wfile.flush()
-        except OSError:  # the client went away (e.g. it timed out)
-            self.close_connection = True
-
-    def client_gone(self) -> bool:
-        try:
-            readable, _, _ = select.select([self.connection], [], [], 0)
-            if not readable:
-                return False
-            return self.connection.recv(1, socket.MSG_PEEK) == b""
-        except OSError:
-            return True
 
 
-class ScriptedOpenAIServer:
+class ScriptedOpenAIServer(ThreadedServer):
     """See the module docstring. Use as a context manager, or ``start()`` / ``stop()``."""
+
+    handler_class = _Handler
+    request_class = RecordedRequest
+    thread_name = "scripted-openai-{port}"
 
     def __init__(
         self,
@@ -350,6 +252,7 @@ class ScriptedOpenAIServer:
         required_api_key: str | None = None,
         max_lifetime_s: float = 600.0,
     ) -> None:
+        super().__init__(max_lifetime_s=max_lifetime_s)
         self.models: list[str] = list(models)
         self.honour_n = honour_n
         self.required_api_key = required_api_key
@@ -357,85 +260,10 @@ class ScriptedOpenAIServer:
         self.fallback: Callable[[dict], Any] | None = None
         self.requests: list[RecordedRequest] = []
         self.errors: list[BaseException] = []
-        self.max_lifetime_s = max_lifetime_s
         self._script: deque[Any] = deque()
-        self._lock = threading.RLock()
-        self._stopped = threading.Event()
-        self._closed = threading.Event()
-        self._connections: set[socket.socket] = set()
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._timer: threading.Timer | None = None
         self._counter = 0
 
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    def start(self) -> ScriptedOpenAIServer:
-        if self._httpd is not None:
-            return self
-        httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
-        httpd.owner = self
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"scripted-openai-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        self._timer = threading.Timer(self.max_lifetime_s, self.stop)
-        self._timer.daemon = True
-        self._timer.start()
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop serving, wake stalled handlers, close the port. Waits until it is done."""
-        with self._lock:
-            if self._stopped.is_set():
-                stopping_elsewhere = True
-            else:
-                stopping_elsewhere = False
-                self._stopped.set()  # wakes stalled handlers
-                httpd, self._httpd = self._httpd, None
-                connections = list(self._connections)
-        if stopping_elsewhere:
-            self._closed.wait(timeout)
-            return
-        try:
-            if self._timer is not None and self._timer is not threading.current_thread():
-                self._timer.cancel()
-            if httpd is None:
-                return
-            httpd.shutdown()
-            for conn in connections:
-                try:
-                    conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-            httpd.server_close()
-            if self._thread is not None:
-                self._thread.join(timeout=5)
-        finally:
-            self._closed.set()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def running(self) -> bool:
-        return self._httpd is not None and not self._stopped.is_set()
-
-    @property
-    def port(self) -> int:
-        assert self._httpd is not None, "server not started"
-        return self._httpd.server_address[1]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    # -- lifecycle (start, stop, running, port, url: ThreadedServer) -------------------------
 
     @property
     def base_url(self) -> str:
@@ -476,21 +304,18 @@ class ScriptedOpenAIServer:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _track(self, conn: socket.socket, *, add: bool) -> None:
-        with self._lock:
-            if add:
-                self._connections.add(conn)
-            else:
-                self._connections.discard(conn)
+    def _failed(self, exc: Exception) -> Answer:  # a scripted callable raised: tell the test
+        self.errors.append(exc)
+        traceback.print_exc()
+        return _error_answer(500, f"scripted responder raised {type(exc).__name__}: {exc}")
 
     def _next_id(self) -> int:
         with self._lock:
             self._counter += 1
             return self._counter
 
-    def _handle(self, req: RecordedRequest, handler: _Handler) -> _Answer:
-        with self._lock:
-            self.requests.append(req)
+    def _respond(self, req: Request, handler: Handler) -> Answer:
+        self._record(req)
         path = req.path.split("?", 1)[0].rstrip("/")
         expected = f"Bearer {self.required_api_key}"
         if self.required_api_key is not None and req.headers.get("authorization") != expected:
@@ -507,7 +332,7 @@ class ScriptedOpenAIServer:
                 {"id": m, "object": "model", "created": created, "owned_by": "mulligan-tests"}
                 for m in self.models
             ]
-            return _json_answer(200, {"object": "list", "data": data})
+            return json_answer(200, {"object": "list", "data": data})
         if req.method == "POST" and path in ("/v1/chat/completions", "/chat/completions"):
             return self._chat(req, handler)
         return _error_answer(404, f"Unknown request URL: {req.method} {req.path}.")
@@ -540,7 +365,7 @@ class ScriptedOpenAIServer:
                 return self._normalize(self.fallback(body), body), False
             return None, False
 
-    def _chat(self, req: RecordedRequest, handler: _Handler) -> _Answer:
+    def _chat(self, req: Request, handler: Handler) -> Answer:
         body = req.body
         if not isinstance(body, dict):
             return _error_answer(400, "We could not parse the JSON body of your request.")
@@ -578,7 +403,7 @@ class ScriptedOpenAIServer:
                 else:
                     override = rest
             if self._stopped.wait(head.stall) or handler.client_gone():
-                raise _Close()
+                raise Hangup()
 
         if head.status is not None:
             headers = dict(head.headers or {})
@@ -593,7 +418,7 @@ class ScriptedOpenAIServer:
                 headers=headers,
             )
         if head.malformed:
-            return _Answer(
+            return Answer(
                 200,
                 _MALFORMED_BODY,
                 {"x-request-id": f"req_{self._next_id()}"},
@@ -647,7 +472,7 @@ class ScriptedOpenAIServer:
                 return None
         return choices[:needed]
 
-    def _completion(self, body: dict, choices: list[tuple[str, str]]) -> _Answer:
+    def _completion(self, body: dict, choices: list[tuple[str, str]]) -> Answer:
         prompt = "\n\n".join(_message_text(m) for m in body.get("messages") or [])
         prompt_tokens = estimate_tokens(prompt)
         completion_tokens = sum(estimate_tokens(text) for text, _ in choices)
@@ -672,4 +497,4 @@ class ScriptedOpenAIServer:
                 "total_tokens": prompt_tokens + completion_tokens,
             },
         }
-        return _json_answer(200, obj, {"x-request-id": f"req_{self._next_id()}"})
+        return json_answer(200, obj, {"x-request-id": f"req_{self._next_id()}"})
