@@ -182,7 +182,7 @@ CMAKE_FLAGS = (
     "-DBUILD_SHARED_LIBS=OFF",
 )
 
-BUILD_DISK_BYTES = 700_000_000  # sdist + vendored sources + build tree, measured ~0.5 GB
+BUILD_DISK_BYTES = 500_000_000  # sdist 77 MB + sources 176 MB + build tree 89 MB (measured)
 
 
 # -- where things live ------------------------------------------------------------------------
@@ -543,7 +543,7 @@ def _fetch_sdist(dest: Path, log: Log) -> Path:
                    f"--hash=sha256:{LLAMA_CPP_PYTHON_SHA256}\n")
     log(f"llama-server: downloading the llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} sdist "
         "with pip (sources of llama.cpp, ~77 MB)")
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary=:all:",
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary=llama-cpp-python",
            "--require-hashes", "--disable-pip-version-check", "--no-input",
            "--progress-bar", "off", "-r", str(req), "-d", str(dest)]
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
@@ -672,6 +672,9 @@ def setup(root: Path | None = None, *, spec: WeightsSpec = DEFAULT_WEIGHTS,
     root = root or cache_root()
     env = os.environ if environ is None else environ
     started = time.monotonic()
+    early = local_status(root, spec, env).problems  # a bad MULLIGAN_* path: say so at once
+    if early:
+        raise SetupError("; ".join(early))
     if env.get(ENV_MODEL):
         log(f"weights: using {ENV_MODEL}={env[ENV_MODEL]} (not hash-checked)")
     else:
@@ -865,8 +868,10 @@ class LocalServer:
                 except ValueError:
                     raise ConfigError(f"{ENV_CTX} must be a whole number") from None
             else:
-                # one shared KV pool: n sampled answers share their prompt's cells
-                ctx = 16384 if unified else 4096 * self.parallel
+                # one shared KV pool: n sampled answers share their prompt's cells; 16384
+                # tokens hold a 6k-token prompt and 4 answers of 2048 tokens (~0.45 GB)
+                ctx = max(16384, 8192 + 2048 * self.parallel) if unified \
+                    else 4096 * self.parallel
         cmd = [str(self.binary), "-m", str(self.model), "--host", self.host, "--port", str(port),
                "-t", str(self.threads), "-c", str(ctx), "-np", str(self.parallel),
                "--alias", self.alias]
