@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     fix.add_argument("--cost-budget", dest="cost_budget_usd", type=float, default=None)
     fix.add_argument("--time-budget", dest="time_budget_s", type=float, default=None)
     fix.add_argument("--allow-test-edits", action="store_true", default=None)
+    fix.add_argument("--edit-format", choices=("search_replace", "whole_file"), default=None,
+                     help="how the model writes edits (default: whole_file for the local "
+                          "model, search_replace otherwise)")
     fix.add_argument("--apply", action="store_true", help="apply the patch to the working tree")
     fix.add_argument("--patch-out", type=Path, default=None, help="write the patch to FILE")
     fix.add_argument("--resume", default=None, metavar="RUN", help="continue an earlier run")
@@ -169,7 +172,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 FIX_SETTINGS = ("model", "base_url", "test_cmd", "image", "ca_bundle", "test_timeout_s",
                 "candidates", "rounds", "beam", "workers", "temperature", "seed", "token_budget",
-                "cost_budget_usd", "time_budget_s", "allow_test_edits")
+                "cost_budget_usd", "time_budget_s", "allow_test_edits", "edit_format")
 
 
 def cmd_fix(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -47,6 +47,9 @@ class Settings(BaseModel):
     test_timeout_s: float = Field(default=120.0, gt=0)
     memory_mb: int = Field(default=1024, ge=64)
     allow_test_edits: bool = False
+    # How the model is asked to write edits; None: whole files for the bundled 1.5B model (it
+    # follows that format far more reliably, see docs/local-model.md), SEARCH/REPLACE otherwise.
+    edit_format: Literal["search_replace", "whole_file"] | None = None
     context_tokens: int = Field(default=6000, ge=256)
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
 

@@ -248,9 +248,9 @@ class Solver:
         if not failures and self.baseline.targets:
             failures = [{"nodeid": t, "message": _trim(self.baseline_report.output, OUTPUT_CHARS)}
                         for t in self.baseline.targets]
-        user = render("propose", issue=self.issue, failures=failures, repo_map=repo_map,
-                      sources=sources, lang=_lang)
-        messages = [{"role": "system", "content": render("system")},
+        user = self._render("propose", issue=self.issue, failures=failures, repo_map=repo_map,
+                            sources=sources)
+        messages = [{"role": "system", "content": self._system(sources)},
                     {"role": "user", "content": user}]
         n = self.settings.candidates
         for i in range(n):
@@ -296,22 +296,37 @@ class Solver:
     def _feedback(self, parent: Candidate) -> str:
         if parent.format_error is not None or parent.files is None:
             focus = self._focus(self.baseline_report, self.baseline_report.failing())
-            return render("format_error", error=parent.format_error or "no usable edits",
-                          sources=self._sources(self.base_files, focus), lang=_lang)
+            return self._render("format_error", error=parent.format_error or "no usable edits",
+                                sources=self._sources(self.base_files, focus))
         if parent.rejected:
             focus = self._focus(self.baseline_report, self.baseline_report.failing())
-            return render("test_edit", files=parent.edited_tests, patch=parent.patch,
-                          sources=self._sources(self.base_files, focus), lang=_lang)
+            return self._render("test_edit", files=parent.edited_tests, patch=parent.patch,
+                                sources=self._sources(self.base_files, focus))
         report = parent.report
         assert report is not None
         focus = self._focus(report, parent.still_failing + parent.regressions)
-        return render(
+        return self._render(
             "revise", patch=parent.patch, patch_error=report.patch_error,
             timed_out=report.status is RunStatus.TIMED_OUT,
             still_failing=self._failure_views(parent.still_failing),
             regressions=self._failure_views(parent.regressions),
             output=_trim(report.output, OUTPUT_CHARS),
-            sources=self._sources(parent.files, focus), lang=_lang)
+            sources=self._sources(parent.files, focus))
+
+    # -- prompts ----------------------------------------------------------------------------
+
+    @property
+    def edit_format(self) -> str:
+        if self.settings.edit_format:
+            return self.settings.edit_format
+        return "whole_file" if self.settings.model == "local" else "search_replace"
+
+    def _render(self, name: str, **context: object) -> str:
+        return render(name, lang=_lang, edit_format=self.edit_format, **context)
+
+    def _system(self, sources: dict[str, str]) -> str:
+        example = next(iter(sources), "path/to/file.py")
+        return render("system", edit_format=self.edit_format, example_path=example)
 
     def _apply(self, cand: Candidate, base: dict[str, str]) -> None:
         try:
@@ -365,9 +380,9 @@ class Solver:
         repo_map = self.repo_map.render(self.base_files, mentioned=_words(self.issue),
                                         token_budget=max(256, self.settings.context_tokens // 4))
         sources = self._sources(self.base_files, [])
-        user = render("reproduce", issue=self.issue, repo_map=repo_map, sources=sources,
-                      lang=_lang, test_path=REPRO_TEST_PATH)
-        messages = [{"role": "system", "content": render("system")},
+        user = self._render("reproduce", issue=self.issue, repo_map=repo_map, sources=sources,
+                            test_path=REPRO_TEST_PATH)
+        messages = [{"role": "system", "content": self._system(sources)},
                     {"role": "user", "content": user}]
         completions = await self._sample("reproduce", messages, self.settings.candidates,
                                          self._seed(0, 0))
