@@ -9,10 +9,13 @@ every test pass), tasks fixed by at least one sample, completion tokens and seco
 
 Formats:
 
-* ``search_replace``: the production prompts (``prompts/system.j2`` + ``propose.j2``);
-* ``unified_diff``: the same context, asking for a unified diff;
-* ``whole_file``: asking for the complete corrected file after a line with its path;
-* ``whole_function``: asking for the complete corrected function(s); the answer's top-level
+* ``search_replace``: the production prompts as they are (``prompts/system.j2`` +
+  ``propose.j2``);
+* ``sr_named``: SEARCH/REPLACE again, with the format's rules at the end of the user message
+  and an example that names the real file (see ``FORMAT_TAIL``; so do the next three);
+* ``unified_diff``: a unified diff;
+* ``whole_file``: the complete corrected file after a line with its path;
+* ``whole_function``: the complete corrected function(s); the answer's top-level
   ``def``/``class`` blocks replace the ones of the same name (turned into SEARCH/REPLACE
   edits and applied by ``apply_edits``; ``parse_answer`` has no such mode today).
 
@@ -42,8 +45,10 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+# run as a script, bench/ is sys.path[0]: its modules (bench/sandbox.py) must not shadow the
+# packages of the same name
+sys.path[:] = [str(ROOT)] + [p for p in sys.path
+                             if Path(p or ".").resolve() not in (ROOT, ROOT / "bench")]
 
 from agent.edits import Edit, apply_edits, parse_answer
 from agent.errors import EditApplyError, FormatError, MulliganError
@@ -51,66 +56,81 @@ from agent.loop import MESSAGE_CHARS, _lang, _trim
 from prompts import render
 
 DEFAULT_TASKS_DIR = ROOT.parent / "shared" / "benchmarks"
-FORMATS = ("search_replace", "unified_diff", "whole_file", "whole_function")
+FORMATS = ("search_replace", "sr_named", "unified_diff", "whole_file", "whole_function")
 
-# The system prompts of the formats other than SEARCH/REPLACE (which uses prompts/system.j2).
-_INTRO = """\
+# "search_replace" is the production prompt as it is (prompts/system.j2 + propose.j2). The
+# other formats share one system prompt without format rules and put the format's rules at
+# the end of the user message, with an example that uses the real file's path: small models
+# copy the example path ("path/to/file.py") literally. Sharing the prefix also lets the server
+# reuse its prompt cache across the formats of one task.
+SYSTEM_NEUTRAL = """\
 You are an expert software engineer fixing bugs in a repository. You change source code so that
 the failing tests pass without breaking the tests that pass now. Never edit the tests.
 """
-SYSTEM = {
-    "unified_diff": _INTRO + """
-Answer with a unified diff in a ```diff fence, exactly in this format:
+FORMAT_TAIL = {
+    "sr_named": """\
+Fix the bug. Answer with one or more SEARCH/REPLACE blocks, exactly in this format:
 
-```diff
---- a/path/to/file.py
-+++ b/path/to/file.py
-@@ -10,7 +10,7 @@
- unchanged context line
--the old line
-+the new line
- unchanged context line
+{path}
+```python
+<<<<<<< SEARCH
+the exact lines to find, copied from {path}
+=======
+the lines to put in their place
+>>>>>>> REPLACE
 ```
 
 Rules:
-- Context and removed lines must match the current file exactly, including indentation.
-- Think briefly first (a few sentences at most), then give the diff.
-""",
-    "whole_file": _INTRO + """
-Answer with the complete corrected file: the file's path on its own line, then a fenced code
-block with the whole new content of the file, exactly in this format:
+- The line before each block is the file's path, {path}, exactly as written.
+- The SEARCH part must match the file exactly, including indentation.
+- Keep each SEARCH part short: only the lines that change plus a little context.
+- Think briefly first (a few sentences at most), then give the blocks.""",
+    "unified_diff": """\
+Fix the bug. Answer with a unified diff in a ```diff fence, exactly in this format:
 
-path/to/file.py
+```diff
+--- a/{path}
++++ b/{path}
+@@ -10,7 +10,7 @@
+ an unchanged line of {path}
+-the old line
++the new line
+ an unchanged line of {path}
+```
+
+Rules:
+- Context and removed lines must match the file exactly, including indentation.
+- Think briefly first (a few sentences at most), then give the diff.""",
+    "whole_file": """\
+Fix the bug. Answer with the complete corrected file: its path on its own line, then a fenced
+code block with the whole new content of the file, exactly in this format:
+
+{path}
 ```python
 the complete file, every line of it, with your fix
 ```
 
 Rules:
+- The line before the block is the file's path, {path}, exactly as written.
 - Give the whole file, not only the changed part: the block replaces the file.
-- Think briefly first (a few sentences at most), then give the file.
-""",
-    "whole_function": _INTRO + """
-Answer with the complete corrected function: the file's path on its own line, then a fenced
-code block with the whole function, from its `def` line to its last line, exactly in this format:
+- Think briefly first (a few sentences at most), then give the file.""",
+    "whole_function": """\
+Fix the bug. Answer with the complete corrected function: the file's path on its own line,
+then a fenced code block with the whole function, from its `def` line to its last line:
 
-path/to/file.py
+{path}
 ```python
 def the_function(arguments):
     the complete corrected body
 ```
 
 Rules:
+- The line before the block is the file's path, {path}, exactly as written.
 - Give each function you change completely; it replaces the function of the same name.
 - Do not repeat functions you do not change.
-- Think briefly first (a few sentences at most), then give the function.
-""",
+- Think briefly first (a few sentences at most), then give the function.""",
 }
-FINAL_LINE = {
-    "search_replace": "Fix the bug. Answer with SEARCH/REPLACE blocks.",
-    "unified_diff": "Fix the bug. Answer with a unified diff.",
-    "whole_file": "Fix the bug. Answer with the complete corrected file.",
-    "whole_function": "Fix the bug. Answer with the complete corrected function.",
-}
+FINAL_LINE = "Fix the bug. Answer with SEARCH/REPLACE blocks."
 
 
 # -- tasks ------------------------------------------------------------------------------------
@@ -194,14 +214,16 @@ def run_pytest(task: Path, files: dict[str, str] | None = None,
 
 
 def messages_for(fmt: str, task: Path, sources: dict[str, str],
-                 failures: list[dict[str, str]]) -> list[dict[str, str]]:
+                 failures: list[dict[str, str]], max_failures: int = 10) -> list[dict[str, str]]:
     issue = json.loads((task / "task.json").read_text()).get("description")
-    user = render("propose", issue=issue, failures=failures[:10], repo_map=None,
+    user = render("propose", issue=issue, failures=failures[:max_failures], repo_map=None,
                   sources=sources, lang=_lang)
-    if fmt != "search_replace":
-        user = user.replace(FINAL_LINE["search_replace"], FINAL_LINE[fmt])
-    system = render("system") if fmt == "search_replace" else SYSTEM[fmt]
-    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    if fmt == "search_replace":
+        return [{"role": "system", "content": render("system")},
+                {"role": "user", "content": user}]
+    assert user.rstrip().endswith(FINAL_LINE)
+    user = user.rstrip()[: -len(FINAL_LINE)] + FORMAT_TAIL[fmt].format(path=next(iter(sources)))
+    return [{"role": "system", "content": SYSTEM_NEUTRAL}, {"role": "user", "content": user}]
 
 
 _FENCE = re.compile(r"^```[^\n`]*\n(.*?)^```", re.DOTALL | re.MULTILINE)
@@ -318,7 +340,7 @@ async def bench(args: argparse.Namespace) -> None:
                            if p.endswith(".py") and "/" not in p}
                 baselines[task.name] = (sources, failures)
             sources, failures = baselines[task.name]
-            messages = messages_for(fmt, task, sources, failures)
+            messages = messages_for(fmt, task, sources, failures, args.max_failures)
             started = time.monotonic()
             try:
                 completions = await model.sample(messages, args.samples, seed=args.seed)
@@ -375,7 +397,7 @@ def summarize(path: Path) -> None:
     tasks = sorted({r["task"] for r in rows})
     print(f"\n{len(tasks)} task(s), results from {path}")
     print(f"{'format':16} {'samples':>7} {'parsed':>7} {'applied':>8} {'fixed':>7} "
-          f"{'tasks fixed':>12} {'tok/answer':>11} {'s/request':>10}")
+          f"{'tasks fixed':>12} {'chars/answ.':>11} {'s/request':>10}")
     for fmt in [f for f in FORMATS if f in by_fmt]:
         rs = by_fmt[fmt]
         n = len(rs)
@@ -384,11 +406,11 @@ def summarize(path: Path) -> None:
         fixed = sum(bool(r.get("fixed")) for r in rs)
         fmt_tasks = {r["task"] for r in rs}
         tasks_fixed = len({r["task"] for r in rs if r.get("fixed")})
-        toks = [r.get("completion_tokens", 0) for r in rs if r.get("completion_tokens")]
+        chars = [len(r.get("answer") or "") for r in rs]
         reqs = {(r["task"]): r["seconds"] for r in rs}
         print(f"{fmt:16} {n:7d} {parsed / n:7.0%} {applied / n:8.0%} {fixed / n:7.0%} "
               f"{tasks_fixed:>5d}/{len(fmt_tasks):<6d} "
-              f"{(sum(toks) / len(toks) if toks else 0):11.0f} "
+              f"{(sum(chars) / len(chars) if chars else 0):11.0f} "
               f"{(sum(reqs.values()) / len(reqs) if reqs else 0):10.1f}")
 
 
@@ -402,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--max-tokens", type=int, default=1024)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--max-failures", type=int, default=10,
+                   help="failing tests shown in the prompt (the agent shows up to 10)")
     p.add_argument("--threads", type=int, default=None, help="llama-server threads")
     p.add_argument("--request-timeout", type=float, default=900.0)
     p.add_argument("--base-url", default=None, help="use this endpoint, not the local model")
