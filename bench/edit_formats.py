@@ -9,15 +9,17 @@ every test pass), tasks fixed by at least one sample, completion tokens and seco
 
 Formats:
 
-* ``search_replace``: the production prompts as they are (``prompts/system.j2`` +
-  ``propose.j2``);
+* ``search_replace``: the production SEARCH/REPLACE prompt as it was when this benchmark
+  was first run (``SYSTEM_SR_V1``: its example path is ``path/to/file.py``);
 * ``sr_named``: SEARCH/REPLACE again, with the format's rules at the end of the user message
   and an example that names the real file (see ``FORMAT_TAIL``; so do the next three);
 * ``unified_diff``: a unified diff;
 * ``whole_file``: the complete corrected file after a line with its path;
 * ``whole_function``: the complete corrected function(s); the answer's top-level
   ``def``/``class`` blocks replace the ones of the same name (turned into SEARCH/REPLACE
-  edits and applied by ``apply_edits``; ``parse_answer`` has no such mode today).
+  edits and applied by ``apply_edits``; ``parse_answer`` has no such mode today);
+* ``whole_file_prod``: the production prompts as they are now, in whole-file mode
+  (``render("system"/"propose", edit_format="whole_file")``).
 
 By default the bundled local model is started (``mulligan model setup`` first); ``--base-url``
 and ``--model`` point at any other OpenAI-compatible endpoint instead. Results are appended
@@ -56,7 +58,8 @@ from agent.loop import MESSAGE_CHARS, _lang, _trim
 from prompts import render
 
 DEFAULT_TASKS_DIR = ROOT.parent / "shared" / "benchmarks"
-FORMATS = ("search_replace", "sr_named", "unified_diff", "whole_file", "whole_function")
+FORMATS = ("search_replace", "sr_named", "unified_diff", "whole_file", "whole_function",
+           "whole_file_prod")
 
 # "search_replace" is the production prompt as it is (prompts/system.j2 + propose.j2). The
 # other formats share one system prompt without format rules and put the format's rules at
@@ -130,7 +133,30 @@ Rules:
 - Do not repeat functions you do not change.
 - Think briefly first (a few sentences at most), then give the function.""",
 }
-FINAL_LINE = "Fix the bug. Answer with SEARCH/REPLACE blocks."
+# The production SEARCH/REPLACE prompt as it was when this benchmark started (before prompts/
+# learned `edit_format`), kept verbatim so that every task is measured with the same text.
+SYSTEM_SR_V1 = """\
+You are an expert software engineer fixing bugs in a repository. You change source code so that
+the failing tests pass without breaking the tests that pass now. Never edit the tests.
+
+Answer with one or more SEARCH/REPLACE blocks, exactly in this format:
+
+path/to/file.py
+```python
+<<<<<<< SEARCH
+the exact lines to find, copied from the file, with a few lines of context
+=======
+the lines to put in their place
+>>>>>>> REPLACE
+```
+
+Rules:
+- The SEARCH part must match the current file exactly, including indentation.
+- Keep each SEARCH part short: only the lines that change plus a little context.
+- To create a file, use an empty SEARCH part.
+- Think briefly first (a few sentences at most), then give the blocks.
+"""
+FINAL_LINE_SR_V1 = "Fix the bug. Answer with SEARCH/REPLACE blocks."
 
 
 # -- tasks ------------------------------------------------------------------------------------
@@ -216,13 +242,19 @@ def run_pytest(task: Path, files: dict[str, str] | None = None,
 def messages_for(fmt: str, task: Path, sources: dict[str, str],
                  failures: list[dict[str, str]], max_failures: int = 10) -> list[dict[str, str]]:
     issue = json.loads((task / "task.json").read_text()).get("description")
+    path = next(iter(sources))
+    if fmt == "whole_file_prod":  # the production prompts as they are now, whole-file mode
+        user = render("propose", issue=issue, failures=failures[:max_failures], repo_map=None,
+                      sources=sources, lang=_lang, edit_format="whole_file")
+        system = render("system", edit_format="whole_file", example_path=path)
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
     user = render("propose", issue=issue, failures=failures[:max_failures], repo_map=None,
-                  sources=sources, lang=_lang)
+                  sources=sources, lang=_lang, edit_format="search_replace")
+    body = user[: user.rindex("Fix the bug.")]  # the context, without the answer instructions
     if fmt == "search_replace":
-        return [{"role": "system", "content": render("system")},
-                {"role": "user", "content": user}]
-    assert user.rstrip().endswith(FINAL_LINE)
-    user = user.rstrip()[: -len(FINAL_LINE)] + FORMAT_TAIL[fmt].format(path=next(iter(sources)))
+        return [{"role": "system", "content": SYSTEM_SR_V1},
+                {"role": "user", "content": body + FINAL_LINE_SR_V1 + "\n"}]
+    user = body + FORMAT_TAIL[fmt].format(path=path)
     return [{"role": "system", "content": SYSTEM_NEUTRAL}, {"role": "user", "content": user}]
 
 
