@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from agent.edits import normalize_diff
 from agent.events import CandidateState
-from sandbox.report import RunStatus, TestCase, TestReport
+from sandbox.api import RunStatus, TestCase, TestReport
 
 SUITE = "<test command>"  # the one pseudo-test of a command that reports no per-test results
 
@@ -95,7 +95,7 @@ class Candidate:
 
 
 def _suite_outcome(report: TestReport):
-    from sandbox.report import Outcome
+    from sandbox.api import Outcome
 
     return Outcome.ERROR if report.status is not RunStatus.COMPLETED else Outcome.FAILED
 

@@ -9,7 +9,7 @@ from agent.config import Settings
 from agent.errors import WorkspaceError
 from sandbox.docker_backend import DockerSandbox, connect
 from sandbox.images import ensure_image, resolve_base_image
-from sandbox.report import Limits
+from sandbox.api import Limits
 from sandbox.snapshot import Snapshot
 
 

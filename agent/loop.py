@@ -17,11 +17,12 @@ from agent.edits import apply_edits, parse_answer, unified_diff
 from agent.errors import ConfigError, EditApplyError, FormatError, MulliganError
 from agent.events import (BaselineDone, CandidateState, CandidateUpdate, EventBus, ModelCall,
                           RoundFinished, RunFinished, RunStarted, Status)
-from agent.model import ChatModel, Completion, Usage
-from agent.repomap import RepoMap, TracebackHit, parse_traceback_locations
+from agent.models.client import ChatModel, Completion, Usage
+from agent.context.repomap import RepoMap, TracebackHit, parse_traceback_locations
 from prompts import render
-from sandbox.docker_backend import Job, is_test_path
-from sandbox.report import Limits, Outcome, RunStatus, TestReport
+from sandbox.api import Job
+from sandbox.testpaths import is_test_path
+from sandbox.api import Limits, Outcome, RunStatus, TestReport
 from sandbox.snapshot import Snapshot
 
 REPRO_TEST_PATH = "tests/test_mulligan_repro.py"

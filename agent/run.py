@@ -10,10 +10,10 @@ from pathlib import Path
 from agent.config import Settings
 from agent.environment import open_sandbox
 from agent.events import EventBus, RunError, Status
-from agent.localmodel import LocalModel, start_local_model
+from agent.models.local import LocalModel, start_local_model
 from agent.loop import Result, Sandbox, Solver
-from agent.model import ChatModel, ModelSettings, OpenAIChatModel
-from agent.repomap import RepoMap
+from agent.models.client import ChatModel, ModelSettings, OpenAIChatModel
+from agent.context.repomap import RepoMap
 from agent.trajectory import (
     TrajectoryWriter,
     new_run_id,

@@ -324,7 +324,7 @@ def apply_answer(fmt: str, answer: str, files: dict[str, str]) -> tuple[str, dic
 
 
 async def bench(args: argparse.Namespace) -> None:
-    from agent.model import ModelSettings, OpenAIChatModel
+    from agent.models.client import ModelSettings, OpenAIChatModel
 
     tasks = pick_tasks(list_tasks(args.tasks_dir), args.tasks)
     formats = [f.strip() for f in args.formats.split(",")]
@@ -343,7 +343,7 @@ async def bench(args: argparse.Namespace) -> None:
     server = None
     base_url, model_name = args.base_url, args.model
     if base_url is None:
-        from agent import localmodel as lm
+        from agent.models import local as lm
 
         st = lm.local_status()
         if not st.ready:

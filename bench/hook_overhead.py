@@ -76,7 +76,7 @@ def sandbox_times(repo: Path, env: dict[str, str], n: int) -> tuple[float, float
     """(the test run alone, snapshot + open + test run) on a fresh staged change."""
     from agent.config import load_settings
     from agent.environment import limits_from, open_sandbox
-    from sandbox.docker_backend import Job
+    from sandbox.api import Job
     from sandbox.snapshot import Snapshot
 
     with (repo / "calc.py").open("a") as fh:
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         git(repo, env, "init", "-q")
         git(repo, env, "add", "-A")
         git(repo, env, "commit", "-q", "-m", "init")
-        subprocess.run([sys.executable, "-m", "agent.hook", "install"], cwd=repo, env=env,
+        subprocess.run([sys.executable, "-m", "agent.frontends.hook", "install"], cwd=repo, env=env,
                        check=True, capture_output=True)
 
         timed_commit(repo, env, -1)  # warm-up: builds the dependency layer once

@@ -43,13 +43,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from agent.bench_scripted import ScriptedFix, ScriptedResponder, ScriptedServer, load_fix
-from agent.bench_tasks import BenchTask, load_task_dir
+from agent.frontends.bench.scripted import ScriptedFix, ScriptedResponder, ScriptedServer, load_fix
+from agent.frontends.bench.tasks import BenchTask, load_task_dir
 from agent.config import Settings
 from agent.environment import open_sandbox
 from agent.events import EventBus
 from agent.loop import Solver
-from agent.repomap import RepoMap
+from agent.context.repomap import RepoMap
 from agent.run import model_from
 from sandbox.snapshot import Snapshot
 

@@ -14,6 +14,6 @@ out="${2:-$root/bench/out/bench-public-p$p}"
 shift $(( $# > 2 ? 2 : $# ))
 tasks="${MULLIGAN_BENCH_TASKS:-$root/../shared/benchmarks}"
 cd "$root"
-exec python -m agent.cli bench "$tasks" --strategy all --budget 4 --candidates 2 --beam 2 \
+exec python -m agent.frontends.cli bench "$tasks" --strategy all --budget 4 --candidates 2 --beam 2 \
     --scripted-p "$p" --image "${MULLIGAN_IMAGE:-mulligan/base:bookworm}" --timeout 60 \
     --workers "${WORKERS:-3}" --sandbox-workers 2 --out "$out" "$@"

@@ -42,9 +42,10 @@ sys.path.insert(0, str(_HERE.parent))
 
 import docker.models.containers
 
-from sandbox.docker_backend import DockerSandbox, Job, connect
+from sandbox.api import Job
+from sandbox.docker_backend import DockerSandbox, connect
 from sandbox.images import OFFLINE_IMAGE
-from sandbox.report import Limits
+from sandbox.api import Limits
 from sandbox.snapshot import Snapshot
 
 CANDIDATES = 8

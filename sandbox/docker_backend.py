@@ -23,7 +23,8 @@ import requests.exceptions
 
 from sandbox.errors import DiskFull, DockerUnavailable, ImageMissing, SandboxError
 from sandbox.junit import parse_junit
-from sandbox.report import Limits, RunStatus, TestReport
+from sandbox.api import Job, Limits, RunStatus, TestReport
+from sandbox.testpaths import TEST_PATTERNS, is_test_path, uses_pytest
 from sandbox.snapshot import PatchDoesNotApply, Snapshot
 
 SANDBOX_UID = 1000
@@ -33,31 +34,7 @@ JUNIT_BYTES = 8 << 20
 # Grace on top of the runner's own timeout before the host kills the container itself.
 HOST_GRACE_S = 20.0
 RUNNER_SOURCE = (Path(__file__).with_name("runner.py")).read_text()
-TEST_PATTERNS = (
-    "tests/*", "test/*", "*/tests/*", "*/test/*", "test_*.py", "*/test_*.py", "*_test.py",
-    "conftest.py", "*/conftest.py",
-)
 LABEL = "mulligan.sandbox"
-
-
-def is_test_path(path: str) -> bool:
-    return any(fnmatch.fnmatch(path, pattern) for pattern in TEST_PATTERNS)
-
-
-def uses_pytest(command: str) -> bool:
-    return "pytest" in shlex.split(command) or "pytest" in command.split("-m ", 1)[-1][:6]
-
-
-@dataclass(frozen=True)
-class Job:
-    """One evaluation: a snapshot, an optional candidate diff, and how to test it."""
-
-    snapshot: Snapshot
-    patch: str = ""
-    test_command: str = "python -m pytest -q"
-    select: tuple[str, ...] = ()  # pytest node ids to run instead of the whole suite
-    limits: Limits = field(default_factory=Limits)
-    env: Mapping[str, str] = field(default_factory=dict)
 
 
 def connect(base_url: str | None = None, pool_size: int = 16) -> docker.DockerClient:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from sandbox.report import Outcome, TestCase
+from sandbox.api import Outcome, TestCase
 
 MESSAGE_CHARS = 4000
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from agent import bench
-from agent.bench import BenchConfig, Results, make_strategies, parse_strategy_names, run_bench
-from agent.bench_report import pass_at_k, read_results, render_markdown, summarize, write_report
-from agent.bench_tasks import BenchTask, ReferenceInputError, load_tasks
+from agent.frontends.bench import runner as bench
+from agent.frontends.bench.runner import BenchConfig, Results, make_strategies, parse_strategy_names, run_bench
+from agent.frontends.bench.report import pass_at_k, read_results, render_markdown, summarize, write_report
+from agent.frontends.bench.tasks import BenchTask, ReferenceInputError, load_tasks
 from agent.errors import ConfigError
 from tests.support.sandbox_env import docker_image  # noqa: F401
 
@@ -313,7 +313,7 @@ def _fix_lines(task_id: str) -> list[str]:
 @needs_public
 @pytest.mark.docker
 def test_bench_end_to_end_scripted(tmp_path, docker_image):
-    from agent.cli import main
+    from agent.frontends.cli import main
 
     out = tmp_path / "out"
     argv = ["bench", str(PUBLIC), "--only", TWO[0], "--only", TWO[1], "--strategy",

@@ -6,9 +6,9 @@ import pytest
 
 from agent.candidate import SUITE, Baseline, Candidate, choose
 from agent.events import CandidateState
-from sandbox.report import Outcome, RunStatus
-from sandbox.report import TestCase as Case  # (a "Test*" name would be collected)
-from sandbox.report import TestReport as Report  # (a "Test*" name would be collected)
+from sandbox.api import Outcome, RunStatus
+from sandbox.api import TestCase as Case  # (a "Test*" name would be collected)
+from sandbox.api import TestReport as Report  # (a "Test*" name would be collected)
 
 P, F, E, S, X = (Outcome.PASSED, Outcome.FAILED, Outcome.ERROR, Outcome.SKIPPED,
                  Outcome.XFAIL)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.ci import (
+from agent.frontends.ci.bot import (
     MARKER,
     Redactor,
     Suggestion,
@@ -25,7 +25,7 @@ from agent.ci import (
     touched_lines,
 )
 from agent.errors import ConfigError
-from agent.github import GitHub, GitHubError
+from agent.frontends.ci.github import GitHub, GitHubError
 from tests.support.fake_github import FakeGitHub
 from tests.support.sandbox_env import docker_image  # noqa: F401 - fixture
 
@@ -167,7 +167,7 @@ def ci_env(pr: PullRequestRepo, github: FakeGitHub, model_server, **extra: str) 
 
 
 def run_ci(pr: PullRequestRepo, env: dict, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "agent.cli", "ci", "--candidates", "2", "--rounds", "1",
+    cmd = [sys.executable, "-m", "agent.frontends.cli", "ci", "--candidates", "2", "--rounds", "1",
            "--workers", "2", "--timeout", "60", "--result-file", str(pr.result), *args]
     return subprocess.run(cmd, cwd=pr.work, env=env, capture_output=True, text=True,
                           timeout=280, check=False)
@@ -641,7 +641,7 @@ def test_push_env_sends_the_token_as_a_header_for_https_remotes_only(tmp_path):
 
 
 def test_a_pull_request_cannot_reconfigure_the_endpoint_or_budgets(tmp_path):
-    from agent.ci import ci_settings
+    from agent.frontends.ci.bot import ci_settings
 
     (tmp_path / ".mulligan.toml").write_text(
         'base_url = "https://attacker.example/v1"\nca_bundle = "/etc/shadow"\n'
@@ -657,7 +657,7 @@ def test_a_pull_request_cannot_reconfigure_the_endpoint_or_budgets(tmp_path):
 
 
 def test_comment_is_capped_below_githubs_limit():
-    from agent.ci import Outcome
+    from agent.frontends.ci.bot import Outcome
     from agent.loop import Result
 
     result = Result("run", "solved", None, "+x\n" * 40_000, [], None)
@@ -670,7 +670,7 @@ def test_comment_is_capped_below_githubs_limit():
 def test_result_file_and_summary_on_a_configuration_error(tmp_path, monkeypatch):
     from argparse import Namespace
 
-    from agent.ci import cmd_ci
+    from agent.frontends.ci.bot import cmd_ci
 
     args = Namespace(pr=None, mode=None, path=str(tmp_path), result_file=tmp_path / "r.json",
                      verbose=False, suggestions=True)

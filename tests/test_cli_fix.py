@@ -79,7 +79,7 @@ def env_for(tmp_path: Path) -> dict[str, str]:
 
 def fix(tmp_path: Path, repo: Path, *args: str, base_url: str | None = None,
         image: str | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "agent.cli", "fix", str(repo), "--model", MODEL,
+    cmd = [sys.executable, "-m", "agent.frontends.cli", "fix", str(repo), "--model", MODEL,
            "--workers", "2", "--timeout", "60", *args]
     if base_url is not None:
         cmd += ["--base-url", base_url]

@@ -1,7 +1,7 @@
 """`mulligan hook`: real git repositories, real `git commit` through the installed hook, the
 real Docker sandbox and the scripted model server.
 
-The hook script runs `sys.executable -m agent.hook run` (the interpreter the tests run on);
+The hook script runs `sys.executable -m agent.frontends.hook run` (the interpreter the tests run on);
 the model and sandbox come from the environment (OPENAI_BASE_URL, MULLIGAN_MODEL,
 MULLIGAN_IMAGE). Every test that commits checks the user's work byte for byte: working tree
 files and modes, `git diff`, `git diff --cached`, the stash and the untracked files.
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.hook import (
+from agent.frontends.hook import (
     CHAINED,
     MARKER,
     FixDoesNotApply,
@@ -150,7 +150,7 @@ def make_repo(path: Path, env: dict[str, str], files: dict[str, str] | None = No
     git(path, env, "add", "-A")
     git(path, env, "commit", "-q", "--no-verify", "-m", "init")
     if hook:
-        proc = subprocess.run([sys.executable, "-m", "agent.hook", "install"], cwd=path,
+        proc = subprocess.run([sys.executable, "-m", "agent.frontends.hook", "install"], cwd=path,
                               env=env, capture_output=True, text=True, check=False)
         assert proc.returncode == 0, proc.stderr
     return path
@@ -251,7 +251,7 @@ def test_install_then_uninstall_restores_no_hook(tmp_path, git_env):
     hook = hooks / "pre-commit"
     assert "installed" in message
     text = hook.read_text()
-    assert MARKER in text and f"{sys.executable} -m agent.hook run" in text
+    assert MARKER in text and f"{sys.executable} -m agent.frontends.hook run" in text
     assert hook.stat().st_mode & 0o111
     assert install(repo).startswith("installed")  # again: rewritten in place, nothing chained
     assert not (hooks / CHAINED).exists()
@@ -268,13 +268,13 @@ def test_foreign_hook_refused_then_chained_and_restored_byte_for_byte(tmp_path, 
                 '[ -f "$(git rev-parse --show-toplevel)/BLOCK" ] && exit 3\nexit 0\n').encode()
     (hooks / "pre-commit").write_bytes(original)
     (hooks / "pre-commit").chmod(0o750)
-    proc = subprocess.run([sys.executable, "-m", "agent.cli", "hook", "install"], cwd=repo,
+    proc = subprocess.run([sys.executable, "-m", "agent.frontends.cli", "hook", "install"], cwd=repo,
                           env=git_env, capture_output=True, text=True, check=False)
     assert proc.returncode == 1 and "--force" in proc.stderr
     assert (hooks / "pre-commit").read_bytes() == original
     assert not (hooks / CHAINED).exists()
 
-    proc = subprocess.run([sys.executable, "-m", "agent.cli", "hook", "install", "--force"],
+    proc = subprocess.run([sys.executable, "-m", "agent.frontends.cli", "hook", "install", "--force"],
                           cwd=repo, env=git_env, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert (hooks / CHAINED).read_bytes() == original
@@ -331,7 +331,7 @@ def test_mulligan_skip_exits_at_once(tmp_path, git_env):
     proc = commit(repo, {**git_env, "MULLIGAN_SKIP": "1", "MULLIGAN_IMAGE": "no/such:image"})
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
-    skipped = subprocess.run([sys.executable, "-X", "importtime", "-m", "agent.hook", "run"],
+    skipped = subprocess.run([sys.executable, "-X", "importtime", "-m", "agent.frontends.hook", "run"],
                              cwd=repo, env={**git_env, "MULLIGAN_SKIP": "1"},
                              capture_output=True, text=True, check=False)
     assert skipped.returncode == 0

@@ -14,7 +14,8 @@ import docker.errors
 import docker.models.images
 import pytest
 
-from sandbox.docker_backend import DockerSandbox, Job
+from sandbox.api import Job
+from sandbox.docker_backend import DockerSandbox
 from sandbox.errors import ImageBuildFailed, ImageMissing
 from sandbox.images import (
     LAYER_REPO,
@@ -26,7 +27,7 @@ from sandbox.images import (
     ensure_image,
     resolve_base_image,
 )
-from sandbox.report import Limits
+from sandbox.api import Limits
 from sandbox.snapshot import Snapshot
 from tests.support.sandbox_env import docker_client, docker_image  # noqa: F401
 

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from agent import localmodel as lm
+from agent.models import local as lm
 from agent.config import Settings
 from agent.errors import ConfigError, ModelUnavailable
-from agent.model import ModelSettings, OpenAIChatModel
+from agent.models.client import ModelSettings, OpenAIChatModel
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE = ROOT / "tests" / "support" / "fake_llama_server.py"
@@ -268,7 +268,7 @@ CHILD = """
 import os, signal, sys, time
 from pathlib import Path
 sys.path.insert(0, {root!r})
-from agent.localmodel import LocalServer
+from agent.models.local import LocalServer
 mode = sys.argv[1]
 server = LocalServer({binary!r}, {model!r}, threads=1, log_dir=Path({logs!r}))
 if mode == "atexit":
@@ -574,7 +574,7 @@ def test_build_failure_names_the_log(tmp_path):
 
 def test_cli_status_and_setup_with_user_files(fake_server, model_file, fake_env, monkeypatch,
                                               capsys):
-    from agent.cli import main
+    from agent.frontends.cli import main
 
     assert main(["model", "status"]) == 1
     out = capsys.readouterr().out

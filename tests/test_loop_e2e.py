@@ -26,7 +26,7 @@ from agent.config import Settings
 from agent.errors import ModelError
 from agent.events import BaselineDone, CandidateState, CandidateUpdate, EventBus, ModelCall, Status
 from agent.loop import REPRO_TEST_PATH, Result
-from agent.model import ModelSettings, OpenAIChatModel
+from agent.models.client import ModelSettings, OpenAIChatModel
 from agent.run import Run, RunRequest
 from agent.trajectory import read_events, run_path
 from sandbox.docker_backend import LABEL
@@ -356,7 +356,7 @@ def test_ctrl_c_while_candidates_test_cleans_up_and_exits_130(tmp_path, openai_s
     before = tree_digest(repo)
     known = {c.id for c in docker_client.containers.list(all=True, filters={"label": LABEL})}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "fix", str(repo), "--json", "--model", MODEL,
+        [sys.executable, "-m", "agent.frontends.cli", "fix", str(repo), "--json", "--model", MODEL,
          "--base-url", openai_server.base_url, "--image", docker_image, "--candidates", "2",
          "--rounds", "1", "--workers", "2", "--timeout", "600"],
         cwd=ROOT, env=cli_env(tmp_path, TMPDIR=str(tmpdir)), stdout=subprocess.PIPE,
@@ -437,7 +437,7 @@ def test_resume_repeats_no_finished_model_call_and_solves(tmp_path, openai_serve
     fix = sr("calc.py", "    return a * b", "    return a + b")
     openai_server.script(fix, fix)
     proc = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "fix", str(repo), "--json", "--resume",
+        [sys.executable, "-m", "agent.frontends.cli", "fix", str(repo), "--json", "--resume",
          first.run_id, "--model", MODEL, "--base-url", openai_server.base_url, "--image",
          docker_image, "--candidates", "2", "--rounds", "2", "--beam", "1", "--workers", "2",
          "--timeout", "60"],

@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 
 from agent.errors import ModelError, ModelNotFound, ModelUnavailable
-from agent.model import (
+from agent.models.client import (
     DEFAULT_PRICES,
     ChatModel,
     Completion,

@@ -1,4 +1,4 @@
-"""Tests of agent.repomap: symbols, traceback locations, the ranked map, implicated source."""
+"""Tests of agent.context.repomap: symbols, traceback locations, the ranked map, implicated source."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agent import repomap
-from agent.repomap import (
+from agent.context import repomap
+from agent.context.repomap import (
     RepoMap,
     Symbol,
     TracebackHit,

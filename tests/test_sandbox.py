@@ -26,10 +26,11 @@ import docker.errors
 import docker.models.containers
 import pytest
 
-from sandbox.docker_backend import DockerSandbox, Job
+from sandbox.api import Job
+from sandbox.docker_backend import DockerSandbox
 from sandbox.errors import SandboxError
-from sandbox.report import Limits, Outcome, RunStatus
-from sandbox.report import TestReport as Report  # (a "Test*" name would be collected)
+from sandbox.api import Limits, Outcome, RunStatus
+from sandbox.api import TestReport as Report  # (a "Test*" name would be collected)
 from sandbox.snapshot import Snapshot
 from tests.support.sandbox_env import (  # noqa: F401
     docker_client,

@@ -561,7 +561,7 @@ async def test_demo_screens_render_without_a_run():
 
 
 def test_the_cli_opens_the_tui(capsys: pytest.CaptureFixture[str]):
-    from agent.cli import build_parser, cmd_tui, main
+    from agent.frontends.cli import build_parser, cmd_tui, main
 
     args = build_parser().parse_args(["tui", "some/repo", "--run", "20250101-x", "--rounds", "2",
                                       "--base-url", "http://127.0.0.1:1/v1"])

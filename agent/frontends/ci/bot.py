@@ -37,7 +37,7 @@ from urllib.parse import quote, urlsplit
 from rich.console import Console
 
 from agent.errors import ConfigError, MulliganError
-from agent.github import GitHub, GitHubError
+from agent.frontends.ci.github import GitHub, GitHubError
 from sandbox.errors import SandboxError
 
 MARKER = "<!-- mulligan -->"
@@ -788,7 +788,7 @@ class CiBot:
 
     def _solve(self, repo: Path, settings):
         from agent.events import EventBus
-        from agent.progress import ConsoleProgress
+        from agent.frontends.progress import ConsoleProgress
         from agent.run import Run, RunRequest
 
         bus = EventBus()

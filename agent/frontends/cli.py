@@ -98,19 +98,19 @@ def build_parser() -> argparse.ArgumentParser:
     prune = ssub.add_parser("prune", help="remove containers left by killed runs")
     prune.set_defaults(handler=cmd_sandbox_prune)
 
-    from agent.hook import add_subparser as add_hook_subparser
+    from agent.frontends.hook import add_subparser as add_hook_subparser
 
     add_hook_subparser(sub)  # mulligan hook install|uninstall|run
 
-    from agent.ci import add_parser as add_ci_subparser
+    from agent.frontends.ci.bot import add_parser as add_ci_subparser
 
     add_ci_subparser(sub)  # mulligan ci (the GitHub Actions pull-request bot)
 
-    from agent.localmodel import add_parser as add_model_subparser
+    from agent.models.local import add_parser as add_model_subparser
 
     add_model_subparser(sub)  # mulligan model setup|status (the offline local model)
 
-    from agent.bench import add_parser as add_bench_subparser
+    from agent.frontends.bench.runner import add_parser as add_bench_subparser
 
     add_bench_subparser(sub)  # mulligan bench (strategies compared on benchmark tasks)
 
@@ -155,7 +155,7 @@ def _flags(args: argparse.Namespace, *names: str) -> dict:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from agent.doctor import run_checks
+    from agent.frontends.doctor import run_checks
 
     repo = Path(args.path).resolve()
     settings = load_settings(repo, _flags(args, "model", "base_url", "image"))
@@ -178,7 +178,7 @@ FIX_SETTINGS = ("model", "base_url", "test_cmd", "image", "ca_bundle", "test_tim
 def cmd_fix(args: argparse.Namespace) -> int:
     from agent.environment import find_repo_root
     from agent.events import EventBus
-    from agent.progress import ConsoleProgress
+    from agent.frontends.progress import ConsoleProgress
     from agent.run import Run, RunRequest
     from agent.workspace import apply_to_worktree
 
@@ -228,7 +228,7 @@ def _json_error(args: argparse.Namespace, exc: Exception, result: dict | None = 
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from agent.progress import ConsoleProgress
+    from agent.frontends.progress import ConsoleProgress
     from agent.trajectory import read_events, run_path
 
     progress = ConsoleProgress(err, verbose=True)
@@ -252,7 +252,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def cmd_sandbox_run(args: argparse.Namespace) -> int:
     from agent.environment import find_repo_root, limits_from, open_sandbox
-    from sandbox.docker_backend import Job
+    from sandbox.api import Job
     from sandbox.snapshot import Snapshot
 
     repo = find_repo_root(Path(args.path))

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.bench_tasks import BenchTask, load_tasks
+from agent.frontends.bench.tasks import BenchTask, load_tasks
 from agent.errors import ConfigError
 
 STRATEGIES = ("single", "best-of-n", "revise-only", "mulligan")
@@ -161,7 +161,8 @@ def _settings_for(cfg: BenchConfig, task: BenchTask, strategy: Strategy, model: 
 
 def touched_tests(patch: str) -> list[str]:
     """Test files and test configuration the patch edits (a scored patch may touch none)."""
-    from sandbox.docker_backend import _patch_paths, is_test_path
+    from sandbox.docker_backend import _patch_paths
+    from sandbox.testpaths import is_test_path
 
     out = []
     for path in sorted(_patch_paths(patch)):
@@ -190,8 +191,8 @@ def verify_patch(task: BenchTask, patch: str | None, settings, workdir: Path,
     if touched:
         return done(False, f"rejected: the patch edits test files {touched}")
     from agent.environment import limits_from, open_sandbox
-    from sandbox.docker_backend import Job
-    from sandbox.report import RunStatus
+    from sandbox.api import Job
+    from sandbox.api import RunStatus
     from sandbox.snapshot import Snapshot
 
     repo = task.materialize(workdir)
@@ -231,7 +232,7 @@ def job_key(task_id: str, strategy: str) -> str:
 
 
 def _model_name(cfg: BenchConfig, task: BenchTask, strategy: Strategy) -> str:
-    from agent.bench_scripted import MODEL_PREFIX
+    from agent.frontends.bench.scripted import MODEL_PREFIX
 
     if cfg.scripted_p is None:
         return cfg.model
@@ -241,7 +242,7 @@ def _model_name(cfg: BenchConfig, task: BenchTask, strategy: Strategy) -> str:
 async def run_job(task: BenchTask, strategy: Strategy, cfg: BenchConfig,
                   trajectory: Path, server=None, fix=None) -> dict:
     """Run the loop on one task with one strategy and score it; the result record."""
-    from agent.bench_scripted import ScriptedResponder
+    from agent.frontends.bench.scripted import ScriptedResponder
     from agent.events import EventBus
     from agent.run import Run, RunRequest, model_from
 
@@ -348,7 +349,7 @@ class Results:
         self.path = out / RESULTS
         self.done: set[str] = set()
         if self.path.is_file():
-            from agent.bench_report import read_results
+            from agent.frontends.bench.report import read_results
 
             self.done = {job_key(r["task"], r["strategy"]) for r in read_results(self.path)
                          if r.get("status") != "error"}
@@ -379,13 +380,13 @@ def _check_resume(out: Path, cfg: BenchConfig) -> None:
 def run_bench(tasks: Sequence[BenchTask], cfg: BenchConfig, out: Path,
               log: Callable[[str], None] = lambda _line: None) -> list[dict]:
     """Run every (task, strategy) job not already in OUT/results.jsonl; write the report."""
-    from agent.bench_report import read_results, write_report
+    from agent.frontends.bench.report import read_results, write_report
 
     out.mkdir(parents=True, exist_ok=True)
     _check_resume(out, cfg)
     strategies = make_strategies(cfg.strategies, cfg.budget, cfg.candidates, cfg.beam)
     if cfg.scripted_p is not None:
-        from agent.bench_scripted import LABEL
+        from agent.frontends.bench.scripted import LABEL
 
         cfg.model_label = LABEL
     (out / CONFIG).write_text(json.dumps(cfg.to_json(), indent=2) + "\n", encoding="utf-8")
@@ -398,7 +399,7 @@ def run_bench(tasks: Sequence[BenchTask], cfg: BenchConfig, out: Path,
             runnable.append(task)
     fixes = {}
     if cfg.scripted_p is not None:
-        from agent.bench_scripted import load_fix
+        from agent.frontends.bench.scripted import load_fix
 
         fixes = {t.id: load_fix(t, Path(cfg.fixes) if cfg.fixes else None) for t in runnable}
     jobs = [(t, s) for t in runnable for s in strategies
@@ -438,7 +439,7 @@ async def _run_local(jobs, cfg: BenchConfig, out: Path, fixes: dict,
                      finished: Callable[[dict], None]) -> None:
     server = None
     if cfg.scripted_p is not None:
-        from agent.bench_scripted import ScriptedServer
+        from agent.frontends.bench.scripted import ScriptedServer
 
         server = ScriptedServer().start()
     slots = asyncio.Semaphore(max(1, cfg.workers))
@@ -462,7 +463,7 @@ def ray_job(task: BenchTask, strategy: Strategy, cfg_json: dict, fix) -> dict:
     cfg = BenchConfig(**cfg_json)
     server = None
     if cfg.scripted_p is not None:
-        from agent.bench_scripted import ScriptedServer
+        from agent.frontends.bench.scripted import ScriptedServer
 
         server = ScriptedServer().start()
     try:
@@ -571,7 +572,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     out: Path = args.out
     if args.report_only:
-        from agent.bench_report import write_report
+        from agent.frontends.bench.report import write_report
 
         try:
             config = json.loads((out / CONFIG).read_text(encoding="utf-8"))

@@ -1,9 +1,14 @@
-"""Typed inputs and outputs of a sandbox run."""
+"""The sandbox's typed requests and responses: a Job in, a TestReport out."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sandbox.snapshot import Snapshot
 
 
 class Outcome(StrEnum):
@@ -105,3 +110,15 @@ class TestReport:
             patch_error=data.get("patch_error"),
             changed_test_files=list(data.get("changed_test_files", [])),
         )
+
+
+@dataclass(frozen=True)
+class Job:
+    """One evaluation: a snapshot, an optional candidate diff, and how to test it."""
+
+    snapshot: Snapshot
+    patch: str = ""
+    test_command: str = "python -m pytest -q"
+    select: tuple[str, ...] = ()  # pytest node ids to run instead of the whole suite
+    limits: Limits = field(default_factory=Limits)
+    env: Mapping[str, str] = field(default_factory=dict)

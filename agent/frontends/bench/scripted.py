@@ -35,7 +35,7 @@ from typing import Self
 
 from unidiff import PatchSet
 
-from agent.bench_tasks import FIXES_DIR, BenchTask
+from agent.frontends.bench.tasks import FIXES_DIR, BenchTask
 from agent.edits import apply_edits, parse_answer, unified_diff
 from agent.errors import ConfigError, EditApplyError, FormatError
 

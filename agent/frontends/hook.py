@@ -46,7 +46,7 @@ from agent.errors import ConfigError, MulliganError
 if TYPE_CHECKING:
     from agent.config import Settings
     from agent.loop import Result
-    from sandbox.report import TestReport
+    from sandbox.api import TestReport
     from sandbox.snapshot import Snapshot
 
 HOOK = "pre-commit"
@@ -119,7 +119,7 @@ def hook_script(python: str, created_dir: bool = False) -> str:
         "fi",
         '[ "${MULLIGAN_SKIP:-}" = 1 ] && exit 0',
         f"if [ -x {py} ]; then",
-        f'    exec {py} -m agent.hook run "$@"',
+        f'    exec {py} -m agent.frontends.hook run "$@"',
         "fi",
         "if command -v mulligan >/dev/null 2>&1; then",
         '    exec mulligan hook run "$@"',
@@ -289,7 +289,7 @@ def related_tests(changed: Iterable[str], paths: Iterable[str]) -> list[str]:
 def select_tests(settings: Settings, config: HookConfig, changed: Iterable[str],
                  paths: Iterable[str]) -> tuple[str, str]:
     """The command the hook runs, and a few words on what it covers."""
-    from sandbox.docker_backend import uses_pytest
+    from sandbox.testpaths import uses_pytest
 
     if config.tests != "related":
         return settings.test_cmd, "the full suite"
@@ -561,7 +561,7 @@ class Hook:
 
     def _check(self, settings: Settings, snapshot: Snapshot, changed: list[str]) -> int:
         from agent.environment import limits_from, open_sandbox
-        from sandbox.docker_backend import Job
+        from sandbox.api import Job
 
         command, scope = select_tests(settings, self.config, changed, snapshot.paths())
         settings = settings.model_copy(update={"test_cmd": command})
@@ -591,8 +591,8 @@ class Hook:
             terminal.close()
 
     def _green(self, report: TestReport, command: str) -> bool:
-        from sandbox.docker_backend import uses_pytest
-        from sandbox.report import RunStatus
+        from sandbox.testpaths import uses_pytest
+        from sandbox.api import RunStatus
 
         if report.passed:
             self.say(f"mulligan: {len(report.tests) or 'the'} tests pass "
@@ -620,7 +620,7 @@ class Hook:
         from rich.console import Console
 
         from agent.events import EventBus, RunError
-        from agent.progress import ConsoleProgress
+        from agent.frontends.progress import ConsoleProgress
         from agent.run import Run, RunRequest
 
         settings = settings.model_copy(update={
@@ -760,7 +760,7 @@ def add_subparser(sub: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m agent.hook ACTION`: what the installed hook runs (no rich, no pydantic
+    """`python -m agent.frontends.hook ACTION`: what the installed hook runs (no rich, no pydantic
     imported before MULLIGAN_SKIP is looked at)."""
     parser = argparse.ArgumentParser(prog="mulligan hook")
     _arguments(parser)

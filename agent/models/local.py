@@ -59,7 +59,7 @@ from agent.errors import ConfigError, ModelError, ModelUnavailable, MulliganErro
 
 if TYPE_CHECKING:
     from agent.config import Settings
-    from agent.model import ChatModel, Completion
+    from agent.models.client import ChatModel, Completion
 
 __all__ = [
     "DEFAULT_WEIGHTS",

@@ -1,0 +1,1 @@
+"""What the model sees: the repository map, implicated source, localization."""

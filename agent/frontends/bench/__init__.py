@@ -1,0 +1,1 @@
+"""`mulligan bench`: strategies side by side on task sets."""

@@ -1,0 +1,1 @@
+"""Model backends: the OpenAI-compatible client and the bundled local model."""
