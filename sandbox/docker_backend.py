@@ -23,6 +23,7 @@ import requests.exceptions
 
 from sandbox.errors import DiskFull, DockerUnavailable, ImageMissing, SandboxError
 from sandbox.junit import parse_junit
+from sandbox.reaper import owner_labels, reap_orphans, remove_all, remove_detached
 from sandbox.api import Job, Limits, RunStatus, TestReport
 from sandbox.testpaths import TEST_PATTERNS, is_test_path, uses_pytest
 from sandbox.snapshot import PatchDoesNotApply, Snapshot
@@ -33,6 +34,9 @@ JUNIT_PATH = "/tmp/.mulligan-junit.xml"
 JUNIT_BYTES = 8 << 20
 # Grace on top of the runner's own timeout before the host kills the container itself.
 HOST_GRACE_S = 20.0
+# How long close() waits for removals before handing the rest to a detached remover: the
+# terminal comes back within two seconds even when a loaded daemon is slow to remove.
+CLOSE_WAIT_S = 1.5
 RUNNER_SOURCE = (Path(__file__).with_name("runner.py")).read_text()
 LABEL = "mulligan.sandbox"
 
@@ -94,6 +98,8 @@ class DockerSandbox:
             raise ImageMissing(
                 f"sandbox image {image!r} is not present: run scripts/setup.sh (builds the "
                 f"offline image) or `docker pull {image}`") from None
+        threading.Thread(target=reap_orphans, args=(self.client, LABEL), daemon=True,
+                         name="mulligan-reap").start()  # of runs killed outright
 
     # -- public API -----------------------------------------------------------------------
 
@@ -136,8 +142,10 @@ class DockerSandbox:
         with self._lock:
             self._spares.clear()
             live = list(self._live)
-        for cid in live:
-            self._remove(cid)
+        left = remove_all(self.client, live, deadline_s=CLOSE_WAIT_S)
+        remove_detached(left)
+        with self._lock:
+            self._live.difference_update(live)
 
     def __enter__(self) -> DockerSandbox:
         return self
@@ -228,7 +236,7 @@ class DockerSandbox:
                        "/tmp": f"{tmpfs_opts},size={limits.workspace_mb}m"},
                 init=True,
                 environment={"HOME": "/tmp"},
-                labels={LABEL: self.session},
+                labels={LABEL: self.session, **owner_labels()},
                 log_config=docker.types.LogConfig(
                     type="json-file", config={"max-size": str(_log_bytes(limits)),
                                               "max-file": "1"}),
@@ -255,6 +263,9 @@ class DockerSandbox:
         with self._lock:
             spares = self._spares.get(limits)
             spare = spares.pop() if spares else None
+            # a spare is made for one expected job: refilling beyond what prewarm() announced
+            # would leave idle containers competing with the model on a small machine
+            self._warm_target[limits] = max(0, self._warm_target.get(limits, 0) - 1)
         self._refill(limits)
         return spare if spare is not None else self._start(limits)
 
@@ -280,7 +291,8 @@ class DockerSandbox:
             spare = None
         with self._lock:
             self._pending[limits] -= 1
-            if spare is not None and not self._closed:
+            wanted = len(self._spares.get(limits, [])) < self._warm_target.get(limits, 0)
+            if spare is not None and not self._closed and wanted:  # else its job started first
                 self._spares.setdefault(limits, []).append(spare)
                 return
         if spare is not None:

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from agent import cores
+from tests.support.processes import sigint_default
 from agent.models import local as lm
 from agent.config import Settings
 from agent.errors import ConfigError, ModelUnavailable
@@ -297,7 +298,7 @@ def test_server_does_not_outlive_mulligan(how, tmp_path, fake_server, model_file
                                    model=str(model_file), logs=str(tmp_path / "logs")))
     mode = "atexit" if how == "atexit" else "wait"
     proc = subprocess.Popen([sys.executable, str(script), mode], stdout=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=sigint_default)
     try:
         pid = int(proc.stdout.readline())
         if how == "ctrl-c":

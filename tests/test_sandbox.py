@@ -831,6 +831,9 @@ def test_warm_spares_are_used_once_and_removed_at_close(docker_client, docker_im
         assert first.passed and second.passed and third.passed, third.output[-2000:]
         assert used[0] in spare_ids  # the first candidate did not wait for a container
         assert len(set(used)) == 3  # one container per candidate, never reused
+        # two jobs were announced and three ran: no spare is left idle afterwards
+        assert box._spares.get(limits, []) == [] and box._warm_target[limits] == 0
+        box.prewarm(limits, 2)  # the next batch announced: spares again
         assert _wait_for(lambda: len(box._spares.get(limits, [])) == 2, timeout=60)
     finally:
         box.close()

@@ -27,6 +27,7 @@ from textual.message import Message
 
 from agent.config import Settings, load_settings
 from agent.events import Event, EventBus, RunStarted
+from agent.frontends.signals import sigterm_as_ctrl_c
 from agent.run import Run, RunRequest
 from agent.trajectory import read_events, run_path, runs_dir
 from agent.workspace import apply_to_worktree, changed_paths
@@ -46,7 +47,10 @@ from tui.state import (
 SETTING_FLAGS = ("model", "base_url", "test_cmd", "image", "ca_bundle", "test_timeout_s",
                  "candidates", "rounds", "beam", "workers", "temperature", "seed",
                  "token_budget", "cost_budget_usd", "time_budget_s", "allow_test_edits")
-CANCEL_WAIT_S = 60.0
+# How long quitting waits for a cancelled run to clean up itself before the sandbox is
+# closed from here (its removals then finish in a detached process): the terminal comes
+# back within two seconds even on a loaded machine.
+CANCEL_WAIT_S = 0.5
 
 
 class RunEvent(Message):
@@ -268,6 +272,9 @@ class MulliganApp(App[int]):
                 pass  # the loop has just closed
         if thread is not None and wait:
             thread.join(wait)
+            run = self.active_run
+            if thread.is_alive() and run is not None and run.sandbox is not None:
+                run.sandbox.close()  # idempotent; what it cannot remove at once is handed off
 
     def stop_run(self) -> None:
         if not self.view.live or self.active_run is None:
@@ -613,7 +620,12 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     run_ref = getattr(args, "run", None)
     app = MulliganApp(repo, flags=flags, issue=issue, open_run=run_ref,
                       startup_error=problem if run_ref is None else None)
-    app.run()
+
+    def terminate(_signum: int, _frame: object) -> None:  # SIGTERM: quit, cancelling the run
+        asyncio.get_running_loop().call_soon_threadsafe(app.exit)
+
+    with sigterm_as_ctrl_c(terminate):
+        app.run()
     return app.return_code or 0
 
 

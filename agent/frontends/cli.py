@@ -13,6 +13,7 @@ from rich.console import Console
 
 from agent.config import load_settings
 from agent.errors import MulliganError
+from agent.frontends.signals import sigterm_as_ctrl_c
 from sandbox.errors import SandboxError
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -30,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        return handler(args)
+        with sigterm_as_ctrl_c():
+            return handler(args)
     except (MulliganError, SandboxError) as exc:
         err.print(f"[bold red]mulligan: error:[/] {exc}")
         return getattr(exc, "exit_code", 2)

@@ -765,7 +765,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mulligan hook")
     _arguments(parser)
     args = parser.parse_args(argv)
-    return command(args.action, force=args.force)
+    from agent.frontends.signals import sigterm_as_ctrl_c
+
+    with sigterm_as_ctrl_c():
+        return command(args.action, force=args.force)
 
 
 if __name__ == "__main__":
