@@ -51,6 +51,11 @@ class Settings(BaseModel):
     # follows that format far more reliably, see docs/local-model.md), SEARCH/REPLACE otherwise.
     edit_format: Literal["search_replace", "whole_file"] | None = None
     context_tokens: int = Field(default=6000, ge=256)
+    # The search (agent.schedule, docs/search.md): auto | narrow | wide; stop when this many
+    # distinct changes pass, unless keep_going samples every round to the end.
+    schedule: Literal["auto", "narrow", "wide"] = "auto"
+    keep_going: bool = False
+    min_passing: int = Field(default=1, ge=1, le=64)
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
 
 

@@ -76,6 +76,7 @@ class ModelCall(Event):
     completion_tokens: int
     cost_usd: float
     seconds: float
+    cached_prompt_tokens: int = 0  # of prompt_tokens, read from the server's prompt cache
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
-"""The solve-test-revise loop: baseline, propose N candidates, test them in parallel in the
-sandbox, revise the best few with their failures (a beam search over patches), select."""
+"""The solve-test-revise loop: baseline, then candidates streamed into the sandbox (each
+sample tested as soon as its answer is complete, the search stopped when one passes), the
+best few revised with their failures (a beam search over patches that never asks the same
+question twice), select. Width and sandboxes follow agent.schedule."""
 
 from __future__ import annotations
 
@@ -12,12 +14,16 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from agent.candidate import Baseline, Candidate, choose
+from agent.cores import usable_cores
 from agent.config import Settings
 from agent.edits import apply_edits, parse_answer, unified_diff
 from agent.errors import ConfigError, EditApplyError, FormatError, MulliganError
 from agent.events import (BaselineDone, CandidateState, CandidateUpdate, EventBus, ModelCall,
                           RoundFinished, RunFinished, RunStarted, Status)
 from agent.models.client import ChatModel, Completion, Usage
+from agent.models.hints import Hints, hinted
+from agent.novelty import NO_CHANGE, Revisions, Variant, semantic_key
+from agent.schedule import Planner, Schedule, ServerInfo, probe
 from agent.context.repomap import RepoMap, TracebackHit, parse_traceback_locations
 from prompts import render
 from sandbox.api import Job
@@ -50,6 +56,9 @@ class Result:
     seconds: float = 0.0
     sandbox_seconds: float = 0.0
     reason: str = ""
+    first_fix_s: float | None = None  # from the start of the run to the first passing test
+    model_idle_s: float = 0.0  # no model request in flight while candidates were tested
+    cached_prompt_tokens: int = 0
 
     def to_json(self) -> dict:
         return {
@@ -69,12 +78,49 @@ class Result:
                        "completion_tokens": self.usage.completion_tokens,
                        "tokens": self.usage.total, "cost_usd": round(self.cost_usd, 6),
                        "seconds": round(self.seconds, 3),
-                       "sandbox_seconds": round(self.sandbox_seconds, 3)},
+                       "sandbox_seconds": round(self.sandbox_seconds, 3),
+                       "first_fix_s": None if self.first_fix_s is None
+                       else round(self.first_fix_s, 3),
+                       "model_idle_s": round(self.model_idle_s, 3),
+                       "cached_prompt_tokens": self.cached_prompt_tokens},
         }
 
 
 class BudgetExhausted(Exception):
     pass
+
+
+@dataclass
+class Ask:
+    """One single-sample request of the search, and where its answer applies."""
+
+    id: str
+    round: int
+    parent: Candidate | None
+    messages: list[dict[str, str]]
+    base: dict[str, str]
+    seed: int | None
+    purpose: str = "propose"
+    temperature: float | None = None  # None: the settings' temperature
+    lineage: int = 0  # the server slot its conversation's prompt is cached in
+
+
+@dataclass
+class Activity:
+    """Requests and tests in flight, to measure the model's idle time while tests run."""
+
+    requests: int = 0
+    tests: int = 0
+    idle_s: float = 0.0
+    since: float = field(default_factory=time.monotonic)
+
+    def change(self, requests: int = 0, tests: int = 0) -> None:
+        now = time.monotonic()
+        if self.requests == 0 and self.tests > 0:
+            self.idle_s += now - self.since
+        self.requests += requests
+        self.tests += tests
+        self.since = now
 
 
 @dataclass
@@ -100,6 +146,16 @@ class Solver:
                              memory_mb=self.settings.memory_mb)
         self.stop_requested = False
         self._slots = asyncio.Semaphore(self.settings.workers)
+        self.server = ServerInfo(False, None, False)
+        self.planner = Planner(Schedule(self.settings.schedule), self.settings.candidates,
+                               self.server)
+        self.revisions = Revisions()
+        self.keys: dict[str, str] = {}  # candidate id -> semantic key of its change
+        self.tested: dict[str, asyncio.Future[Candidate]] = {}  # key -> the one tested
+        self.lineage: dict[str, int] = {}  # candidate id -> server slot of its conversation
+        self.activity = Activity()
+        self.first_fix_s: float | None = None
+        self.cached_tokens = 0
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -136,23 +192,36 @@ class Solver:
             if not self.baseline.targets:
                 return self._finish("unsolved", None,
                                     "no sampled test reproduced the issue on the current code")
-        prewarm = getattr(self.sandbox, "prewarm", None)
-        if prewarm is not None:  # containers start while the model samples
-            prewarm(self.limits, s.workers)
+        if not self.recorded:
+            self.server = await asyncio.to_thread(probe, s.base_url)
+        self.planner = Planner(Schedule(s.schedule), s.candidates, self.server)
+        workers = self.planner.sandboxes(s.workers, usable_cores().usable)
+        self._slots = asyncio.Semaphore(workers)
+        self._requests = asyncio.Semaphore(self.planner.parallel())
+        self.bus.emit(Status(self.planner.describe(workers)))
+        self._workers = workers
         reason = f"no candidate passed in {s.rounds} round(s)"
         try:
             for round_no in range(1, s.rounds + 1):
                 if self.stop_requested:
                     reason = "stopped by the user"
                     break
+                self._expect(round_no)
                 if round_no == 1:
-                    batch = await self._propose(round_no)
+                    asks = self._proposals(round_no)
+                    if self.planner.greedy_first():  # an easy bug costs one sample
+                        asks[0].temperature = 0.0
+                        if not await self._stream(asks[:1]):
+                            await self._stream(asks[1:])
+                    else:
+                        await self._stream(asks)
                 else:
-                    batch = await self._revise(round_no)
-                await self._evaluate(batch)
+                    await self._stream(self._revisions(round_no))
                 best = choose(self.candidates)
-                solved = best is not None and best.solved
-                self.bus.emit(RoundFinished(round_no, best.id if best else None, solved))
+                solved = self._enough_passing()
+                self.revisions.progress(self.candidates)
+                self.bus.emit(RoundFinished(round_no, best.id if best else None,
+                                            best is not None and best.solved))
                 if solved:
                     break
         except BudgetExhausted as exc:
@@ -171,7 +240,8 @@ class Solver:
                                   self.cost, seconds, reason))
         return Result(self.run_id, status, chosen, patch, self.candidates,
                       getattr(self, "baseline", None), self.usage, self.cost, seconds,
-                      self.sandbox_seconds, reason)
+                      self.sandbox_seconds, reason, self.first_fix_s, self.activity.idle_s,
+                      self.cached_tokens)
 
     # -- model calls ----------------------------------------------------------------------
 
@@ -185,7 +255,7 @@ class Solver:
             raise BudgetExhausted(f"time budget of {s.time_budget_s:.0f}s spent")
 
     async def _sample(self, purpose: str, messages: list[dict[str, str]], n: int,
-                      seed: int | None) -> list[Completion]:
+                      seed: int | None, hints: Hints | None = None) -> list[Completion]:
         self._check_budget()
         key = hashlib.sha256(json.dumps([purpose, messages, n, seed]).encode()).hexdigest()[:24]
         queue = self.recorded.get(key)
@@ -197,7 +267,16 @@ class Solver:
                                         Usage(call.prompt_tokens, call.completion_tokens),
                                         call.cost_usd, "replayed", 0.0)
         else:
-            completions = await self.model.sample(messages, n, seed=seed)
+            self.activity.change(requests=1)
+            try:
+                with hinted(hints or Hints()):
+                    completions = await self.model.sample(messages, n, seed=seed)
+            finally:
+                self.activity.change(requests=-1)
+            for c in completions:
+                self.planner.speed.record_sample(c.seconds, c.tokens_per_s,
+                                                 c.usage.completion_tokens)
+                self.cached_tokens += c.cached_tokens
         usage = sum((c.usage for c in completions), Usage())
         cost = sum(c.cost_usd for c in completions)
         self.usage = self.usage + usage
@@ -205,7 +284,8 @@ class Solver:
         self.bus.emit(ModelCall(key, purpose, messages, [c.text for c in completions],
                                 [c.finish_reason for c in completions], usage.prompt_tokens,
                                 usage.completion_tokens, cost,
-                                max((c.seconds for c in completions), default=0.0)))
+                                max((c.seconds for c in completions), default=0.0),
+                                sum(c.cached_tokens for c in completions)))
         return completions
 
     def _seed(self, round_no: int, index: int) -> int | None:
@@ -238,7 +318,7 @@ class Solver:
 
     # -- steps ----------------------------------------------------------------------------
 
-    async def _propose(self, round_no: int) -> list[Candidate]:
+    def _proposals(self, round_no: int, variant: Variant | None = None) -> list[Ask]:
         failing = [t for t in self.baseline_report.failing()] or []
         focus = self._focus(self.baseline_report, failing)
         sources = self._sources(self.base_files, focus)
@@ -249,50 +329,155 @@ class Solver:
         if not failures and self.baseline.targets:
             failures = [{"nodeid": t, "message": _trim(self.baseline_report.output, OUTPUT_CHARS)}
                         for t in self.baseline.targets]
-        user = self._render("propose", issue=self.issue, failures=failures, repo_map=repo_map,
-                            sources=sources)
-        messages = [{"role": "system", "content": self._system(sources)},
+        fmt = self._other_format() if variant is Variant.OTHER_FORMAT else self.edit_format
+        user = self._render("propose", fmt=fmt, issue=self.issue, failures=failures,
+                            repo_map=repo_map, sources=sources)
+        if variant is Variant.SPELL_OUT:
+            user += "\n" + self._render("variant", variant=variant.value, failures=failures)
+        messages = [{"role": "system", "content": self._system(sources, fmt)},
                     {"role": "user", "content": user}]
-        n = self.settings.candidates
-        for i in range(n):
-            self._announce(Candidate(f"r{round_no}c{i + 1}", round_no, None))
-        completions = await self._sample("propose", messages, n, self._seed(round_no, 0))
-        batch = []
-        for i, completion in enumerate(completions):
-            cand = Candidate(f"r{round_no}c{i + 1}", round_no, None, messages, completion.text,
-                             completion.usage.total,
-                             allow_test_edits=self.settings.allow_test_edits)
-            self._apply(cand, self.base_files)
-            batch.append(cand)
-        return batch
+        asks = [Ask(f"r{round_no}c{i + 1}", round_no, None, messages, self.base_files,
+                    self._seed(round_no, i), lineage=i) for i in range(self.settings.candidates)]
+        for ask in asks:
+            self._announce(Candidate(ask.id, round_no, None))
+        return asks
 
-    async def _revise(self, round_no: int) -> list[Candidate]:
-        pool = [c for c in self.candidates if not c.solved]
-        parents = sorted(pool, key=Candidate.rank_key, reverse=True)[: self.settings.beam]
-        if not parents:
-            return []
-        per_parent = max(1, self.settings.candidates // len(parents))
-        conversations = [parent.messages + [{"role": "assistant", "content": parent.answer},
-                                            {"role": "user", "content": self._feedback(parent)}]
-                         for parent in parents]
-        for p_index, parent in enumerate(parents):
+    def _revisions(self, round_no: int) -> list[Ask]:
+        """Revise the best distinct candidates; a round after one without progress asks a
+        different question (agent.novelty.Variant); a question already asked is not asked."""
+        variant = self.revisions.variant()
+        if variant in (Variant.SPELL_OUT, Variant.OTHER_FORMAT):
+            return self._proposals(round_no, variant)
+        pool = [c for c in self.candidates if not c.solved and c.id not in self._duplicates]
+        parents = self.revisions.parents(pool, self.settings.beam, self.keys)
+        temperature = min(1.5, self.settings.temperature + 0.4) \
+            if variant is Variant.HOTTER else None
+        asks: list[Ask] = []
+        questions = []
+        for parent in parents:
+            feedback = self._feedback(parent)
+            if variant is Variant.FAULTY_LINE:
+                feedback += "\n" + self._render("variant", variant=variant.value, failures=[])
+            key = self.keys.get(parent.id, parent.id)
+            if not self.revisions.is_new(key, feedback) and temperature is None:
+                continue  # this parent was asked exactly this already
+            self.revisions.mark(parent, key, feedback)
+            questions.append((parent, parent.messages + [
+                {"role": "assistant", "content": parent.answer},
+                {"role": "user", "content": feedback}]))
+        if not questions:  # every question was asked: a fresh proposal, spelled out
+            return self._proposals(round_no, Variant.SPELL_OUT)
+        per_parent = max(1, self.settings.candidates // len(questions))
+        for p_index, (parent, messages) in enumerate(questions):
             for j in range(per_parent):
-                self._announce(Candidate(f"r{round_no}c{p_index * per_parent + j + 1}",
-                                         round_no, parent.id))
-        answers = await asyncio.gather(*(
-            self._sample("revise", messages, per_parent, self._seed(round_no, p_index))
-            for p_index, messages in enumerate(conversations)))
-        batch = []
-        for p_index, (parent, messages, completions) in enumerate(
-                zip(parents, conversations, answers)):
-            base = parent.files if parent.files is not None else self.base_files
-            for j, completion in enumerate(completions):
-                cand = Candidate(f"r{round_no}c{p_index * per_parent + j + 1}", round_no,
-                                 parent.id, messages, completion.text, completion.usage.total,
-                                 allow_test_edits=self.settings.allow_test_edits)
-                self._apply(cand, base)
-                batch.append(cand)
-        return batch
+                base = parent.files if parent.files is not None else self.base_files
+                ask = Ask(f"r{round_no}c{p_index * per_parent + j + 1}", round_no, parent,
+                          messages, base, self._seed(round_no, p_index * per_parent + j),
+                          "revise", temperature, self.lineage.get(parent.id, p_index))
+                self._announce(Candidate(ask.id, round_no, parent.id))
+                asks.append(ask)
+        return asks
+
+    @property
+    def _duplicates(self) -> set[str]:
+        firsts = {id(f.result()) for f in self.tested.values() if f.done() and not f.cancelled()}
+        return {c.id for c in self.candidates if c.id in self.keys and id(c) not in firsts}
+
+    async def _stream(self, asks: list[Ask]) -> bool:
+        """Sample each ask as its own request and test each answer as soon as it is complete;
+        when enough candidates pass, cancel what is still outstanding. True: solved."""
+        if not asks:
+            return False
+        prewarm = getattr(self.sandbox, "prewarm", None)
+        if prewarm is not None:  # containers start while the model samples
+            prewarm(self.limits, min(self._workers, len(asks)))
+        done = asyncio.Event()
+        tasks = [asyncio.ensure_future(self._one(ask, done)) for ask in asks]
+        waiter = asyncio.ensure_future(done.wait())
+        try:
+            pending = set(tasks)
+            while pending and not done.is_set():
+                budget = self._time_left()
+                finished, pending = await asyncio.wait(pending | {waiter}, timeout=budget,
+                                                       return_when=asyncio.FIRST_COMPLETED)
+                pending.discard(waiter)
+                for task in finished:
+                    if task is not waiter and task.exception() is not None:
+                        raise task.exception()
+                if budget is not None and not finished:
+                    raise BudgetExhausted(f"time budget of {self.settings.time_budget_s:.0f}s "
+                                          "spent")
+        finally:
+            for task in [*tasks, waiter]:
+                task.cancel()  # the server stops generating when the client goes away
+            await asyncio.gather(*tasks, waiter, return_exceptions=True)
+        return done.is_set()
+
+    async def _one(self, ask: Ask, done: asyncio.Event) -> None:
+        hints = Hints(temperature=ask.temperature, extra_body={
+            "cache_prompt": True, "id_slot": ask.lineage % max(1, self.server.slots or 1)}
+            if self.server.llama_cpp else {})
+        async with self._requests:
+            completion = (await self._sample(ask.purpose, ask.messages, 1, ask.seed, hints))[0]
+        cand = Candidate(ask.id, ask.round, ask.parent.id if ask.parent else None,
+                         ask.messages, completion.text, completion.usage.total,
+                         allow_test_edits=self.settings.allow_test_edits)
+        self.lineage[cand.id] = ask.lineage
+        self.candidates.append(cand)
+        self._apply(cand, ask.base)
+        if cand.format_error is not None:
+            return
+        key = semantic_key(self.base_files, cand.files or {})
+        if key is None:  # the same code as the original: format feedback, not a failure
+            cand.format_error = NO_CHANGE
+            self._record(cand)
+            return
+        self.keys[cand.id] = key
+        first = self.tested.get(key)
+        if first is not None:  # the same change again: its verdict, without a container
+            earlier = await asyncio.shield(first)
+            cand.report = earlier.report
+            cand.score(self.baseline)
+            cand.strategies = [*cand.strategies, f"same change as {earlier.id}"]
+            self._record(cand)
+        else:
+            self.tested[key] = asyncio.get_running_loop().create_future()
+            try:
+                self.bus.emit(self._update(cand, CandidateState.TESTING))
+                cand.report = await self._test_candidate(cand.patch)
+                cand.score(self.baseline)
+                self._record(cand)
+            finally:
+                if cand.report is None:
+                    self.tested.pop(key).cancel()
+                else:
+                    self.tested[key].set_result(cand)
+        if cand.solved and self.first_fix_s is None:
+            self.first_fix_s = time.monotonic() - self.started
+        if self._enough_passing():
+            done.set()
+
+    def _enough_passing(self) -> bool:
+        """Stop when solved: at least --min-passing distinct passing changes (for the vote),
+        never early with --keep-going."""
+        if self.settings.keep_going:
+            return False
+        passing = {self.keys.get(c.id, c.id) for c in self.candidates if c.solved}
+        return len(passing) >= self.settings.min_passing
+
+    def _time_left(self) -> float | None:
+        if self.settings.time_budget_s is None:
+            return None
+        return max(0.01, self.settings.time_budget_s - (time.monotonic() - self.started))
+
+    def _expect(self, round_no: int) -> None:
+        expected = self.planner.speed.expected_round_s(self.settings.candidates,
+                                                       self.planner.parallel())
+        if expected is not None:
+            left = self._time_left()
+            note = f"; {left:.0f}s of the time budget left" if left is not None else ""
+            self.bus.emit(Status(f"round {round_no}: expected ~{expected:.0f}s (measured "
+                                 f"{self.planner.speed.decode or 0:.0f} tokens/s){note}"))
 
     def _feedback(self, parent: Candidate) -> str:
         if parent.format_error is not None or parent.files is None:
@@ -322,12 +507,15 @@ class Solver:
             return self.settings.edit_format
         return "whole_file" if self.settings.model == "local" else "search_replace"
 
-    def _render(self, name: str, **context: object) -> str:
-        return render(name, lang=_lang, edit_format=self.edit_format, **context)
+    def _other_format(self) -> str:
+        return "search_replace" if self.edit_format == "whole_file" else "whole_file"
 
-    def _system(self, sources: dict[str, str]) -> str:
+    def _render(self, name: str, fmt: str | None = None, **context: object) -> str:
+        return render(name, lang=_lang, edit_format=fmt or self.edit_format, **context)
+
+    def _system(self, sources: dict[str, str], fmt: str | None = None) -> str:
         example = next(iter(sources), "path/to/file.py")
-        return render("system", edit_format=self.edit_format, example_path=example)
+        return render("system", edit_format=fmt or self.edit_format, example_path=example)
 
     def _apply(self, cand: Candidate, base: dict[str, str]) -> None:
         try:
@@ -346,18 +534,6 @@ class Solver:
             return
         self.bus.emit(self._update(cand, CandidateState.APPLYING))
 
-    async def _evaluate(self, batch: list[Candidate]) -> None:
-        async def one(cand: Candidate) -> None:
-            if cand.format_error is not None:
-                return
-            self.bus.emit(self._update(cand, CandidateState.TESTING))
-            cand.report = await self._test_candidate(cand.patch)
-            cand.score(self.baseline)
-            self._record(cand)
-
-        self.candidates.extend(batch)
-        await asyncio.gather(*(one(c) for c in batch))
-
     async def _test_candidate(self, patch: str) -> TestReport:
         two_phase = (self.baseline.per_test and self.baseline.keep
                      and self.baseline_report.wall_s > TWO_PHASE_SUITE_S)
@@ -371,8 +547,15 @@ class Solver:
         job = Job(self.work, patch, self.settings.test_cmd, tuple(select), self.limits)
         async with self._slots:
             started = time.monotonic()
-            report = await asyncio.to_thread(self.sandbox.run, job)
-            self.sandbox_seconds += time.monotonic() - started
+            self.activity.change(tests=1)
+            try:
+                report = await asyncio.to_thread(self.sandbox.run, job)
+            finally:
+                self.activity.change(tests=-1)
+            elapsed = time.monotonic() - started
+            self.sandbox_seconds += elapsed
+            if select == () and patch:
+                self.planner.speed.test_s.append(elapsed)
         return report
 
     async def _reproduce(self) -> None:

@@ -46,6 +46,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import openai
 
+from agent.models import hints
+
 from agent.errors import ModelError, ModelNotFound, ModelUnavailable
 
 __all__ = [
@@ -134,6 +136,8 @@ class Completion:
     cost_usd: float
     request_id: str  # the completion id from the server (its x-request-id when none)
     seconds: float  # wall time of the request that produced it, retries included
+    cached_tokens: int = 0  # prompt tokens the server reused from its cache (when it says)
+    tokens_per_s: float | None = None  # the server's own decode speed for this request
 
 
 @runtime_checkable
@@ -413,8 +417,12 @@ class OpenAIChatModel:
         params: dict[str, Any] = {"model": s.model, "messages": messages}
         if n > 1:
             params["n"] = n
+        hint = hints.current()
         if "temperature" not in self._dropped:
-            params["temperature"] = s.temperature
+            params["temperature"] = s.temperature if hint.temperature is None \
+                else hint.temperature
+        if hint.extra_body:
+            params["extra_body"] = dict(hint.extra_body)
         if s.top_p is not None and "top_p" not in self._dropped:
             params["top_p"] = s.top_p
         if seed is not None and "seed" not in self._dropped:
@@ -619,6 +627,7 @@ class OpenAIChatModel:
         self.total_cost_usd += cost_usd(model, total, self.prices)
         seconds = time.monotonic() - started
         request_id = str(getattr(response, "id", "") or "")
+        cached, speed = _cache_and_speed(response, usage)
         return [
             Completion(
                 text=text,
@@ -627,9 +636,26 @@ class OpenAIChatModel:
                 cost_usd=cost_usd(model, share, self.prices),
                 request_id=request_id,
                 seconds=seconds,
+                cached_tokens=cached,
+                tokens_per_s=speed,
             )
             for text, reason, share in zip(texts, reasons, split_usage(total, texts))
         ]
+
+
+def _cache_and_speed(response: Any, usage: Any) -> tuple[int, float | None]:
+    """Cached prompt tokens and decode speed: llama.cpp's `timings` (cache_n, predicted_per_
+    second), else the OpenAI `prompt_tokens_details.cached_tokens`."""
+    extra = getattr(response, "model_extra", None) or {}
+    timings = extra.get("timings") if isinstance(extra, dict) else None
+    if isinstance(timings, dict):
+        cached = timings.get("cache_n")
+        speed = timings.get("predicted_per_second")
+        return (cached if isinstance(cached, int) else 0,
+                float(speed) if isinstance(speed, (int, float)) and speed > 0 else None)
+    details = getattr(usage, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None)
+    return (cached if isinstance(cached, int) else 0), None
 
 
 class _Adapted(Exception):

@@ -107,10 +107,25 @@ def summarize(records: Sequence[dict]) -> dict[str, dict]:
             "tokens_total": sum(r.get("tokens", 0) for r in recs),
             "seconds_mean": _mean(r.get("seconds", 0.0) for r in recs),
             "sandbox_seconds_mean": _mean(r.get("sandbox_seconds", 0.0) for r in recs),
+            "first_fix_s_median": _median(r["first_fix_s"] for r in recs
+                                          if r.get("solved") and r.get("first_fix_s") is not None),
+            "model_idle_s_mean": _mean(r.get("model_idle_s", 0.0) for r in recs),
             "cost_usd": sum(r.get("cost_usd", 0.0) for r in recs),
             "pass_at_k": pass_at_k_curve(recs),
         }
     return out
+
+
+def _median(values: Iterable[float]) -> float | None:
+    values = sorted(values)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def _secs(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1f}"
 
 
 def _mean(values: Iterable[float]) -> float:
@@ -154,20 +169,26 @@ def render_markdown(records: Sequence[dict], config: dict, plots: dict[str, str]
         "",
         "## Solved per strategy",
         "",
-        ("| strategy | shape | solved | solve rate | >=1 right | selection acc. | samples/task "
-        "| tokens/task | tokens total | s/task | sandbox s/task | cost $ | errors |"),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ("| strategy | shape | solved | solve rate | time to first fix (median s) "
+         "| >=1 right | selection acc. | samples/task "
+         "| tokens/task | tokens total | s/task | sandbox s/task | model idle s/task | cost $ "
+         "| errors |"),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, s in summary.items():
         lines.append(
             f"| {name} | {_params(s['params'])} | {s['solved']}/{s['tasks']} "
-            f"| {_pct(s['solve_rate'])} | {s['any_right']} | {_pct(s['selection_accuracy'])} "
+            f"| {_pct(s['solve_rate'])} | {_secs(s['first_fix_s_median'])} "
+            f"| {s['any_right']} | {_pct(s['selection_accuracy'])} "
             f"| {s['samples_mean']:.2f} | {s['tokens_mean']:.0f} | {s['tokens_total']} "
             f"| {s['seconds_mean']:.1f} | {s['sandbox_seconds_mean']:.1f} "
+            f"| {s['model_idle_s_mean']:.1f} "
             f"| {s['cost_usd']:.4f} | {s['errors']} |")
     lines += ["", ("*>=1 right*: tasks where at least one candidate passed the tests inside the "
               "run; *selection accuracy*: of those, how often the selected patch passed the "
-              "fresh scoring run.")]
+              "fresh scoring run; *time to first fix*: from the start of the run to the first "
+              "candidate passing its tests, over the solved tasks; *model idle*: time no "
+              "model request was in flight while candidates were tested.")]
     refs = {n: s["selected_is_reference"] for n, s in summary.items()
             if s["selected_is_reference"] is not None}
     if refs:

@@ -42,6 +42,9 @@ from agent.frontends.bench.tasks import BenchTask, load_tasks
 from agent.errors import ConfigError
 
 STRATEGIES = ("single", "best-of-n", "revise-only", "mulligan")
+# With no --strategy: one greedy sample against the default search (one strategy alone
+# measures nothing).
+DEFAULT_STRATEGIES = ("single", "mulligan")
 DEFAULT_BUDGET = 8
 RESULTS = "results.jsonl"
 CONFIG = "config.json"
@@ -99,7 +102,7 @@ def make_strategies(names: Sequence[str], budget: int, candidates: int = 4,
 
 def parse_strategy_names(values: Sequence[str] | None) -> list[str]:
     names: list[str] = []
-    for value in values or ["mulligan"]:
+    for value in values or DEFAULT_STRATEGIES:
         for name in value.split(","):
             name = name.strip().lower()
             if not name:
@@ -112,7 +115,7 @@ def parse_strategy_names(values: Sequence[str] | None) -> list[str]:
 
 @dataclass
 class BenchConfig:
-    strategies: list[str] = field(default_factory=lambda: ["mulligan"])
+    strategies: list[str] = field(default_factory=lambda: list(DEFAULT_STRATEGIES))
     budget: int = DEFAULT_BUDGET
     candidates: int = 4
     beam: int = 2
@@ -148,7 +151,9 @@ def _settings_for(cfg: BenchConfig, task: BenchTask, strategy: Strategy, model: 
         model=model, base_url=base_url, test_cmd=task.test_cmd,
         image=task.image or cfg.image or env.get("image"),
         candidates=strategy.candidates, rounds=strategy.rounds, beam=strategy.beam,
-        workers=cfg.sandbox_workers, temperature=cfg.temperature, seed=cfg.seed,
+        workers=cfg.sandbox_workers, seed=cfg.seed,
+        # `single` is one greedy sample: what a user gets without any search
+        temperature=0.0 if strategy.name == "single" else cfg.temperature,
         token_budget=cfg.token_budget, test_timeout_s=cfg.test_timeout_s,
         allow_test_edits=False)
     if cfg.scripted_p is not None:
@@ -332,6 +337,10 @@ def _from_result(result) -> dict:
         "cost_usd": round(result.cost_usd, 6),
         "loop_seconds": round(result.seconds, 3),
         "sandbox_seconds": round(result.sandbox_seconds, 3),
+        "first_fix_s": None if getattr(result, "first_fix_s", None) is None
+        else round(result.first_fix_s, 3),
+        "model_idle_s": round(getattr(result, "model_idle_s", 0.0), 3),
+        "cached_prompt_tokens": getattr(result, "cached_prompt_tokens", 0),
         "candidates": [{"id": c.id, "round": c.round, "parent": c.parent,
                         "state": c.state.value, "tokens": c.tokens, "solved": c.solved,
                         "fixed": len(c.fixed), "regressions": len(c.regressions)}
@@ -527,7 +536,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="task directories, folders of them, or SWE-bench-style .jsonl files")
     p.add_argument("--strategy", action="append", default=None, metavar="S",
                    help=f"{', '.join(STRATEGIES)} or all; repeat or comma-separate "
-                   "(default: mulligan)")
+                   "(default: single,mulligan)")
     p.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
                    help=f"samples per task per strategy (default {DEFAULT_BUDGET})")
     p.add_argument("--token-budget", type=int, default=None,

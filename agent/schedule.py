@@ -1,0 +1,149 @@
+"""How wide the search samples and how many sandboxes run beside the model, decided from what
+Mulligan can measure: the server's slots (llama.cpp `/props`, `/slots`) and observed speed.
+
+The policy (docs/search.md), pinned with `--schedule`:
+
+* `narrow` (auto on a llama.cpp server that decodes slowly, i.e. a CPU): the first request is
+  one greedy sample, tested as soon as it is complete; only when it does not pass does the
+  round widen to the remaining samples in parallel, then revisions. An easy bug costs what
+  one sample costs; on a CPU, N answers side by side decode at a fraction of the speed each.
+* `wide` (auto on an API, or a llama.cpp server decoding fast, i.e. batching on a GPU): all
+  N samples of a round at once, each tested as soon as it is complete.
+* Sandboxes: while a model on this machine generates, at most one sandbox per core the
+  model leaves free (at least one), so the tests never starve the model of its cores.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+# Decode speed above which a llama.cpp server is treated as batching hardware (a GPU): a
+# 1.5B model on two CPU cores decodes at ~10-20 tokens/s, on a GPU at hundreds.
+FAST_TOKENS_PER_S = 60.0
+PROBE_TIMEOUT_S = 2.0
+
+
+class Schedule(enum.StrEnum):
+    AUTO = "auto"
+    NARROW = "narrow"
+    WIDE = "wide"
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    llama_cpp: bool  # answers /props: cache_prompt and id_slot are understood
+    slots: int | None  # parallel slots it reports (None: unknown, e.g. an API)
+    local: bool  # on this machine (127.0.0.1/localhost): shares its cores with the sandboxes
+
+    @property
+    def label(self) -> str:
+        kind = "llama.cpp" if self.llama_cpp else "OpenAI-compatible"
+        where = "local" if self.local else "remote"
+        slots = f", {self.slots} slot(s)" if self.slots else ""
+        return f"{kind} ({where}{slots})"
+
+
+def _get_json(url: str) -> object | None:
+    try:
+        with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_S) as resp:  # noqa: S310
+            return json.loads(resp.read(1 << 20))
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def probe(base_url: str | None) -> ServerInfo:
+    """Ask the server what it is; an API (or anything that does not answer) is `wide`."""
+    if not base_url:
+        return ServerInfo(False, None, False)
+    parts = urlsplit(base_url)
+    local = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    root = f"{parts.scheme}://{parts.netloc}"
+    props = _get_json(root + "/props")
+    if not isinstance(props, dict) or "total_slots" not in props and \
+            "default_generation_settings" not in props:
+        return ServerInfo(False, None, local)
+    slots = props.get("total_slots")
+    if not isinstance(slots, int):
+        listed = _get_json(root + "/slots")
+        slots = len(listed) if isinstance(listed, list) else None
+    return ServerInfo(True, slots, local)
+
+
+@dataclass
+class Speed:
+    """Observed speed of the model and of the sandbox, for the width and the time estimate."""
+
+    tokens_per_s: list[float] = field(default_factory=list)
+    sample_s: list[float] = field(default_factory=list)  # wall time of one answer
+    test_s: list[float] = field(default_factory=list)  # wall time of one candidate's tests
+
+    def record_sample(self, seconds: float, tokens_per_s: float | None, tokens: int) -> None:
+        self.sample_s.append(seconds)
+        if tokens_per_s is None and seconds > 0 and tokens:
+            tokens_per_s = tokens / seconds
+        if tokens_per_s:
+            self.tokens_per_s.append(tokens_per_s)
+
+    @property
+    def decode(self) -> float | None:
+        return max(self.tokens_per_s) if self.tokens_per_s else None
+
+    def expected_round_s(self, width: int, parallel: int) -> float | None:
+        """Seconds a round of `width` answers should take: answers in waves of `parallel`
+        (a CPU shares its cores among parallel answers, so a wave costs about `parallel`
+        single answers there), plus the last answer's tests."""
+        if not self.sample_s:
+            return None
+        one = sorted(self.sample_s)[len(self.sample_s) // 2]
+        test = sorted(self.test_s)[len(self.test_s) // 2] if self.test_s else 0.0
+        return one * max(1, width) + test if parallel <= 1 else \
+            one * -(-width // parallel) + test
+
+
+@dataclass
+class Planner:
+    """The width of each step of the search and the sandboxes beside the model."""
+
+    schedule: Schedule
+    candidates: int
+    server: ServerInfo
+    speed: Speed = field(default_factory=Speed)
+
+    def narrow(self) -> bool:
+        if self.schedule is not Schedule.AUTO:
+            return self.schedule is Schedule.NARROW
+        if not self.server.llama_cpp:
+            return False  # an API: width is free, latency is per request
+        decode = self.speed.decode
+        return decode is None or decode < FAST_TOKENS_PER_S
+
+    def first_wave(self) -> int:
+        """How many samples the first request of the run asks for."""
+        return 1 if self.narrow() and self.candidates > 1 else self.candidates
+
+    def greedy_first(self) -> bool:
+        return self.narrow() and self.candidates > 1
+
+    def parallel(self) -> int:
+        """Requests in flight at once: the server's slots bound it when it reports them."""
+        return max(1, min(self.candidates, self.server.slots or self.candidates))
+
+    def sandboxes(self, workers: int, cores: int) -> int:
+        """Sandboxes at once. Beside a llama.cpp server on this machine, the cores the model
+        leaves free: on up to four cores it uses them all, so one sandbox at a time (a test
+        run then waits a little; the model never waits for the tests' CPU)."""
+        if not (self.server.local and self.server.llama_cpp):
+            return workers
+        model_cores = cores if cores <= 4 else cores // 2
+        return max(1, min(workers, cores - model_cores))
+
+    def describe(self, workers: int) -> str:
+        mode = "narrow (one greedy sample first)" if self.narrow() else "wide"
+        return (f"search: {mode}, {self.candidates} sample(s) per round, up to "
+                f"{self.parallel()} request(s) and {workers} sandbox(es) at once; "
+                f"server {self.server.label}")
