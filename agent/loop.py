@@ -17,7 +17,7 @@ from agent.candidate import Baseline, Candidate, choose
 from agent.cores import usable_cores
 from agent.config import Settings
 from agent.edits import apply_edits, parse_answer, unified_diff
-from agent.errors import ConfigError, EditApplyError, FormatError, MulliganError
+from agent.errors import ConfigError, EditApplyError, FormatError, ModelError, MulliganError
 from agent.events import (BaselineDone, CandidateState, CandidateUpdate, EventBus, ModelCall,
                           RoundFinished, RunFinished, RunStarted, Status)
 from agent.models.client import ChatModel, Completion, Usage
@@ -152,6 +152,7 @@ class Solver:
         self.revisions = Revisions()
         self.keys: dict[str, str] = {}  # candidate id -> semantic key of its change
         self.tested: dict[str, asyncio.Future[Candidate]] = {}  # key -> the one tested
+        self.duplicates: set[str] = set()  # candidates whose change was tested already
         self.lineage: dict[str, int] = {}  # candidate id -> server slot of its conversation
         self.activity = Activity()
         self.first_fix_s: float | None = None
@@ -218,7 +219,8 @@ class Solver:
                 else:
                     await self._stream(self._revisions(round_no))
                 best = choose(self.candidates)
-                solved = self._enough_passing()
+                solved = self._enough_passing() or (
+                    self.settings.keep_going and best is not None and best.solved)
                 self.revisions.progress(self.candidates)
                 self.bus.emit(RoundFinished(round_no, best.id if best else None,
                                             best is not None and best.solved))
@@ -348,7 +350,7 @@ class Solver:
         variant = self.revisions.variant()
         if variant in (Variant.SPELL_OUT, Variant.OTHER_FORMAT):
             return self._proposals(round_no, variant)
-        pool = [c for c in self.candidates if not c.solved and c.id not in self._duplicates]
+        pool = [c for c in self.candidates if not c.solved and c.id not in self.duplicates]
         parents = self.revisions.parents(pool, self.settings.beam, self.keys)
         temperature = min(1.5, self.settings.temperature + 0.4) \
             if variant is Variant.HOTTER else None
@@ -378,11 +380,6 @@ class Solver:
                 asks.append(ask)
         return asks
 
-    @property
-    def _duplicates(self) -> set[str]:
-        firsts = {id(f.result()) for f in self.tested.values() if f.done() and not f.cancelled()}
-        return {c.id for c in self.candidates if c.id in self.keys and id(c) not in firsts}
-
     async def _stream(self, asks: list[Ask]) -> bool:
         """Sample each ask as its own request and test each answer as soon as it is complete;
         when enough candidates pass, cancel what is still outstanding. True: solved."""
@@ -394,6 +391,7 @@ class Solver:
         done = asyncio.Event()
         tasks = [asyncio.ensure_future(self._one(ask, done)) for ask in asks]
         waiter = asyncio.ensure_future(done.wait())
+        failed: list[BaseException] = []
         try:
             pending = set(tasks)
             while pending and not done.is_set():
@@ -401,12 +399,18 @@ class Solver:
                 finished, pending = await asyncio.wait(pending | {waiter}, timeout=budget,
                                                        return_when=asyncio.FIRST_COMPLETED)
                 pending.discard(waiter)
-                for task in finished:
-                    if task is not waiter and task.exception() is not None:
-                        raise task.exception()
+                for task in finished - {waiter}:
+                    error = task.exception()
+                    if isinstance(error, ModelError) and not isinstance(error, ConfigError):
+                        failed.append(error)  # one lost sample; the others still count
+                        self.bus.emit(Status(f"a sample was lost: {error}"))
+                    elif error is not None:
+                        raise error
                 if budget is not None and not finished:
                     raise BudgetExhausted(f"time budget of {self.settings.time_budget_s:.0f}s "
                                           "spent")
+            if failed and len(failed) == len(tasks):
+                raise failed[0]  # every request failed: the model is not usable
         finally:
             for task in [*tasks, waiter]:
                 task.cancel()  # the server stops generating when the client goes away
@@ -435,6 +439,7 @@ class Solver:
         self.keys[cand.id] = key
         first = self.tested.get(key)
         if first is not None:  # the same change again: its verdict, without a container
+            self.duplicates.add(cand.id)
             earlier = await asyncio.shield(first)
             cand.report = earlier.report
             cand.score(self.baseline)

@@ -178,7 +178,7 @@ def test_strategies_at_one_budget():
               for s in make_strategies(parse_strategy_names(["all"]), 8)}
     assert shapes == {"single": (1, 1, 1, 1), "best-of-n": (8, 1, 1, 8),
                       "revise-only": (1, 8, 1, 8), "mulligan": (4, 2, 2, 8)}
-    assert parse_strategy_names(None) == ["mulligan"]
+    assert parse_strategy_names(None) == ["single", "mulligan"]  # one alone measures nothing
     assert parse_strategy_names(["single,best-of-n", "single"]) == ["single", "best-of-n"]
     with pytest.raises(ConfigError, match="unknown strategy"):
         make_strategies(["beam"], 4)
@@ -246,6 +246,24 @@ def test_summary_and_markdown_from_synthetic_results():
     assert "| best-of-n | 4 | 37.5% |" in md
     assert "## At equal tokens" in md and "![Solve rate vs samples](solve_vs_samples.png)" in md
     assert "| b | no | yes (4) | no | no |" in md
+
+
+def test_report_shows_time_to_first_fix_and_model_idle_per_strategy():
+    records = [
+        synthetic("a", "single", True, 1, 1, 1, 800, first_fix_s=40.0, model_idle_s=0.0),
+        synthetic("b", "single", False, 1, 0, 1, 900, first_fix_s=None, model_idle_s=0.0),
+        synthetic("a", "mulligan", True, 2, 1, 2, 1000, first_fix_s=44.0, model_idle_s=3.0),
+        synthetic("b", "mulligan", True, 2, 1, 4, 3000, first_fix_s=130.0, model_idle_s=5.0),
+        synthetic("c", "mulligan", False, 2, 0, 4, 3000, first_fix_s=None, model_idle_s=7.0),
+    ]
+    summary = summarize(records)
+    assert summary["single"]["first_fix_s_median"] == 40.0
+    assert summary["mulligan"]["first_fix_s_median"] == 87.0  # solved tasks only
+    assert summary["mulligan"]["model_idle_s_mean"] == 5.0
+    md = render_markdown(records, {"model": "m", "budget": 4}, {})
+    assert "time to first fix (median s)" in md
+    assert "| single | 1 cand x 1 rnd, beam 1 | 1/2 | 50.0% | 40.0 |" in md
+    assert "| mulligan | 2 cand x 2 rnd, beam 2 | 2/3 | 66.7% | 87.0 |" in md
 
 
 def test_report_and_plots_written(tmp_path):

@@ -175,11 +175,16 @@ async def test_round_two_succeeds_because_the_revise_prompt_carries_the_assertio
     result, _ = await run_loop(repo, settings(openai_server, docker_image, candidates=2,
                                               rounds=2, beam=1))
 
-    propose, revise = openai_server.chat_requests
-    assert "assert 5 == 6" in last_user(propose)
-    assert "assert 7 == 6" not in propose.prompt
-    assert "assert 7 == 6" in last_user(revise)
-    assert revise.messages[-2] == {"role": "assistant", "content": wrong}
+    # two single-sample proposals (one change: tested once), then revisions of it
+    proposes = [r for r in openai_server.chat_requests if len(r.messages) == 2]
+    revises = [r for r in openai_server.chat_requests if len(r.messages) > 2]
+    assert len(proposes) == 2 and revises
+    for propose in proposes:
+        assert "assert 5 == 6" in last_user(propose)
+        assert "assert 7 == 6" not in propose.prompt
+    for revise in revises:
+        assert "assert 7 == 6" in last_user(revise)
+        assert revise.messages[-2] == {"role": "assistant", "content": wrong}
     cands = by_id(result)
     assert cands["r1c1"].state is CandidateState.FAILED
     assert result.status == "solved"
@@ -231,8 +236,9 @@ async def test_budget_exhaustion_reports_the_best_partial_candidate(tmp_path, op
 
     assert result.status == "unsolved"
     assert "token budget of 1 spent" in result.reason
-    assert len(openai_server.chat_requests) == 1  # no revision was paid for
-    assert result.chosen is not None and result.chosen.id == "r1c2"
+    # the round's two concurrent samples, and no revision was paid for
+    assert [len(r.messages) for r in openai_server.chat_requests] == [2, 2]
+    assert result.chosen is not None and result.chosen.answer == partial
     assert result.chosen.fixed == [TEST_ADD]
     assert [t.nodeid for t in result.chosen.still_failing] == ["tests/test_calc.py::test_sub"]
     assert result.patch is not None and "+    return a + b" in result.patch
@@ -247,12 +253,13 @@ async def test_a_model_that_ignores_n_still_yields_n_candidates(tmp_path, openai
                for expr in ("a * b", "a + b", "b - a")]
     openai_server.script(*answers)
 
-    result, _ = await run_loop(repo, settings(openai_server, docker_image, candidates=3))
+    result, _ = await run_loop(repo, settings(openai_server, docker_image, candidates=3,
+                                              keep_going=True))
 
     assert len(result.candidates) == 3
     assert sorted(c.answer for c in result.candidates) == sorted(answers)
     assert all(c.report is not None for c in result.candidates)  # every one was tested
-    assert [r.n for r in openai_server.chat_requests] == [3, 1, 1]
+    assert [r.n for r in openai_server.chat_requests] == [1, 1, 1]  # one sample per request
     assert result.status == "solved"
     assert result.chosen is not None and "+    return a + b" in result.chosen.patch
 
@@ -308,18 +315,20 @@ async def test_an_issue_without_a_failing_test_is_reproduced_then_fixed(
     result, events = await run_loop(repo, settings(openai_server, docker_image, candidates=2),
                                     issue=issue)
 
-    reproduce, propose = openai_server.chat_requests
+    reproduce, *proposes = openai_server.chat_requests
     assert "reproduces the issue" in last_user(reproduce) and issue in last_user(reproduce)
     repro_id = f"{REPRO_TEST_PATH}::test_add_positive"
     assert result.baseline is not None and result.baseline.targets == (repro_id,)
-    assert "test_add_positive" in last_user(propose)
-    assert "test_does_not_reproduce" not in last_user(propose)
+    assert len(proposes) == 2
+    for propose in proposes:
+        assert "test_add_positive" in last_user(propose)
+        assert "test_does_not_reproduce" not in last_user(propose)
     assert any(isinstance(e, Status) and e.message.startswith("reproduced the issue")
                for e in events)
     baselines = [e for e in events if isinstance(e, BaselineDone)]
     assert [b.targets for b in baselines] == [[], [repro_id]]
     assert result.status == "solved"
-    assert result.chosen is not None and result.chosen.id == "r1c2"
+    assert result.chosen is not None and "a + b" in result.chosen.answer
     assert "+    return a + b" in (result.patch or "")
 
 
@@ -480,7 +489,7 @@ def test_resume_repeats_no_finished_model_call_and_solves(tmp_path, openai_serve
         asyncio.run(go())
     failed_revise = openai_server.chat_requests[-1].body["messages"]
     finished = [e for e in read_events(run_path(first.run_id)) if isinstance(e, ModelCall)]
-    assert [c.purpose for c in finished] == ["propose"]
+    assert [c.purpose for c in finished] == ["propose", "propose"]  # one per sample
     finished_bodies = [c.messages for c in finished]
     assert openai_server.chat_requests[0].body["messages"] == finished_bodies[0]
 
@@ -501,7 +510,7 @@ def test_resume_repeats_no_finished_model_call_and_solves(tmp_path, openai_serve
     bodies = [r.body["messages"] for r in openai_server.chat_requests]
     assert bodies, "the resumed run asked nothing"
     assert not any(b in finished_bodies for b in bodies)
-    assert bodies == [failed_revise]
+    assert all(b == failed_revise for b in bodies)  # only the unfinished revision's samples
     out = json.loads(proc.stdout)
     assert out["run_id"] == first.run_id
     assert out["status"] == "solved"

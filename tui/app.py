@@ -46,7 +46,8 @@ from tui.state import (
 
 SETTING_FLAGS = ("model", "base_url", "test_cmd", "image", "ca_bundle", "test_timeout_s",
                  "candidates", "rounds", "beam", "workers", "temperature", "seed",
-                 "token_budget", "cost_budget_usd", "time_budget_s", "allow_test_edits")
+                 "token_budget", "cost_budget_usd", "time_budget_s", "allow_test_edits",
+                 "schedule")
 # How long quitting waits for a cancelled run to clean up itself before the sandbox is
 # closed from here (its removals then finish in a detached process): the terminal comes
 # back within two seconds even on a loaded machine.

@@ -70,7 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
     fix.add_argument("--seed", type=int, default=None)
     fix.add_argument("--token-budget", dest="token_budget", type=int, default=None)
     fix.add_argument("--cost-budget", dest="cost_budget_usd", type=float, default=None)
-    fix.add_argument("--time-budget", dest="time_budget_s", type=float, default=None)
+    fix.add_argument("--time-budget", dest="time_budget_s", type=float, default=None,
+                     help="seconds for the whole run; the best candidate so far is kept")
+    fix.add_argument("--schedule", choices=("auto", "narrow", "wide"), default=None,
+                     help="search width: narrow = one greedy sample first (auto on a slow "
+                     "local server), wide = all candidates at once (docs/search.md)")
+    fix.add_argument("--keep-going", action="store_true", default=None,
+                     help="test every candidate of the round even after one passes")
+    fix.add_argument("--min-passing", type=int, default=None,
+                     help="stop once this many distinct changes pass (default 1)")
     fix.add_argument("--allow-test-edits", action="store_true", default=None)
     fix.add_argument("--edit-format", choices=("search_replace", "whole_file"), default=None,
                      help="how the model writes edits (default: whole_file for the local "
@@ -126,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     tui.add_argument("--candidates", type=int, default=None, help="candidates per round")
     tui.add_argument("--rounds", type=int, default=None, help="rounds (1 = no revision)")
     tui.add_argument("--workers", type=int, default=None, help="sandboxes at once")
+    tui.add_argument("--schedule", choices=("auto", "narrow", "wide"), default=None,
+                     help="search width (docs/search.md)")
+    tui.add_argument("--time-budget", dest="time_budget_s", type=float, default=None,
+                     help="seconds for the whole run")
     tui.add_argument("--demo", action="store_true", help="show a recorded example run")
     tui.set_defaults(handler=cmd_tui)
     return parser
@@ -174,7 +186,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 FIX_SETTINGS = ("model", "base_url", "test_cmd", "image", "ca_bundle", "test_timeout_s",
                 "candidates", "rounds", "beam", "workers", "temperature", "seed", "token_budget",
-                "cost_budget_usd", "time_budget_s", "allow_test_edits", "edit_format")
+                "cost_budget_usd", "time_budget_s", "allow_test_edits", "edit_format",
+                "schedule", "keep_going", "min_passing")
 
 
 def cmd_fix(args: argparse.Namespace) -> int:
