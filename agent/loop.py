@@ -23,7 +23,8 @@ from agent.events import (BaselineDone, CandidateState, CandidateUpdate, EventBu
 from agent.models.client import ChatModel, Completion, Usage
 from agent.models.hints import Hints, hinted
 from agent.novelty import NO_CHANGE, Revisions, Variant, semantic_key
-from agent.schedule import Planner, Schedule, ServerInfo, probe
+from agent.threads import in_daemon_thread
+from agent.schedule import Activity, Ask, Planner, Schedule, ServerInfo, probe
 from agent.context.repomap import RepoMap, TracebackHit, parse_traceback_locations
 from prompts import render
 from sandbox.api import Job
@@ -88,39 +89,6 @@ class Result:
 
 class BudgetExhausted(Exception):
     pass
-
-
-@dataclass
-class Ask:
-    """One single-sample request of the search, and where its answer applies."""
-
-    id: str
-    round: int
-    parent: Candidate | None
-    messages: list[dict[str, str]]
-    base: dict[str, str]
-    seed: int | None
-    purpose: str = "propose"
-    temperature: float | None = None  # None: the settings' temperature
-    lineage: int = 0  # the server slot its conversation's prompt is cached in
-
-
-@dataclass
-class Activity:
-    """Requests and tests in flight, to measure the model's idle time while tests run."""
-
-    requests: int = 0
-    tests: int = 0
-    idle_s: float = 0.0
-    since: float = field(default_factory=time.monotonic)
-
-    def change(self, requests: int = 0, tests: int = 0) -> None:
-        now = time.monotonic()
-        if self.requests == 0 and self.tests > 0:
-            self.idle_s += now - self.since
-        self.requests += requests
-        self.tests += tests
-        self.since = now
 
 
 @dataclass
@@ -554,7 +522,7 @@ class Solver:
             started = time.monotonic()
             self.activity.change(tests=1)
             try:
-                report = await asyncio.to_thread(self.sandbox.run, job)
+                report = await in_daemon_thread(self.sandbox.run, job, name="mulligan-test")
             finally:
                 self.activity.change(tests=-1)
             elapsed = time.monotonic() - started

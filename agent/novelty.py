@@ -64,7 +64,8 @@ class Revisions:
     stalled_rounds: int = 0
     rounds_seen: int = 0
 
-    def parents(self, pool: Sequence[Candidate], beam: int, keys: dict[str, str]) -> list[Candidate]:
+    def parents(self, pool: Sequence[Candidate], beam: int,
+                keys: dict[str, str]) -> list[Candidate]:
         """The best `beam` candidates by rank; ties to the newest, least-revised; one per
         distinct patch (the same patch asks the same question)."""
         order = {c.id: i for i, c in enumerate(pool)}
@@ -94,7 +95,8 @@ class Revisions:
         best = max(ranks) if ranks else None
         first = not self.rounds_seen
         self.rounds_seen += 1
-        improved = best is not None and (self.best_so_far is None or best[:4] > self.best_so_far[:4])
+        improved = best is not None and (self.best_so_far is None
+                                         or best[:4] > self.best_so_far[:4])
         if improved:
             self.best_so_far, self.stalled_rounds = best, 0
         elif not first:  # the first round's own answers are revised before anything else

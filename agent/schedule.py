@@ -19,8 +19,13 @@ import enum
 import json
 import urllib.error
 import urllib.request
+import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from agent.candidate import Candidate
 
 # Decode speed above which a llama.cpp server is treated as batching hardware (a GPU): a
 # 1.5B model on two CPU cores decodes at ~10-20 tokens/s, on a GPU at hundreds.
@@ -147,3 +152,36 @@ class Planner:
         return (f"search: {mode}, {self.candidates} sample(s) per round, up to "
                 f"{self.parallel()} request(s) and {workers} sandbox(es) at once; "
                 f"server {self.server.label}")
+
+
+@dataclass
+class Ask:
+    """One single-sample request of the search, and where its answer applies."""
+
+    id: str
+    round: int
+    parent: Candidate | None
+    messages: list[dict[str, str]]
+    base: dict[str, str]
+    seed: int | None
+    purpose: str = "propose"
+    temperature: float | None = None  # None: the settings' temperature
+    lineage: int = 0  # the server slot its conversation's prompt is cached in
+
+
+@dataclass
+class Activity:
+    """Requests and tests in flight, to measure the model's idle time while tests run."""
+
+    requests: int = 0
+    tests: int = 0
+    idle_s: float = 0.0
+    since: float = field(default_factory=time.monotonic)
+
+    def change(self, requests: int = 0, tests: int = 0) -> None:
+        now = time.monotonic()
+        if self.requests == 0 and self.tests > 0:
+            self.idle_s += now - self.since
+        self.requests += requests
+        self.tests += tests
+        self.since = now

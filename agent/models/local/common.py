@@ -1,4 +1,5 @@
-"""Names, environment variables, the setup error and the cache paths shared by the local model's modules."""
+"""Names, environment variables, the setup error and the cache paths shared by the local
+model's modules."""
 
 from __future__ import annotations
 
