@@ -1,10 +1,15 @@
-"""Errors of the agent core. Each message is one plain line a user can act on."""
+"""Mulligan's one exception tree: the core's errors, and the sandbox's re-exported under the
+same root. Each message is one plain line a user can act on; front ends classify by type."""
 
-
-class MulliganError(Exception):
-    """Base class; the CLI prints str(error) on one line and exits with `exit_code`."""
-
-    exit_code = 2
+from sandbox.errors import (
+    DiskFull,
+    DockerUnavailable,
+    ImageBuildFailed,
+    ImageMissing,
+    MulliganError,
+    SandboxError,
+    SnapshotError,
+)
 
 
 class ConfigError(MulliganError):
@@ -33,3 +38,8 @@ class FormatError(MulliganError):
 
 class EditApplyError(MulliganError):
     """Parsed edits did not match the files; the message is feedback for the model."""
+
+
+__all__ = ["ConfigError", "DiskFull", "DockerUnavailable", "EditApplyError", "FormatError",
+           "ImageBuildFailed", "ImageMissing", "ModelError", "ModelNotFound", "ModelUnavailable",
+           "MulliganError", "SandboxError", "SnapshotError", "WorkspaceError"]

@@ -16,7 +16,8 @@ from rich.syntax import Syntax
 from rich.text import Text
 from textual.widgets import Input, Static
 
-from agent.events import CandidateState, CandidateUpdate, RunError, RunFinished, RunStarted
+from agent.events import (CandidateState, CandidateUpdate, ResultStatus, RunError, RunFinished,
+                          RunStarted)
 from tests.support.openai_server import stall
 from tests.support.sandbox_env import docker_image  # noqa: F401 - a fixture
 from tui import demo
@@ -149,7 +150,7 @@ async def test_run_from_start_to_apply(repo: Path, openai_server, docker_image):
 
         view = app.view
         assert view.phase is Phase.FINISHED, view.status
-        assert view.finished.status == "solved" and view.finished.chosen == "r1c2"
+        assert view.finished.status is ResultStatus.SOLVED and view.finished.chosen == "r1c2"
         assert view.candidate("r1c1").state is CandidateState.FAILED
         assert view.candidate("r1c2").state is CandidateState.PASSED
         assert view.candidate("r1c2").targets_fixed == 1
@@ -210,7 +211,7 @@ async def test_stop_early_keeps_the_best_so_far(repo: Path, openai_server,
 
         view = app.view
         assert view.finished is not None
-        assert view.finished.status == "unsolved"
+        assert view.finished.status is ResultStatus.UNSOLVED
         assert view.finished.reason == "stopped by the user"
         assert view.finished.chosen == "r1c1"  # the best so far is kept
         assert sorted(view.candidates) == ["r1c1", "r1c2"]  # no second round
@@ -272,7 +273,7 @@ async def test_apply_is_refused_when_the_tree_changed(repo: Path, openai_server,
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+r")
         await run_to_end(pilot)
-        assert app.view.finished.status == "solved"
+        assert app.view.finished.status is ResultStatus.SOLVED
         edited = CALC + "# a change made while the run was going\n"
         (repo / "calc.py").write_text(edited)
         await pilot.press("a")
@@ -295,7 +296,7 @@ async def test_open_an_interrupted_run_and_resume_it(repo: Path, openai_server,
         await run_to_end(pilot)
         run_id = first.view.run_id
         trajectory = first.trajectory
-    assert first.view.finished.status == "solved" and run_id
+    assert first.view.finished.status is ResultStatus.SOLVED and run_id
     requests = len(openai_server.chat_requests)
 
     # cut the trajectory as if the process had been killed while round 1 was tested
@@ -316,7 +317,7 @@ async def test_open_an_interrupted_run_and_resume_it(repo: Path, openai_server,
         await pilot.press("r")
         await wait_for(pilot, lambda: app.view.attempts == 1 and app.view.live, "the resume")
         await run_to_end(pilot)
-        assert app.view.finished.status == "solved"
+        assert app.view.finished.status is ResultStatus.SOLVED
         assert len(openai_server.chat_requests) == requests  # the recorded answers were reused
         await pilot.press("a")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmApplyScreen), "the modal")
@@ -508,7 +509,7 @@ def test_which_patch_apply_save_and_copy_use():
     assert patch_of(view, "r1c1") == demo.PATCHES["r1c1"]  # can still be saved
     assert patch_of(view, "r1c2") is None  # a format error has no patch
     unsolved = reduce(replay(demo.mid_run_events()),
-                      RunFinished("unsolved", "r1c3", demo.PATCHES["r1c3"], 1, 0.0, 3.0,
+                      RunFinished(ResultStatus.UNSOLVED, "r1c3", demo.PATCHES["r1c3"], 1, 0.0, 3.0,
                                   "stopped by the user"))
     assert "does not pass" in applicable(unsolved, "r1c3").warning
     assert describe_changes(demo.PATCHES["r2c1"], ["calc.py"]) == [

@@ -26,7 +26,7 @@ from textual.binding import Binding
 from textual.message import Message
 
 from agent.config import Settings, load_settings
-from agent.events import Event, EventBus, RunStarted
+from agent.events import Event, EventBus, ResultStatus, RunStarted
 from agent.run import Run, RunRequest
 from agent.trajectory import read_events, run_path, runs_dir
 from agent.workspace import apply_to_worktree, changed_paths
@@ -309,10 +309,10 @@ class MulliganApp(App[int]):
             result = message.result
             if view.phase is not Phase.FINISHED:  # no run_finished event seen (should not be)
                 self.view = replace(view, phase=Phase.FINISHED, status=result.status)
-            if result.status == "solved":
+            if result.status is ResultStatus.SOLVED:
                 self.say(f"{result.chosen.id if result.chosen else 'a candidate'} passes every "
                          "test: a applies it, w saves it, y copies it.", title="Solved")
-            elif result.status == "nothing_to_fix":
+            elif result.status is ResultStatus.NOTHING_TO_FIX:
                 self.say("Every test passes already: nothing to fix.", title="Done")
             else:
                 self.say(f"No candidate passed ({result.reason}).", "warning", title="Unsolved")

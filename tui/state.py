@@ -18,6 +18,7 @@ from agent.events import (
     CandidateUpdate,
     Event,
     ModelCall,
+    ResultStatus,
     RoundFinished,
     RunError,
     RunFinished,
@@ -284,7 +285,7 @@ def reduce(view: RunView, event: Event, now: float | None = None) -> RunView:
         line = finish_line(finish)
         return replace(view, phase=Phase.FINISHED, finished=finish, status=line,
                        log=_log(view.log, line), best=event.chosen or view.best,
-                       solved=event.status == "solved")
+                       solved=event.status == ResultStatus.SOLVED)
     if isinstance(event, RunError):
         return replace(abandon(view), phase=Phase.ERROR, error=event.message,
                        status=f"error: {event.message}",
@@ -312,9 +313,9 @@ def abandon(view: RunView) -> RunView:
 
 
 def finish_line(finish: FinishView) -> str:
-    if finish.status == "solved":
+    if finish.status == ResultStatus.SOLVED:
         return f"solved: {finish.chosen} passes every test"
-    if finish.status == "nothing_to_fix":
+    if finish.status == ResultStatus.NOTHING_TO_FIX:
         return "nothing to fix: " + (finish.reason or "every test passes already")
     best = f"; best so far {finish.chosen}" if finish.chosen else ""
     return f"{finish.status}: {finish.reason or 'no candidate passed'}{best}"
@@ -393,7 +394,7 @@ def applicable(view: RunView, cid: str | None) -> Applicable:
     if cand is None:
         return Applicable(None, "select a candidate first")
     if view.finished is not None and cid == view.finished.chosen and view.finished.patch:
-        warning = "" if view.finished.status == "solved" else \
+        warning = "" if view.finished.status == ResultStatus.SOLVED else \
             f"{cid} does not pass every test: it is only the best so far"
         return Applicable(view.finished.patch, warning=warning)
     if not cand.passed:

@@ -41,12 +41,13 @@ import ssl
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import Any, Self
 from urllib.parse import urlsplit, urlunsplit
 
 import openai
 
 from agent.errors import ModelError, ModelNotFound, ModelUnavailable
+from agent.protocols import ChatModel, Completion, Usage
 
 __all__ = [
     "DEFAULT_PRICES",
@@ -101,46 +102,6 @@ class ModelSettings:
     retry_max_delay_s: float = 30.0
     retry_after_cap_s: float = 60.0  # a server's Retry-After is honoured up to this
     max_concurrent_requests: int = 8  # per model instance
-
-
-@dataclass(frozen=True)
-class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    @property
-    def total(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def __add__(self, other: object) -> Usage:
-        if not isinstance(other, Usage):
-            return NotImplemented
-        return Usage(
-            self.prompt_tokens + other.prompt_tokens,
-            self.completion_tokens + other.completion_tokens,
-        )
-
-    def __radd__(self, other: object) -> Usage:  # so that sum(usages) works
-        if other == 0:
-            return self
-        return self.__add__(other)
-
-
-@dataclass(frozen=True)
-class Completion:
-    text: str
-    finish_reason: str  # "stop", "length", ... ("unknown" when the server gave none)
-    usage: Usage  # this choice's share of its request's usage (see the module docstring)
-    cost_usd: float
-    request_id: str  # the completion id from the server (its x-request-id when none)
-    seconds: float  # wall time of the request that produced it, retries included
-
-
-@runtime_checkable
-class ChatModel(Protocol):
-    async def sample(
-        self, messages: list[dict], n: int, *, seed: int | None = None
-    ) -> list[Completion]: ...
 
 
 # -- prices and usage ---------------------------------------------------------------------
