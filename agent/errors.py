@@ -13,11 +13,35 @@ from sandbox.errors import (
 
 
 class ConfigError(MulliganError):
-    pass
+    """A setting, flag or config file is wrong, or names something that is not there."""
+
+
+class NoModelEndpoint(ConfigError):
+    """Neither an endpoint nor the bundled local model is configured."""
+
+
+class NoTests(ConfigError):
+    """The test command is missing in the sandbox, or it collected no tests."""
+
+
+class BaselineTimedOut(ConfigError):
+    """The unmodified tests ran past the time limit."""
+
+
+class NoSuchRun(ConfigError):
+    """A run id or trajectory path that names no recorded run."""
 
 
 class WorkspaceError(MulliganError):
-    pass
+    """The repository or working tree cannot be used as asked."""
+
+
+class NotARepository(WorkspaceError):
+    """The path is not inside a git checkout."""
+
+
+class WorktreeChanged(WorkspaceError):
+    """The user's files changed since the snapshot a patch was made against: not applied."""
 
 
 class ModelError(MulliganError):
@@ -32,6 +56,10 @@ class ModelNotFound(ModelError):
     pass
 
 
+class ModelAuthError(ModelError):
+    """The endpoint rejected the API key."""
+
+
 class FormatError(MulliganError):
     """A model answer could not be parsed into edits; the message is feedback for the model."""
 
@@ -40,6 +68,8 @@ class EditApplyError(MulliganError):
     """Parsed edits did not match the files; the message is feedback for the model."""
 
 
-__all__ = ["ConfigError", "DiskFull", "DockerUnavailable", "EditApplyError", "FormatError",
-           "ImageBuildFailed", "ImageMissing", "ModelError", "ModelNotFound", "ModelUnavailable",
-           "MulliganError", "SandboxError", "SnapshotError", "WorkspaceError"]
+__all__ = ["BaselineTimedOut", "ConfigError", "DiskFull", "DockerUnavailable", "EditApplyError",
+           "FormatError", "ImageBuildFailed", "ImageMissing", "ModelAuthError", "ModelError",
+           "ModelNotFound", "ModelUnavailable", "MulliganError", "NoModelEndpoint", "NoSuchRun",
+           "NoTests", "NotARepository", "SandboxError", "SnapshotError", "WorkspaceError",
+           "WorktreeChanged"]

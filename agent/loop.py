@@ -12,7 +12,7 @@ from agent.candidate import Baseline, Candidate, choose
 from agent.config import Settings
 from agent.context.repomap import RepoMap, TracebackHit, parse_traceback_locations
 from agent.edits import apply_edits, parse_answer, unified_diff
-from agent.errors import ConfigError, EditApplyError, FormatError, MulliganError
+from agent.errors import EditApplyError, FormatError, MulliganError, NoTests, BaselineTimedOut
 from agent.events import (
     BaselineDone,
     CandidateState,
@@ -115,13 +115,13 @@ class Solver:
         self.base_files = self.original
         report = await self._test("", select=())
         if report.exit_code == 127 and not report.tests:
-            raise ConfigError(f"the test command was not found in the sandbox: {s.test_cmd!r} "
+            raise NoTests(f"the test command was not found in the sandbox: {s.test_cmd!r} "
                               f"({report.output.strip().splitlines()[-1][:200] if report.output.strip() else 'exit 127'})")
         if report.status is RunStatus.TIMED_OUT:
-            raise ConfigError(f"the unmodified tests timed out after {s.test_timeout_s:.0f}s: "
+            raise BaselineTimedOut(f"the unmodified tests timed out after {s.test_timeout_s:.0f}s: "
                               "raise --timeout or narrow --test-cmd")
         if report.exit_code == 5 and not report.tests and not self.issue:
-            raise ConfigError(f"no tests found by {s.test_cmd!r}")
+            raise NoTests(f"no tests found by {s.test_cmd!r}")
         self.baseline = Baseline.from_report(report)
         self.baseline_report = report
         self.bus.emit(BaselineDone(list(self.baseline.targets), list(self.baseline.keep),

@@ -16,6 +16,7 @@ from rich.syntax import Syntax
 from rich.text import Text
 from textual.widgets import Input, Static
 
+from agent import errors
 from agent.events import (CandidateState, CandidateUpdate, ResultStatus, RunError, RunFinished,
                           RunStarted)
 from tests.support.openai_server import stall
@@ -423,7 +424,7 @@ async def test_no_tests_found(repo: Path, openai_server, docker_image):  # noqa:
 
 async def test_outside_a_git_repository(tmp_path: Path):
     repo, problem = find_repo(tmp_path)
-    assert repo is None and "not inside a git repository" in problem
+    assert repo is None and "not inside a git repository" in str(problem)
     app = MulliganApp(None, startup_error=problem)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, FatalErrorScreen), "the error")
@@ -523,24 +524,30 @@ def test_which_patch_apply_save_and_copy_use():
     assert describe_changes("not a diff", ["a.py"]) == [FileChange("a.py", "modified", 0, 0)]
 
 
-@pytest.mark.parametrize(("message", "kinds", "title"), [
+@pytest.mark.parametrize(("message", "kind", "title"), [
     ("the Docker daemon is not running (no socket at /var/run/docker.sock): start it",
-     ["DockerUnavailable"], "Docker is not available"),
+     errors.DockerUnavailable, "Docker is not available"),
     ("cannot reach the model server at http://x/v1: connection refused — is it running?",
-     ["ModelUnavailable", "ModelError"], "The model endpoint is not answering"),
-    ("model 'gpt-9' is not available at http://x/v1 (it serves: a, b)", ["ModelNotFound"],
+     errors.ModelUnavailable, "The model endpoint is not answering"),
+    ("model 'gpt-9' is not available at http://x/v1 (it serves: a, b)", errors.ModelNotFound,
      "The endpoint does not serve this model"),
-    ("no tests found by 'python -m pytest -q'", ["ConfigError"], "No tests to run"),
+    ("no tests found by 'python -m pytest -q'", errors.NoTests, "No tests to run"),
     (("no model endpoint is configured: set OPENAI_BASE_URL/OPENAI_API_KEY or run `mulligan "
-     "model setup` for the local model"), ["ConfigError"], "No model endpoint"),
-    ("/tmp is not inside a git repository (run `git init` first)", [],
+     "model setup` for the local model"), errors.NoModelEndpoint, "No model endpoint"),
+    ("/tmp is not inside a git repository (run `git init` first)", errors.NotARepository,
      "Not a git repository"),
-    ("no run 'x': no trajectory at /h/runs/x/trajectory.jsonl", ["ConfigError"],
+    ("no run 'x': no trajectory at /h/runs/x/trajectory.jsonl", errors.NoSuchRun,
      "No such run"),
-    ("something odd", ["RuntimeError"], "The run stopped with an error"),
+    ("something odd", RuntimeError, "The run stopped with an error"),
+    # by type, not by wording: a message that reads like another kind changes nothing
+    ("invalid setting: the Docker daemon timed out", errors.ConfigError,
+     "A setting is not valid"),
+    ("the model server at http://x/v1 rejected the API key (HTTP 401)", errors.ModelAuthError,
+     "The model endpoint rejected the API key"),
+    ("the Docker daemon is not running", None, "The run stopped with an error"),
 ])
-def test_errors_are_explained(message: str, kinds: list[str], title: str):
-    help = explain_error(message, kinds)
+def test_errors_are_explained(message: str, kind: type[BaseException] | None, title: str):
+    help = explain_error(message if kind is None else kind(message))
     assert help.title == title and help.message == message and help.fixes
 
 
