@@ -6,31 +6,39 @@ question twice), select. Width and sandboxes follow agent.schedule."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from agent.candidate import Baseline, Candidate, choose
 from agent.cores import usable_cores
 from agent.config import Settings
-from agent.edits import apply_edits, parse_answer, unified_diff
-from agent.errors import ConfigError, EditApplyError, FormatError, ModelError, MulliganError
-from agent.events import (BaselineDone, CandidateState, CandidateUpdate, EventBus, ModelCall,
-                          RoundFinished, RunFinished, RunStarted, Status)
-from agent.models.client import ChatModel, Completion, Usage
 from agent.models.hints import Hints, hinted
 from agent.novelty import NO_CHANGE, Revisions, Variant, semantic_key
-from agent.threads import in_daemon_thread
 from agent.schedule import Activity, Ask, Planner, Schedule, ServerInfo, probe
+from agent.threads import in_daemon_thread
 from agent.context.repomap import RepoMap, TracebackHit, parse_traceback_locations
+from agent.edits import apply_edits, parse_answer, unified_diff
+from agent.errors import (BaselineTimedOut, EditApplyError, FormatError, ModelAuthError,
+                          ModelError, ModelNotFound, MulliganError, NoTests)
+from agent.events import (
+    BaselineDone,
+    CandidateState,
+    CandidateUpdate,
+    EventBus,
+    ModelCall,
+    ResultStatus,
+    RoundFinished,
+    RunFinished,
+    RunStarted,
+    Status,
+)
+from agent.models.replay import call_key
+from agent.protocols import ChatModel, Completion, Sandbox, Usage
 from prompts import render
-from sandbox.api import Job
-from sandbox.testpaths import is_test_path
-from sandbox.api import Limits, Outcome, RunStatus, TestReport
+from sandbox.api import Job, Limits, Outcome, RunStatus, TestReport
 from sandbox.snapshot import Snapshot
+from sandbox.testpaths import is_test_path
 
 REPRO_TEST_PATH = "tests/test_mulligan_repro.py"
 MESSAGE_CHARS = 1500
@@ -40,14 +48,10 @@ OUTPUT_CHARS = 3000
 TWO_PHASE_SUITE_S = 15.0
 
 
-class Sandbox(Protocol):
-    def run(self, job: Job) -> TestReport: ...
-
-
 @dataclass
 class Result:
     run_id: str
-    status: str  # solved | unsolved | nothing_to_fix | error
+    status: ResultStatus
     chosen: Candidate | None
     patch: str | None  # against the user's files as snapshotted
     candidates: list[Candidate]
@@ -64,7 +68,7 @@ class Result:
     def to_json(self) -> dict:
         return {
             "run_id": self.run_id,
-            "status": self.status,
+            "status": self.status.value,
             "patch": self.patch,
             "chosen": self.chosen.id if self.chosen else None,
             "reason": self.reason,
@@ -101,7 +105,6 @@ class Solver:
     run_id: str
     issue: str | None = None
     repo_label: str = ""
-    recorded: dict[str, list[ModelCall]] = field(default_factory=dict)  # for resume
     repo_map: RepoMap = field(default_factory=RepoMap)
 
     def __post_init__(self) -> None:
@@ -113,6 +116,7 @@ class Solver:
         self.limits = Limits(timeout_s=self.settings.test_timeout_s,
                              memory_mb=self.settings.memory_mb)
         self.stop_requested = False
+        self.baseline: Baseline | None = None  # set by the baseline run
         self._slots = asyncio.Semaphore(self.settings.workers)
         self.server = ServerInfo(False, None, False)
         self.planner = Planner(Schedule(self.settings.schedule), self.settings.candidates,
@@ -137,32 +141,29 @@ class Solver:
         self.base_files = self.original
         report = await self._test("", select=())
         if report.exit_code == 127 and not report.tests:
-            raise ConfigError(f"the test command was not found in the sandbox: {s.test_cmd!r} "
+            raise NoTests(f"the test command was not found in the sandbox: {s.test_cmd!r} "
                               f"({report.output.strip().splitlines()[-1][:200] if report.output.strip() else 'exit 127'})")
         if report.status is RunStatus.TIMED_OUT:
-            raise ConfigError(f"the unmodified tests timed out after {s.test_timeout_s:.0f}s: "
+            raise BaselineTimedOut(f"the unmodified tests timed out after {s.test_timeout_s:.0f}s: "
                               "raise --timeout or narrow --test-cmd")
         if report.exit_code == 5 and not report.tests and not self.issue:
-            raise ConfigError(f"no tests found by {s.test_cmd!r}")
+            raise NoTests(f"no tests found by {s.test_cmd!r}")
         self.baseline = Baseline.from_report(report)
         self.baseline_report = report
         self.bus.emit(BaselineDone(list(self.baseline.targets), list(self.baseline.keep),
                                    report.exit_code, report.wall_s, report.to_dict()))
         if not self.baseline.targets and not self.issue:
-            return self._finish("nothing_to_fix", None, "every test passes already")
-        preflight = getattr(self.model, "preflight", None)
-        if preflight is not None and not self.recorded:  # an unreachable server fails now
-            await preflight()
+            return self._finish(ResultStatus.NOTHING_TO_FIX, None, "every test passes already")
+        await self.model.preflight()  # an unreachable server fails now, before any sampling
         if not self.baseline.targets:
             try:
                 await self._reproduce()
             except BudgetExhausted as exc:
-                return self._finish("unsolved", None, str(exc))
+                return self._finish(ResultStatus.UNSOLVED, None, str(exc))
             if not self.baseline.targets:
-                return self._finish("unsolved", None,
+                return self._finish(ResultStatus.UNSOLVED, None,
                                     "no sampled test reproduced the issue on the current code")
-        if not self.recorded:
-            self.server = await asyncio.to_thread(probe, s.base_url)
+        self.server = await asyncio.to_thread(probe, s.base_url)
         self.planner = Planner(Schedule(s.schedule), s.candidates, self.server)
         workers = self.planner.sandboxes(s.workers, usable_cores().usable)
         self._slots = asyncio.Semaphore(workers)
@@ -198,10 +199,10 @@ class Solver:
             reason = str(exc)
         best = choose(self.candidates)
         if best is not None and best.solved:
-            return self._finish("solved", best, "")
-        return self._finish("unsolved", best, reason)
+            return self._finish(ResultStatus.SOLVED, best, "")
+        return self._finish(ResultStatus.UNSOLVED, best, reason)
 
-    def _finish(self, status: str, chosen: Candidate | None, reason: str) -> Result:
+    def _finish(self, status: ResultStatus, chosen: Candidate | None, reason: str) -> Result:
         patch = None
         if chosen is not None and chosen.files is not None:
             patch = unified_diff(self.original, chosen.files) or None
@@ -209,7 +210,7 @@ class Solver:
         self.bus.emit(RunFinished(status, chosen.id if chosen else None, patch, self.usage.total,
                                   self.cost, seconds, reason))
         return Result(self.run_id, status, chosen, patch, self.candidates,
-                      getattr(self, "baseline", None), self.usage, self.cost, seconds,
+                      self.baseline, self.usage, self.cost, seconds,
                       self.sandbox_seconds, reason, self.first_fix_s, self.activity.idle_s,
                       self.cached_tokens)
 
@@ -227,32 +228,23 @@ class Solver:
     async def _sample(self, purpose: str, messages: list[dict[str, str]], n: int,
                       seed: int | None, hints: Hints | None = None) -> list[Completion]:
         self._check_budget()
-        key = hashlib.sha256(json.dumps([purpose, messages, n, seed]).encode()).hexdigest()[:24]
-        queue = self.recorded.get(key)
-        if queue:
-            call = queue.pop(0)
-            completions = [Completion(a, r, Usage(0, 0), 0.0, "replayed", 0.0)
-                           for a, r in zip(call.answers, call.finish_reasons)]
-            completions[0] = Completion(call.answers[0], call.finish_reasons[0],
-                                        Usage(call.prompt_tokens, call.completion_tokens),
-                                        call.cost_usd, "replayed", 0.0)
-        else:
-            self.activity.change(requests=1)
-            try:
-                with hinted(hints or Hints()):
-                    completions = await self.model.sample(messages, n, seed=seed)
-            finally:
-                self.activity.change(requests=-1)
-            for c in completions:
+        self.activity.change(requests=1)
+        try:
+            with hinted(hints or Hints()):
+                completions = await self.model.sample(messages, n, seed=seed)
+        finally:
+            self.activity.change(requests=-1)
+        for c in completions:
+            if c.seconds > 0:  # a replayed answer took no time
                 self.planner.speed.record_sample(c.seconds, c.tokens_per_s,
                                                  c.usage.completion_tokens)
-                self.cached_tokens += c.cached_tokens
+            self.cached_tokens += c.cached_tokens
         usage = sum((c.usage for c in completions), Usage())
         cost = sum(c.cost_usd for c in completions)
         self.usage = self.usage + usage
         self.cost += cost
-        self.bus.emit(ModelCall(key, purpose, messages, [c.text for c in completions],
-                                [c.finish_reason for c in completions], usage.prompt_tokens,
+        self.bus.emit(ModelCall(call_key(messages, n, seed), purpose, messages,
+                                [c.text for c in completions], [c.finish_reason for c in completions], usage.prompt_tokens,
                                 usage.completion_tokens, cost,
                                 max((c.seconds for c in completions), default=0.0),
                                 sum(c.cached_tokens for c in completions)))
@@ -353,9 +345,8 @@ class Solver:
         when enough candidates pass, cancel what is still outstanding. True: solved."""
         if not asks:
             return False
-        prewarm = getattr(self.sandbox, "prewarm", None)
-        if prewarm is not None:  # containers start while the model samples
-            prewarm(self.limits, min(self._workers, len(asks)))
+        # containers start while the model samples, one per job announced
+        self.sandbox.prewarm(self.limits, min(self._workers, len(asks)))
         done = asyncio.Event()
         tasks = [asyncio.ensure_future(self._one(ask, done)) for ask in asks]
         waiter = asyncio.ensure_future(done.wait())
@@ -369,7 +360,8 @@ class Solver:
                 pending.discard(waiter)
                 for task in finished - {waiter}:
                     error = task.exception()
-                    if isinstance(error, ModelError) and not isinstance(error, ConfigError):
+                    if isinstance(error, ModelError) and \
+                            not isinstance(error, (ModelAuthError, ModelNotFound)):
                         failed.append(error)  # one lost sample; the others still count
                         self.bus.emit(Status(f"a sample was lost: {error}"))
                     elif error is not None:
@@ -605,4 +597,4 @@ def _lang(path: str) -> str:
         path.rsplit(".", 1)[-1], "")
 
 
-__all__ = ["Solver", "Result", "MulliganError"]
+__all__ = ["MulliganError", "Result", "Solver"]

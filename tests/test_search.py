@@ -57,6 +57,12 @@ class JudgingSandbox:
         return TestReport(RunStatus.COMPLETED, 0 if ok else 1, 0.01,
                           tests={TARGET: TestCase(TARGET, outcome, message)})
 
+    def prewarm(self, limits, count: int) -> None:
+        self.announced = count
+
+    def close(self) -> None:
+        pass
+
     @property
     def candidate_jobs(self) -> list[str]:
         return [p for p in self.jobs if p]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.cores import usable_cores
-from agent.errors import ConfigError, ModelError
+from agent.errors import ModelError, NoModelEndpoint
 from agent.models.local import common
 from agent.models.local.common import ENV_THREADS, LOCAL_MODEL_NAME, LOCAL_TIMEOUT_S, Log
 from agent.models.local.server import LocalServer
@@ -96,8 +96,9 @@ async def start_local_model(settings: Settings, log: Log = lambda _line: None,
     st = local_status(root)
     if not st.ready:
         detail = f" ({'; '.join(st.problems)})" if st.problems else ""
-        raise ConfigError("no model endpoint is configured: set OPENAI_BASE_URL/OPENAI_API_KEY "
-                          f"or run `mulligan model setup` for the local model{detail}")
+        raise NoModelEndpoint("no model endpoint is configured: set OPENAI_BASE_URL/"
+                              "OPENAI_API_KEY or run `mulligan model setup` for the local "
+                              f"model{detail}")
     assert st.server is not None and st.weights is not None
     server = LocalServer(st.server, st.weights, parallel=min(16, max(1, settings.candidates)),
                          log_dir=common.logs_dir(root))
