@@ -351,6 +351,7 @@ class Solver:
         tasks = [asyncio.ensure_future(self._one(ask, done)) for ask in asks]
         waiter = asyncio.ensure_future(done.wait())
         failed: list[BaseException] = []
+        spent: BudgetExhausted | None = None
         try:
             pending = set(tasks)
             while pending and not done.is_set():
@@ -364,11 +365,15 @@ class Solver:
                             not isinstance(error, (ModelAuthError, ModelNotFound)):
                         failed.append(error)  # one lost sample; the others still count
                         self.bus.emit(Status(f"a sample was lost: {error}"))
+                    elif isinstance(error, BudgetExhausted):
+                        spent = error  # no new request; the answers paid for are still tested
                     elif error is not None:
                         raise error
                 if budget is not None and not finished:
                     raise BudgetExhausted(f"time budget of {self.settings.time_budget_s:.0f}s "
                                           "spent")
+            if spent is not None:
+                raise spent
             if failed and len(failed) == len(tasks):
                 raise failed[0]  # every request failed: the model is not usable
         finally:

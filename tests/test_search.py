@@ -15,7 +15,7 @@ import pytest
 
 from agent.candidate import Candidate
 from agent.config import Settings
-from agent.events import EventBus, ModelCall, Status
+from agent.events import EventBus, ModelCall, ResultStatus, Status
 from agent.loop import Solver
 from agent.models.client import ModelSettings, OpenAIChatModel
 from agent.novelty import NO_CHANGE, Revisions, Variant, semantic_key
@@ -182,7 +182,7 @@ async def test_narrow_asks_one_greedy_sample_first_and_stops_when_it_passes(open
     sandbox = JudgingSandbox()
     solver, events = solver_for(openai_server, sandbox, schedule="narrow")
     result = await solver.run()
-    assert result.status == "solved" and "+    return a + b" in result.patch
+    assert result.status is ResultStatus.SOLVED and "+    return a + b" in result.patch
     chats = openai_server.chat_requests
     assert len(chats) == 1 and chats[0].body["temperature"] == 0.0  # greedy
     assert len(sandbox.candidate_jobs) == 1
@@ -197,7 +197,7 @@ async def test_narrow_widens_after_a_failed_greedy_sample(openai_server):
     sandbox = JudgingSandbox()
     solver, _ = solver_for(openai_server, sandbox, schedule="narrow", rounds=1)
     result = await solver.run()
-    assert result.status == "solved"
+    assert result.status is ResultStatus.SOLVED
     temps = [r.body["temperature"] for r in openai_server.chat_requests]
     assert temps[0] == 0.0 and all(t == 0.8 for t in temps[1:]) and len(temps) == 4
     assert all(r.body.get("n", 1) == 1 for r in openai_server.chat_requests)
@@ -212,7 +212,7 @@ async def test_stop_when_solved_cancels_outstanding_requests(openai_server):
     started = time.monotonic()
     result = await asyncio.wait_for(solver.run(), 30)
     assert time.monotonic() - started < 30  # did not wait for the stalled answers
-    assert result.status == "solved"
+    assert result.status is ResultStatus.SOLVED
     assert [c.id for c in result.candidates] == ["r1c1"]
     assert len([e for e in events if isinstance(e, ModelCall)]) == 1
 
@@ -224,7 +224,7 @@ async def test_keep_going_samples_the_whole_round(openai_server):
     solver, _ = solver_for(openai_server, sandbox, schedule="wide", rounds=1, candidates=3,
                            keep_going=True)
     result = await solver.run()
-    assert result.status == "solved" and len(result.candidates) == 3
+    assert result.status is ResultStatus.SOLVED and len(result.candidates) == 3
     # RIGHT and RIGHT_REFORMATTED are one change (AST-equal): tested once, both vote
     assert len(sandbox.candidate_jobs) == 2
     assert sum(c.solved for c in result.candidates) == 2
@@ -241,7 +241,7 @@ async def test_a_no_op_answer_is_format_feedback_not_a_failed_candidate(openai_s
     round1 = [c for c in result.candidates if c.round == 1]
     assert all(c.format_error == NO_CHANGE for c in round1)
     assert all("a - b" not in p or "a + b" in p for p in sandbox.candidate_jobs)  # never tested
-    assert result.status == "solved"  # the revision was told its answer changed nothing
+    assert result.status is ResultStatus.SOLVED  # the revision was told its answer changed nothing
 
 
 async def test_a_round_without_progress_changes_the_question(openai_server):
@@ -250,7 +250,7 @@ async def test_a_round_without_progress_changes_the_question(openai_server):
     solver, events = solver_for(openai_server, sandbox, schedule="wide", candidates=2, beam=2,
                                 rounds=3)
     result = await solver.run()
-    assert result.status == "unsolved"
+    assert result.status is ResultStatus.UNSOLVED
     calls = [e for e in events if isinstance(e, ModelCall)]
     prompts = [json.dumps(c.messages) for c in calls]
     assert len(prompts) == len(set(prompts)) or len({p for p in prompts}) > 2
@@ -282,7 +282,7 @@ async def test_llama_cpp_requests_keep_each_lineage_on_its_slot(openai_server):
         result = await solver.run()
     finally:
         asyncio_to_thread.undo()
-    assert result.status == "solved"
+    assert result.status is ResultStatus.SOLVED
     bodies = [r.body for r in openai_server.chat_requests]
     assert all(b.get("cache_prompt") is True for b in bodies)
     assert sorted(b["id_slot"] for b in bodies[:2]) == [0, 1]

@@ -103,7 +103,8 @@ def test_a_passing_candidate_is_chosen_and_the_run_stops():
     assert result.status is ResultStatus.SOLVED
     assert result.chosen is not None and result.chosen.id == "r1c2"
     assert "+    return a + b" in result.patch and "-    return a - b" in result.patch
-    assert len(run.model.requests) == 1  # solved in round 1: no revision was asked for
+    # round 1's two single-sample requests; solved there: no revision was asked for
+    assert [r.n for r in run.model.requests] == [1, 1]
     assert run.final_states() == {"r1c1": CandidateState.FAILED, "r1c2": CandidateState.PASSED}
     assert run.of(RoundFinished) == [RoundFinished(1, "r1c2", True)]
     assert run.sandbox.prewarmed == [(run.solver.limits, 2)]
@@ -111,7 +112,7 @@ def test_a_passing_candidate_is_chosen_and_the_run_stops():
 
 
 def test_the_vote_picks_the_fix_most_candidates_agree_on():
-    result, _ = solve([RIGHT_TOO, RIGHT, RIGHT], candidates=3)
+    result, _ = solve([RIGHT_TOO, RIGHT, RIGHT], candidates=3, keep_going=True)
     assert result.status is ResultStatus.SOLVED
     assert [c.solved for c in result.candidates] == [True, True, True]
     # two of three wrote `a + b`: the earlier of those wins over the lone `b + a`
@@ -142,8 +143,9 @@ def test_the_beam_revises_the_most_promising_candidate_with_its_failures():
     result, run = solve([WRONG, OVERFIT, revision, revision], rounds=2, beam=1)
     assert result.status is ResultStatus.SOLVED
     assert result.chosen.round == 2 and result.chosen.parent == "r1c2"  # OVERFIT fixed more
-    assert [r.n for r in run.model.requests] == [2, 2]  # candidates // beam per parent
-    revise = run.model.requests[1]
+    # one sample per request; candidates // beam samples per parent
+    assert [r.n for r in run.model.requests] == [1, 1, 1, 1]
+    revise = run.model.requests[2]
     assert revise.messages[-2] == {"role": "assistant", "content": OVERFIT}
     assert TEST_ZERO in revise.user  # the regression is in the feedback
     assert "+    return a + b" in result.patch and "return 6" not in result.patch
@@ -152,9 +154,9 @@ def test_the_beam_revises_the_most_promising_candidate_with_its_failures():
 def test_each_parent_of_a_wider_beam_gets_its_own_request_and_seed():
     result, run = solve([WRONG, OVERFIT, WRONG, WRONG], rounds=2, beam=2, seed=7)
     assert result.status is ResultStatus.UNSOLVED
-    parents = {r.messages[-2]["content"] for r in run.model.requests[1:]}
+    parents = {r.messages[-2]["content"] for r in run.model.requests[2:]}
     assert parents == {WRONG, OVERFIT}
-    assert [r.seed for r in run.model.requests] == [7 + 1000, 7 + 2000, 7 + 2001]
+    assert [r.seed for r in run.model.requests] == [7 + 1000, 7 + 1001, 7 + 2000, 7 + 2001]
     assert sorted(c.parent for c in result.candidates if c.round == 2) == ["r1c1", "r1c2"]
 
 
@@ -162,11 +164,12 @@ def test_each_parent_of_a_wider_beam_gets_its_own_request_and_seed():
 
 
 def test_the_token_budget_stops_before_the_next_request():
-    # a request costs 100 prompt + 10 per answer = 120 tokens
+    # a single-sample request costs 100 prompt + 10 completion = 110 tokens
     result, run = solve([WRONG, WRONG, WRONG, WRONG], rounds=3, token_budget=100)
     assert result.status is ResultStatus.UNSOLVED
     assert result.reason == "token budget of 100 spent"
-    assert len(run.model.requests) == 1 and result.usage.total == 120
+    assert len(run.model.requests) == 1 and result.usage.total == 110
+    assert result.candidates[0].report is not None  # the answer paid for is still tested
 
 
 def test_the_cost_budget_stops_before_the_next_request():
@@ -174,7 +177,7 @@ def test_the_cost_budget_stops_before_the_next_request():
               cost_budget_usd=0.03)
     result = run.result()
     assert result.reason == "cost budget of $0.03 spent"
-    assert len(run.model.requests) == 2 and result.cost_usd == pytest.approx(0.04)
+    assert len(run.model.requests) == 3 and result.cost_usd == pytest.approx(0.03)
 
 
 def test_the_time_budget_stops_before_any_request_once_spent():
@@ -206,7 +209,9 @@ def test_a_resumed_run_asks_the_model_only_what_was_never_answered():
     run = Run(ReplayModel(inner, recorded_calls(earlier.of(ModelCall))), rounds=2)
     result = run.result()
     assert result.status is ResultStatus.SOLVED and result.chosen.round == 2
-    assert len(inner.requests) == 1 and inner.requests[0].messages[-2]["content"] == WRONG
+    # only the revisions of the one distinct round-1 change reach the model
+    assert len(inner.requests) == 2
+    assert all(r.messages[-2]["content"] == WRONG for r in inner.requests)
     assert inner.preflights == 0
 
 
@@ -214,10 +219,12 @@ def test_replayed_usage_is_counted_once_per_request():
     _, earlier = solve([WRONG, WRONG])
     replay = ReplayModel(ScriptedModel([]), recorded_calls(earlier.of(ModelCall)))
     call = earlier.of(ModelCall)[0]
-    completions = asyncio.run(replay.sample(call.messages, 2, seed=None))
+    completions = asyncio.run(replay.sample(call.messages, 1, seed=None))
+    completions += asyncio.run(replay.sample(call.messages, 1, seed=None))
     assert [c.text for c in completions] == [WRONG, WRONG]
     assert {c.request_id for c in completions} == {REPLAYED}
-    assert sum(c.usage.total for c in completions) == call.prompt_tokens + call.completion_tokens
+    assert sum(c.usage.total for c in completions) == \
+        sum(c.prompt_tokens + c.completion_tokens for c in earlier.of(ModelCall))
 
 
 def test_a_changed_setting_is_a_new_request_not_a_replay():
@@ -247,7 +254,7 @@ def test_an_issue_without_a_failing_test_is_reproduced_then_fixed():
     result, run = solve([PROSE, WHOLE_REPRO, triple, RIGHT], files=ISSUE_FILES,
                         checks=ISSUE_CHECKS, issue=ISSUE)
     assert result.status is ResultStatus.SOLVED and result.chosen.id == "r1c2"
-    assert [r.n for r in run.model.requests] == [2, 2]
+    assert [r.n for r in run.model.requests] == [2, 1, 1]  # reproductions, then proposals
     assert ISSUE in run.model.requests[0].user
     baselines = run.of(BaselineDone)
     assert [b.targets for b in baselines] == [[], [REPRO_ID]]
@@ -276,14 +283,15 @@ def test_an_answer_without_edits_is_format_feedback_not_a_crash():
     assert states["r1c1"] is CandidateState.FORMAT_ERROR
     first = result.candidates[0]
     assert first.format_error and first.report is None
-    assert len(run.sandbox.jobs) == 1 + 1 + 2  # baseline, r1c2, both revisions: r1c1 never ran
+    # baseline, r1c2, the revisions (one change, tested once): r1c1 never ran
+    assert len(run.sandbox.jobs) == 1 + 1 + 1
     assert result.status is ResultStatus.SOLVED
 
 
 def test_a_format_error_parent_is_asked_to_answer_again_in_the_format():
     result, run = solve([PROSE, PROSE, RIGHT, RIGHT], rounds=2, beam=1)
     assert result.status is ResultStatus.SOLVED
-    revise = run.model.requests[1]
+    revise = run.model.requests[2]
     assert revise.user.startswith("Your answer could not be used:")
     assert result.candidates[0].format_error in revise.user
 
@@ -320,7 +328,7 @@ def test_a_rejected_parent_is_told_to_leave_the_tests_alone():
     # the revision is applied to the parent's files: it has to undo the test edit
     undo = sr("    assert True", "    assert add(3, 3) == 6", "tests/test_calc.py")
     result, run = solve([CHEAT, CHEAT, undo, undo], rounds=2, beam=1)
-    assert "edited test files (tests/test_calc.py)" in run.model.requests[1].user
+    assert "edited test files (tests/test_calc.py)" in run.model.requests[2].user
     assert result.status is ResultStatus.SOLVED and result.chosen.parent == "r1c1"
     assert "tests/test_calc.py" not in result.patch
 
@@ -342,7 +350,7 @@ def test_stop_requested_finishes_after_the_current_round_with_the_best_so_far():
               on_event=stop_after_round_one)
     result = run.result()
     assert result.status is ResultStatus.UNSOLVED and result.reason == "stopped by the user"
-    assert len(run.model.requests) == 1 and result.chosen.id == "r1c1"
+    assert len(run.model.requests) == 2 and result.chosen.id == "r1c1"
 
 
 def test_a_passing_suite_is_nothing_to_fix_and_asks_no_model():
