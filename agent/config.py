@@ -56,6 +56,7 @@ class Settings(BaseModel):
     schedule: Literal["auto", "narrow", "wide"] = "auto"
     keep_going: bool = False
     min_passing: int = Field(default=1, ge=1, le=64)
+    max_requests: int | None = Field(default=None, ge=1, le=64)  # None: the server's slots
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
 
 

@@ -164,7 +164,8 @@ class Solver:
                 return self._finish(ResultStatus.UNSOLVED, None,
                                     "no sampled test reproduced the issue on the current code")
         self.server = await asyncio.to_thread(probe, s.base_url)
-        self.planner = Planner(Schedule(s.schedule), s.candidates, self.server)
+        self.planner = Planner(Schedule(s.schedule), s.candidates, self.server,
+                               max_requests=s.max_requests)
         workers = self.planner.sandboxes(s.workers, usable_cores().usable)
         self._slots = asyncio.Semaphore(workers)
         self._requests = asyncio.Semaphore(self.planner.parallel())

@@ -118,6 +118,7 @@ class Planner:
     candidates: int
     server: ServerInfo
     speed: Speed = field(default_factory=Speed)
+    max_requests: int | None = None  # the user's cap (a shared server)
 
     def narrow(self) -> bool:
         if self.schedule is not Schedule.AUTO:
@@ -136,7 +137,8 @@ class Planner:
 
     def parallel(self) -> int:
         """Requests in flight at once: the server's slots bound it when it reports them."""
-        return max(1, min(self.candidates, self.server.slots or self.candidates))
+        return max(1, min(self.candidates, self.server.slots or self.candidates,
+                          self.max_requests or self.candidates))
 
     def sandboxes(self, workers: int, cores: int) -> int:
         """Sandboxes at once. Beside a llama.cpp server on this machine, the cores the model

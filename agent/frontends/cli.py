@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="test every candidate of the round even after one passes")
     fix.add_argument("--min-passing", type=int, default=None,
                      help="stop once this many distinct changes pass (default 1)")
+    fix.add_argument("--max-requests", type=int, default=None,
+                     help="model requests at once (default: the server's slots)")
     fix.add_argument("--allow-test-edits", action="store_true", default=None)
     fix.add_argument("--edit-format", choices=("search_replace", "whole_file"), default=None,
                      help="how the model writes edits (default: whole_file for the local "
@@ -187,7 +189,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 FIX_SETTINGS = ("model", "base_url", "test_cmd", "image", "ca_bundle", "test_timeout_s",
                 "candidates", "rounds", "beam", "workers", "temperature", "seed", "token_budget",
                 "cost_budget_usd", "time_budget_s", "allow_test_edits", "edit_format",
-                "schedule", "keep_going", "min_passing")
+                "schedule", "keep_going", "min_passing", "max_requests")
 
 
 def cmd_fix(args: argparse.Namespace) -> int:
