@@ -20,6 +20,7 @@ class CandidateState(StrEnum):
     PATCH_FAILED = "patch_failed"  # the diff did not apply in the sandbox
     TIMED_OUT = "timed_out"
     REJECTED = "rejected"  # it edited tests
+    CANCELLED = "cancelled"  # not finished: another candidate passed first, or the run stopped
 
 
 class ResultStatus(StrEnum):

@@ -182,7 +182,7 @@ class Solver:
                     asks = self._proposals(round_no)
                     if self.planner.greedy_first():  # an easy bug costs one sample
                         asks[0].temperature = 0.0
-                        if not await self._stream(asks[:1]):
+                        if not await self._stream(asks[:1]) and not self.stop_requested:
                             await self._stream(asks[1:])
                     else:
                         await self._stream(asks)
@@ -299,11 +299,8 @@ class Solver:
             user += "\n" + self._render("variant", variant=variant.value, failures=failures)
         messages = [{"role": "system", "content": self._system(sources, fmt)},
                     {"role": "user", "content": user}]
-        asks = [Ask(f"r{round_no}c{i + 1}", round_no, None, messages, self.base_files,
+        return [Ask(f"r{round_no}c{i + 1}", round_no, None, messages, self.base_files,
                     self._seed(round_no, i), lineage=i) for i in range(self.settings.candidates)]
-        for ask in asks:
-            self._announce(Candidate(ask.id, round_no, None))
-        return asks
 
     def _revisions(self, round_no: int) -> list[Ask]:
         """Revise the best distinct candidates; a round after one without progress asks a
@@ -337,7 +334,6 @@ class Solver:
                 ask = Ask(f"r{round_no}c{p_index * per_parent + j + 1}", round_no, parent,
                           messages, base, self._seed(round_no, p_index * per_parent + j),
                           "revise", temperature, self.lineage.get(parent.id, p_index))
-                self._announce(Candidate(ask.id, round_no, parent.id))
                 asks.append(ask)
         return asks
 
@@ -384,6 +380,22 @@ class Solver:
         return done.is_set()
 
     async def _one(self, ask: Ask, done: asyncio.Event) -> None:
+        self._announce(Candidate(ask.id, ask.round, ask.parent.id if ask.parent else None))
+        try:
+            await self._answer(ask, done)
+        except asyncio.CancelledError:
+            # stopped before its verdict: not a candidate of the result, and shown as such
+            cand = next((c for c in self.candidates if c.id == ask.id), None)
+            if cand is None or (cand.report is None and cand.format_error is None):
+                if cand is not None:
+                    self.candidates.remove(cand)
+                self.bus.emit(CandidateUpdate(ask.id, ask.round,
+                                              ask.parent.id if ask.parent else None,
+                                              CandidateState.CANCELLED,
+                                              targets_total=len(self.baseline.targets)))
+            raise
+
+    async def _answer(self, ask: Ask, done: asyncio.Event) -> None:
         hints = Hints(temperature=ask.temperature, extra_body={
             "cache_prompt": True, "id_slot": ask.lineage % max(1, self.server.slots or 1)}
             if self.server.llama_cpp else {})

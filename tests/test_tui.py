@@ -197,8 +197,9 @@ async def test_run_from_start_to_apply(repo: Path, openai_server, docker_image):
 async def test_stop_early_keeps_the_best_so_far(repo: Path, openai_server,
                                                 docker_image):  # noqa: F811
     # the first round's answers come slowly, so "stop" lands while round 1 is going
-    openai_server.script(stall(1.5, [BAD, "no edits in this answer"]))
-    app = MulliganApp(repo, flags=flags(openai_server, rounds=4))
+    # narrow: the greedy first sample answers slowly, so "stop" lands while it is going
+    openai_server.script(stall(1.5, BAD), "no edits in this answer")
+    app = MulliganApp(repo, flags=flags(openai_server, rounds=4, schedule="narrow"))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: app.view.candidates, "round 1's candidates")
@@ -215,7 +216,7 @@ async def test_stop_early_keeps_the_best_so_far(repo: Path, openai_server,
         assert view.finished.status is ResultStatus.UNSOLVED
         assert view.finished.reason == "stopped by the user"
         assert view.finished.chosen == "r1c1"  # the best so far is kept
-        assert sorted(view.candidates) == ["r1c1", "r1c2"]  # no second round
+        assert sorted(view.candidates) == ["r1c1"]  # no widening, no second round
         assert len(openai_server.chat_requests) == 1
         assert app.screen.selected == "r1c1"
         # the best so far can still be applied, with a warning that it does not pass
@@ -229,7 +230,8 @@ async def test_stop_early_keeps_the_best_so_far(repo: Path, openai_server,
 
 async def test_inspect_a_candidate(repo: Path, openai_server, docker_image):  # noqa: F811
     openai_server.script(BAD, GOOD)
-    app = MulliganApp(repo, flags=flags(openai_server))
+    # narrow: r1c1 is sampled and tested alone first, so both have a verdict to inspect
+    app = MulliganApp(repo, flags=flags(openai_server, schedule="narrow"))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+r")
         await run_to_end(pilot)

@@ -30,6 +30,7 @@ from agent.events import (
 FINAL_STATES = frozenset({
     CandidateState.PASSED, CandidateState.FAILED, CandidateState.FORMAT_ERROR,
     CandidateState.PATCH_FAILED, CandidateState.TIMED_OUT, CandidateState.REJECTED,
+    CandidateState.CANCELLED,
 })
 
 STATE_LABELS: dict[CandidateState, str] = {
@@ -42,6 +43,7 @@ STATE_LABELS: dict[CandidateState, str] = {
     CandidateState.PATCH_FAILED: "did not apply",
     CandidateState.TIMED_OUT: "timed out",
     CandidateState.REJECTED: "edited tests",
+    CandidateState.CANCELLED: "cancelled",
 }
 
 # Which theme colour a state is drawn in (a `textual.theme.Theme` attribute name, or "").
@@ -55,6 +57,7 @@ STATE_TONES: dict[CandidateState, str] = {
     CandidateState.PATCH_FAILED: "error",
     CandidateState.TIMED_OUT: "error",
     CandidateState.REJECTED: "error",
+    CandidateState.CANCELLED: "",
 }
 
 LOG_LINES = 200

@@ -11,6 +11,7 @@ STATE_STYLE = {
     CandidateState.PASSED: "green", CandidateState.FAILED: "yellow",
     CandidateState.FORMAT_ERROR: "magenta", CandidateState.PATCH_FAILED: "magenta",
     CandidateState.TIMED_OUT: "red", CandidateState.REJECTED: "red",
+    CandidateState.CANCELLED: "dim",
 }
 FINAL_STATES = set(STATE_STYLE)
 
