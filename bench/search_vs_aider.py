@@ -40,7 +40,7 @@ def run_mulligan(task: Path, args: argparse.Namespace, out: Path) -> None:
     cmd = [sys.executable, "-m", "agent.frontends.cli", "bench", str(task), "--strategy",
            "single,mulligan", "--model", args.model, "--base-url", args.base_url,
            "--workers", "1", "--sandbox-workers", "2", "--max-requests", "2",
-           "--budget", "12", "--out", str(out / "bench")]
+           "--budget", "12", "--request-timeout", "1800", "--out", str(out / "bench")]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENAI_API_KEY": "sk-local"}
     subprocess.run(cmd, cwd=ROOT, env=env, check=False)
 

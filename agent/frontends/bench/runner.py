@@ -131,6 +131,7 @@ class BenchConfig:
     workers: int = 2  # jobs at once
     sandbox_workers: int = 2  # sandboxes at once within a job
     max_requests: int | None = None  # model requests at once within a job (a shared server)
+    request_timeout_s: float | None = None  # per model request (a slow CPU server needs more)
     test_timeout_s: float = 120.0
     ray: str | None = None
     model_label: str = ""
@@ -157,7 +158,7 @@ def _settings_for(cfg: BenchConfig, task: BenchTask, strategy: Strategy, model: 
         # `single` is one greedy sample: what a user gets without any search
         temperature=0.0 if strategy.name == "single" else cfg.temperature,
         token_budget=cfg.token_budget, test_timeout_s=cfg.test_timeout_s,
-        max_requests=cfg.max_requests,
+        max_requests=cfg.max_requests, request_timeout_s=cfg.request_timeout_s,
         allow_test_edits=False)
     if cfg.scripted_p is not None:
         values["api_key"] = "scripted"
@@ -557,6 +558,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sandbox-workers", type=int, default=2, help="sandboxes at once per job")
     p.add_argument("--max-requests", type=int, default=None,
                    help="model requests at once per job (default: the server's slots)")
+    p.add_argument("--request-timeout", type=float, default=None,
+                   help="seconds per model request (default 120)")
     p.add_argument("--model", default=None, help="model name (MULLIGAN_MODEL)")
     p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (OPENAI_BASE_URL)")
     p.add_argument("--temperature", type=float, default=0.8)
@@ -620,7 +623,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         seed=args.seed, temperature=args.temperature, image=args.image,
         workers=args.workers or max(1, (os.cpu_count() or 2) // 2),
         sandbox_workers=args.sandbox_workers, test_timeout_s=args.test_timeout_s,
-        max_requests=args.max_requests,
+        max_requests=args.max_requests, request_timeout_s=args.request_timeout,
         ray=args.ray, sources=[str(p) for p in args.tasks])
     make_strategies(cfg.strategies, cfg.budget, cfg.candidates, cfg.beam)  # validate early
     if not scripted and cfg.base_url is None and not env.get("api_key"):
