@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from agent.errors import WorkspaceError
+from sandbox.diff import ChangeKind, FileChange, diff_paths, file_changes
 from sandbox.snapshot import Snapshot
 
 
@@ -31,6 +33,12 @@ def apply_to_worktree(repo: Path, patch: str, snapshot_tree: str) -> list[str]:
 
 
 def changed_paths(patch: str) -> list[str]:
-    from agent.edits import diff_paths
-
     return diff_paths(patch)
+
+
+def describe_changes(patch: str, paths: Sequence[str] | None = None) -> list[FileChange]:
+    """Per-file line counts of a patch, for the user deciding whether to apply it; `paths`
+    (from changed_paths) adds any file the diff names that could not be read."""
+    files = file_changes(patch)
+    named = {p for change in files for p in change.paths}
+    return files + [FileChange(p, ChangeKind.MODIFIED, 0, 0) for p in paths or () if p not in named]

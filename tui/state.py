@@ -25,6 +25,10 @@ from agent.events import (
     Status,
 )
 
+# Re-exported: the screens and the tests read them here.
+from agent.workspace import FileChange as FileChange
+from agent.workspace import describe_changes as describe_changes
+
 FINAL_STATES = frozenset({
     CandidateState.PASSED, CandidateState.FAILED, CandidateState.FORMAT_ERROR,
     CandidateState.PATCH_FAILED, CandidateState.TIMED_OUT, CandidateState.REJECTED,
@@ -410,41 +414,6 @@ def patch_of(view: RunView, cid: str | None) -> str | None:
         return view.finished.patch
     cand = view.candidate(cid)
     return cand.patch if cand is not None and cand.patch else None
-
-
-@dataclass(frozen=True)
-class FileChange:
-    path: str
-    kind: str  # modified | added | deleted | renamed
-    added: int
-    removed: int
-
-
-def describe_changes(patch: str, paths: Sequence[str] | None = None) -> list[FileChange]:
-    """Per-file line counts of a unified diff; `paths` (from the core's changed_paths) is the
-    authority on which files change when the diff cannot be parsed."""
-    from unidiff import PatchSet
-    from unidiff.errors import UnidiffParseError
-
-    files: list[FileChange] = []
-    named: set[str] = set()  # every name the parsed diff mentions (both sides of a rename)
-    try:
-        for pf in PatchSet(patch):
-            source, target = _strip(pf.source_file), _strip(pf.target_file)
-            kind = ("added" if pf.is_added_file else "deleted" if pf.is_removed_file
-                    else "renamed" if pf.is_rename else "modified")
-            files.append(FileChange(source if kind == "deleted" else target, kind, pf.added,
-                                    pf.removed))
-            named |= {source, target}
-    except (UnidiffParseError, ValueError):
-        files = []
-    if paths is not None:
-        files += [FileChange(p, "modified", 0, 0) for p in paths if p not in named]
-    return files
-
-
-def _strip(name: str) -> str:
-    return name[2:] if name[:2] in ("a/", "b/") else name
 
 
 # -- errors ---------------------------------------------------------------------------------

@@ -161,11 +161,11 @@ def _settings_for(cfg: BenchConfig, task: BenchTask, strategy: Strategy, model: 
 
 def touched_tests(patch: str) -> list[str]:
     """Test files and test configuration the patch edits (a scored patch may touch none)."""
-    from sandbox.docker_backend import _patch_paths
+    from sandbox.diff import diff_paths
     from sandbox.testpaths import is_test_path
 
     out = []
-    for path in sorted(_patch_paths(patch)):
+    for path in sorted(set(diff_paths(patch))):
         name = path.rsplit("/", 1)[-1]
         pytest_config = name == "pyproject.toml" and "[tool.pytest" in patch
         if is_test_path(path) or name in TEST_CONFIG_FILES or pytest_config:

@@ -38,6 +38,7 @@ from rich.console import Console
 
 from agent.errors import ConfigError, MulliganError
 from agent.frontends.ci.github import GitHub, GitHubError
+from sandbox.diff import diff_stats, parse_patch
 from sandbox.errors import SandboxError
 
 MARKER = "<!-- mulligan -->"
@@ -306,15 +307,8 @@ def suggestions_for(patch: str, touched: Mapping[str, set[int]],
                     max_lines: int = SUGGESTION_MAX_LINES) -> list[Suggestion]:
     """GitHub suggestions for the files the fix changes in one small hunk, where every line
     it replaces is one the pull request added or changed."""
-    from unidiff import PatchSet
-    from unidiff.errors import UnidiffParseError
-
-    try:
-        files = PatchSet(patch)
-    except UnidiffParseError:
-        return []
     out = []
-    for pf in files:
+    for pf in parse_patch(patch) or []:
         if pf.is_added_file or pf.is_removed_file or pf.is_binary_file or len(pf) != 1:
             continue
         path = pf.path
@@ -427,18 +421,6 @@ def push_env(repo: Path, remote: str, token: str | None, server_url: str) -> dic
 def _fence(text: str, char: str = "`") -> str:
     longest = max((len(m) for m in re.findall(f"{re.escape(char)}+", text)), default=0)
     return char * max(3, longest + 1)
-
-
-def _patch_stats(patch: str) -> tuple[int, int, int]:
-    files = added = removed = 0
-    for line in patch.splitlines():
-        if line.startswith("diff --git "):
-            files += 1
-        elif line.startswith("+") and not line.startswith("+++ "):
-            added += 1
-        elif line.startswith("-") and not line.startswith("--- "):
-            removed += 1
-    return files, added, removed
 
 
 def _details(summary: str, patch: str, limit: int) -> str:
@@ -558,7 +540,7 @@ def render_comment(o: Outcome) -> str:
     for note in o.notes:
         parts.append(f"\n> {note}")
     if r is not None and r.patch:
-        files, added, removed = _patch_stats(r.patch)
+        files, added, removed = diff_stats(r.patch)
         label = "Patch" if o.status == "solved" else "Best attempt (does not pass)"
         parts.append("")
         parts.append(_details(f"{label}: {_n(files, 'file')}, +{added} −{removed}", r.patch,
@@ -621,7 +603,7 @@ def render_summary(o: Outcome) -> str:
                          f"{len(unusable)} | {tokens:,} | `{best.id}` "
                          f"({len(best.fixed)} fixed, {len(best.regressions)} regressions) |")
     if r is not None and r.patch:
-        files, added, removed = _patch_stats(r.patch)
+        files, added, removed = diff_stats(r.patch)
         label = "Patch" if r.status == "solved" else "Best attempt (does not pass)"
         parts += ["", _details(f"{label}: {_n(files, 'file')}, +{added} −{removed}", r.patch,
                                200_000)]
