@@ -1,14 +1,22 @@
-"""The only place that writes to the user's working tree: applying an accepted patch."""
+"""The user's working tree: where it is, what a patch would change in it, and the only place
+that writes to it (applying an accepted patch)."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
 from agent.errors import WorkspaceError
+from sandbox import git
 from sandbox.diff import ChangeKind, FileChange, diff_paths, file_changes
 from sandbox.snapshot import Snapshot
+
+
+def repo_top(path: Path) -> Path | None:
+    """The top of the git checkout holding the folder `path`, or None; OSError without git."""
+    proc = git.run(["rev-parse", "--show-toplevel"], cwd=path)
+    top = proc.text.strip()
+    return Path(top).resolve() if proc.ok and top else None
 
 
 def tree_of(repo: Path) -> str:
@@ -22,13 +30,10 @@ def apply_to_worktree(repo: Path, patch: str, snapshot_tree: str) -> list[str]:
     if tree_of(repo) != snapshot_tree:
         raise WorkspaceError("the working tree changed since the run's snapshot; not applying "
                              "(save the patch with --patch-out and apply it yourself)")
-    check = subprocess.run(["git", "apply", "--check", "-"], input=patch.encode(), cwd=repo,
-                           capture_output=True)
-    if check.returncode != 0:
-        raise WorkspaceError("the patch does not apply: "
-                             + check.stderr.decode("utf-8", "replace").strip().splitlines()[-1])
-    subprocess.run(["git", "apply", "-"], input=patch.encode(), cwd=repo, check=True,
-                   capture_output=True)
+    check = git.run(["apply", "--check", "-"], input=patch.encode(), cwd=repo)
+    if not check.ok:
+        raise WorkspaceError(f"the patch does not apply: {check.last_line()}")
+    git.run(["apply", "-"], input=patch.encode(), cwd=repo, check=True)
     return changed_paths(patch)
 
 

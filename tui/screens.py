@@ -30,6 +30,7 @@ from textual.widgets import (
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 from textual.widgets.option_list import Option
 
+from agent.frontends.options import bounds
 from tui.state import ErrorHelp, FileChange, Phase, RunView, applicable, patch_of
 from tui.widgets import (
     BaselinePanel,
@@ -52,7 +53,8 @@ if TYPE_CHECKING:
 SETUP_HELP = ("First the tests run on your code as it is: the ones that fail are the targets. "
               "Then candidates are sampled, each tested in its own sandbox, and the best "
               "revised. Your files change only when you apply a patch.")
-BUDGET_FIELDS = (("candidates", 1, 64), ("rounds", 1, 20), ("workers", 1, 64))
+# The budget inputs and the bounds Settings gives them.
+BUDGET_FIELDS = tuple((name, *bounds(name)) for name in ("candidates", "rounds", "workers"))
 
 
 class _AppScreen:

@@ -26,13 +26,13 @@ from __future__ import annotations
 import io
 import json
 import re
-import subprocess
 import tarfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.errors import ConfigError
+from sandbox import git
 
 FIXES_DIR = "_fixes"
 # Folders that hold reference solutions by convention.
@@ -110,18 +110,16 @@ class BenchTask:
         if self.unavailable:
             raise ConfigError(f"task {self.id}: {self.unavailable}")
         assert self.repo and self.base_commit
-        proc = subprocess.run(["git", "-C", self.repo, "archive", "--format=tar",
-                               self.base_commit], capture_output=True, check=False)
-        if proc.returncode != 0:
+        proc = git.run(["-C", self.repo, "archive", "--format=tar", self.base_commit])
+        if not proc.ok:
             raise ConfigError(f"task {self.id}: git archive {self.base_commit} failed in "
                               f"{self.repo}: {proc.stderr.decode(errors='replace').strip()[:300]}")
         with tarfile.open(fileobj=io.BytesIO(proc.stdout), mode="r") as tar:
             tar.extractall(dest, filter="data")
         if self.test_patch:
-            applied = subprocess.run(["git", "apply", "--whitespace=nowarn", "-"],
-                                     input=self.test_patch.encode(), cwd=dest,
-                                     capture_output=True, check=False)
-            if applied.returncode != 0:
+            applied = git.run(["apply", "--whitespace=nowarn", "-"],
+                              input=self.test_patch.encode(), cwd=dest)
+            if not applied.ok:
                 raise ConfigError(f"task {self.id}: test_patch does not apply at "
                                   f"{self.base_commit}: "
                                   f"{applied.stderr.decode(errors='replace').strip()[:300]}")
@@ -350,9 +348,8 @@ def _instance(inst: dict, where: str, base: Path, repos_dir: Path | None) -> Ben
         unavailable = (f"no local clone of {repo_name}: `git clone https://github.com/"
                        f"{repo_name} REPOS/{slug}` and pass --repos-dir REPOS")
     else:
-        known = subprocess.run(["git", "-C", str(repo), "cat-file", "-e", f"{commit}^{{commit}}"],
-                               capture_output=True, check=False)
-        if known.returncode != 0:
+        known = git.run(["-C", str(repo), "cat-file", "-e", f"{commit}^{{commit}}"])
+        if not known.ok:
             unavailable = (f"{repo} lacks commit {commit}: "
                            f"`git -C {repo} fetch origin {commit}`")
     return BenchTask(task_id, "swebench", issue, str(test_cmd), where, repo=str(repo) if repo
