@@ -140,17 +140,6 @@ class BaselineView:
 
 
 @dataclass(frozen=True)
-class FinishView:
-    status: str  # solved | unsolved | nothing_to_fix
-    chosen: str | None
-    patch: str | None
-    tokens: int
-    cost_usd: float
-    seconds: float
-    reason: str = ""
-
-
-@dataclass(frozen=True)
 class RoundProgress:
     number: int
     total: int
@@ -197,7 +186,7 @@ class RunView:
     cost_usd: float = 0.0
     model_calls: int = 0
     extra_calls: tuple[ExtraCall, ...] = ()
-    finished: FinishView | None = None
+    finished: RunFinished | None = None  # the run's last event, as it came
     error: str | None = None
     started_at: float | None = None  # the injected clock's time when the run began
     attempts: int = 0  # RunStarted events seen (a resumed trajectory holds several)
@@ -283,10 +272,8 @@ def reduce(view: RunView, event: Event, now: float | None = None) -> RunView:
                        best=event.best, solved=event.solved, status=line,
                        log=_log(view.log, line))
     if isinstance(event, RunFinished):
-        finish = FinishView(event.status, event.chosen, event.patch, event.tokens,
-                            event.cost_usd, event.seconds, event.reason)
-        line = finish_line(finish)
-        return replace(view, phase=Phase.FINISHED, finished=finish, status=line,
+        line = finish_line(event)
+        return replace(view, phase=Phase.FINISHED, finished=event, status=line,
                        log=_log(view.log, line), best=event.chosen or view.best,
                        solved=event.status == "solved")
     if isinstance(event, RunError):
@@ -315,7 +302,7 @@ def abandon(view: RunView) -> RunView:
                                      for cid, c in view.candidates.items()})
 
 
-def finish_line(finish: FinishView) -> str:
+def finish_line(finish: RunFinished) -> str:
     if finish.status == "solved":
         return f"solved: {finish.chosen} passes every test"
     if finish.status == "nothing_to_fix":
