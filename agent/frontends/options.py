@@ -98,7 +98,8 @@ def add_setting_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
                                 help=flag.help)
         else:
             parser.add_argument(flag.flag, dest=flag.field, type=flag.type, default=None,
-                                choices=flag.choices, help=flag.help)
+                                choices=flag.choices, help=flag.help,
+                                metavar=None if flag.choices else flag.flag[2:].upper())
 
 
 def setting_values(args: argparse.Namespace | Mapping[str, Any],
