@@ -176,29 +176,25 @@ def render_markdown(records: Sequence[dict], config: dict, plots: dict[str, str]
     kmax = max((max(s["pass_at_k"]) for s in summary.values() if s["pass_at_k"]), default=0)
     if kmax:
         ks = [k for k in (1, 2, 3, 4, 5, 8, 10, 16, 20, 32, 64) if k <= kmax]
-        lines += ["", "## pass@k from the round-1 samples", "",
-                  ("Unbiased estimator 1 - C(n-c,k)/C(n,k) over each task's n round-1 candidates "
-                  "(c of them passing the tests in the run), averaged over tasks."), "",
-                  "| strategy | n | " + " | ".join(f"pass@{k}" for k in ks) + " |",
-                  "|---|---|" + "---|" * len(ks)]
-        for name, s in summary.items():
-            if not s["pass_at_k"]:
-                continue
-            n = s["params"].get("candidates", "?")
-            lines.append(f"| {name} | {n} | " + " | ".join(
-                _pct(s["pass_at_k"].get(k)) if k in s["pass_at_k"] else "" for k in ks) + " |")
+        lines += _section(
+            "pass@k from the round-1 samples",
+            "Unbiased estimator 1 - C(n-c,k)/C(n,k) over each task's n round-1 candidates (c of "
+            "them passing the tests in the run), averaged over tasks.",
+            ["strategy", "n", *(f"pass@{k}" for k in ks)],
+            [[name, s["params"].get("candidates", "?"),
+              *(_pct(s["pass_at_k"].get(k)) if k in s["pass_at_k"] else "" for k in ks)]
+             for name, s in summary.items() if s["pass_at_k"]])
     # equal tokens
     levels = sorted({round(s["tokens_mean"]) for s in summary.values() if s["tokens_mean"] > 0})
     if levels:
         groups = _by_strategy(records)
-        lines += ["", "## At equal tokens", "",
-                  ("Solve rate counting only tasks solved with at most T tokens spent through the "
-                  "round that found the patch (T = each strategy's mean spend per task)."), "",
-                  "| strategy | " + " | ".join(f"T={t}" for t in levels) + " |",
-                  "|---|" + "---|" * len(levels)]
-        for name, recs in groups.items():
-            lines.append(f"| {name} | " + " | ".join(
-                _pct(solved_within(recs, "tokens_to_solve", t)) for t in levels) + " |")
+        lines += _section(
+            "At equal tokens",
+            "Solve rate counting only tasks solved with at most T tokens spent through the round "
+            "that found the patch (T = each strategy's mean spend per task).",
+            ["strategy", *(f"T={t}" for t in levels)],
+            [[name, *(_pct(solved_within(recs, "tokens_to_solve", t)) for t in levels)]
+             for name, recs in groups.items()])
     if plots:
         lines += ["", "## Plots", ""]
         for title, rel in plots.items():
@@ -298,6 +294,16 @@ def _save(plt: Any, fig: Any, ax: Any, path: Path, title: str, ntasks: int,
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path.name
+
+
+def _section(title: str, note: str, header: Sequence[object],
+             rows: Iterable[Sequence[object]]) -> list[str]:
+    """A report section: a heading, a note, and a Markdown table."""
+    def row(cells: Sequence[object]) -> str:
+        return "| " + " | ".join(str(c) for c in cells) + " |"
+
+    return ["", f"## {title}", "", note, "", row(header), "|" + "---|" * len(header),
+            *(row(r) for r in rows)]
 
 
 def write_report(out_dir: Path, config: dict, records: Sequence[dict] | None = None) -> Path:
