@@ -17,6 +17,7 @@ import tarfile
 import tempfile
 import threading
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,15 +155,7 @@ class Snapshot:
     def text_files(self, tree: str | None = None) -> dict[str, str]:
         """Every UTF-8 text file up to 1 MiB, for the model and the edit applier."""
         entries = [e for e in self.entries(tree) if e.mode != "120000"]
-        result = {}
-        for path, blob in self.read_blobs(entries).items():
-            if len(blob) > MAX_TEXT_BYTES or b"\0" in blob:
-                continue
-            try:
-                result[path] = blob.decode("utf-8")
-            except UnicodeDecodeError:
-                continue
-        return result
+        return text_only(self.read_blobs(entries))
 
     # -- patching and export ------------------------------------------------------------
 
@@ -227,6 +220,19 @@ class Snapshot:
 
     def _env(self, index: Path | None = None) -> dict[str, str]:
         return _env(self._store / "objects.git", index or self._store / "index")
+
+
+def text_only(blobs: Mapping[str, bytes]) -> dict[str, str]:
+    """The files that are UTF-8 text up to 1 MiB, decoded: what the model is shown."""
+    result = {}
+    for path, blob in blobs.items():
+        if len(blob) > MAX_TEXT_BYTES or b"\0" in blob:
+            continue
+        try:
+            result[path] = blob.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    return result
 
 
 def _init_store(store: Path) -> Path:

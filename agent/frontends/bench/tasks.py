@@ -33,6 +33,7 @@ from pathlib import Path
 
 from agent.errors import ConfigError
 from sandbox import git
+from sandbox.snapshot import text_only
 
 FIXES_DIR = "_fixes"
 # Folders that hold reference solutions by convention.
@@ -89,13 +90,8 @@ class BenchTask:
         return self.fail_to_pass + self.pass_to_pass
 
     def text_files(self) -> dict[str, str]:
-        out = {}
-        for path, data in self.files.items():
-            try:
-                out[path] = data.decode("utf-8")
-            except UnicodeDecodeError:
-                continue
-        return out
+        """The task's files as the agent sees them (the snapshot's text rule)."""
+        return text_only(self.files)
 
     def materialize(self, dest: Path) -> Path:
         """Write the task's repository (as the agent sees it: no task.json, no fix) to
