@@ -7,22 +7,10 @@ from pathlib import Path
 
 from agent.config import Settings
 from agent.errors import WorkspaceError
-from sandbox import git
 from sandbox.docker_backend import DockerSandbox, connect
 from sandbox.images import ensure_image, resolve_base_image
 from sandbox.api import Limits
 from sandbox.snapshot import Snapshot
-
-
-def find_repo_root(path: Path) -> Path:
-    if not Path(path).exists():
-        raise WorkspaceError(f"{path} does not exist")
-    repo = git.find_repo(path)
-    if repo is None:
-        raise WorkspaceError(f"{path} is not inside a git repository (run `git init` first)")
-    if repo.working_tree_dir is None:
-        raise WorkspaceError(f"{path} is a bare repository: run mulligan in a checkout")
-    return Path(repo.working_tree_dir).resolve()
 
 
 def open_sandbox(settings: Settings, snapshot: Snapshot,

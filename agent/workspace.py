@@ -12,11 +12,22 @@ from sandbox.diff import ChangeKind, FileChange, diff_paths, file_changes
 from sandbox.snapshot import Snapshot
 
 
-def repo_top(path: Path) -> Path | None:
-    """The top of the git checkout holding the folder `path`, or None; OSError without git."""
-    proc = git.run(["rev-parse", "--show-toplevel"], cwd=path)
-    top = proc.text.strip()
-    return Path(top).resolve() if proc.ok and top else None
+def find_repo_root(path: Path) -> Path:
+    """The top of the git checkout holding `path` (a folder or a file); WorkspaceError that
+    says what to do when there is none."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise WorkspaceError(f"{path} does not exist")
+    try:
+        repo = git.find_repo(path if path.is_dir() else path.parent)
+    except git.GitMissing as exc:
+        raise WorkspaceError(str(exc)) from None
+    if repo is None:
+        raise WorkspaceError(f"{path.resolve()} is not inside a git repository "
+                             "(run `git init` first)")
+    if repo.working_tree_dir is None:
+        raise WorkspaceError(f"{path} is a bare repository: run mulligan in a checkout")
+    return Path(repo.working_tree_dir).resolve()
 
 
 def tree_of(repo: Path) -> str:

@@ -15,12 +15,14 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import git
+from typing import TYPE_CHECKING
 
 from sandbox.errors import SandboxError
 
-__all__ = ["GitFailed", "GitResult", "clean_env", "find_repo", "run"]
+if TYPE_CHECKING:
+    import git
+
+__all__ = ["GitFailed", "GitMissing", "GitResult", "clean_env", "find_repo", "run"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,10 @@ class GitResult:
         return fallback if fallback is not None else f"exit {self.returncode}"
 
 
+class GitMissing(SandboxError):
+    """There is no git program on this machine."""
+
+
 class GitFailed(SandboxError):
     """A git command exited non-zero; the message is "git <command> failed: <its reason>"."""
 
@@ -63,7 +69,7 @@ def run(args: Sequence[str], *, cwd: str | os.PathLike | None = None,
     """`git ARGS` in `cwd`; `env` replaces the environment (None: this process's); `input`
     goes to stdin (text as UTF-8, lone surrogates kept as the bytes they stand for)."""
     data = input.encode("utf-8", "surrogateescape") if isinstance(input, str) else input
-    proc = subprocess.run([git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git", *args], cwd=cwd,
+    proc = subprocess.run(["git", *args], cwd=cwd,
                           env=dict(env) if env is not None else None, input=data,
                           capture_output=True, check=False)
     result = GitResult(tuple(args), proc.returncode, proc.stdout, proc.stderr)
@@ -85,6 +91,10 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def find_repo(path: str | os.PathLike) -> git.Repo | None:
     """The repository `path` is in (searching upward), or None outside any."""
+    try:
+        import git  # gitpython checks for the git program when it is imported
+    except ImportError:
+        raise GitMissing("git is not installed: install it (sudo apt-get install git)") from None
     try:
         return git.Repo(Path(path), search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):

@@ -25,12 +25,12 @@ from textual.binding import Binding
 from textual.message import Message
 
 from agent.config import Settings, load_settings
-from agent.errors import ConfigError
+from agent.errors import ConfigError, WorkspaceError
 from agent.events import Event, EventBus, RunStarted
 from agent.frontends.options import TUI_SETTINGS, add_tui_arguments, read_issue, setting_values
 from agent.run import Run, RunRequest
 from agent.trajectory import read_events, run_path, runs_dir
-from agent.workspace import apply_to_worktree, changed_paths, repo_top
+from agent.workspace import apply_to_worktree, changed_paths, find_repo_root
 from tui.state import (
     ErrorHelp,
     Phase,
@@ -551,16 +551,10 @@ def recent_runs(limit: int = 30) -> list[tuple[str, str, str]]:
 
 def find_repo(path: Path) -> tuple[Path | None, str | None]:
     """The top of the git checkout holding `path`, or why there is none."""
-    path = path.expanduser()
-    if not path.exists():
-        return None, f"{path} does not exist"
     try:
-        top = repo_top(path if path.is_dir() else path.parent)
-    except OSError:
-        return None, "git is not installed: install it (sudo apt-get install git)"
-    if top is None:
-        return None, f"{path.resolve()} is not inside a git repository (run `git init` first)"
-    return top, None
+        return find_repo_root(path), None
+    except WorkspaceError as exc:
+        return None, str(exc)
 
 
 def build_parser() -> argparse.ArgumentParser:

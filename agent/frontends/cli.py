@@ -136,11 +136,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_fix(args: argparse.Namespace) -> int:
-    from agent.environment import find_repo_root
     from agent.events import EventBus
     from agent.frontends.progress import ConsoleProgress
     from agent.run import Run, RunRequest
-    from agent.workspace import apply_to_worktree
+    from agent.workspace import apply_to_worktree, find_repo_root
 
     try:
         repo = find_repo_root(Path(args.path))
@@ -206,7 +205,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox_run(args: argparse.Namespace) -> int:
-    from agent.environment import find_repo_root, limits_from, open_sandbox
+    from agent.environment import limits_from, open_sandbox
+    from agent.workspace import find_repo_root
     from sandbox.api import Job
     from sandbox.snapshot import Snapshot
 

@@ -690,7 +690,7 @@ class CiBot:
     # -- the steps -------------------------------------------------------------------------
 
     def _run(self) -> None:
-        from agent.environment import find_repo_root
+        from agent.workspace import find_repo_root
 
         o, args = self.outcome, self.args
         ctx = self.ctx = load_context(self.environ, args.pr)
