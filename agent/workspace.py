@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from agent.errors import WorkspaceError
+from agent.errors import NotARepository, WorkspaceError, WorktreeChanged
 from sandbox import git
 from sandbox.diff import ChangeKind, FileChange, diff_paths, file_changes
 from sandbox.snapshot import Snapshot
@@ -23,7 +23,7 @@ def find_repo_root(path: Path) -> Path:
     except git.GitMissing as exc:
         raise WorkspaceError(str(exc)) from None
     if repo is None:
-        raise WorkspaceError(f"{path.resolve()} is not inside a git repository "
+        raise NotARepository(f"{path.resolve()} is not inside a git repository "
                              "(run `git init` first)")
     if repo.working_tree_dir is None:
         raise WorkspaceError(f"{path} is a bare repository: run mulligan in a checkout")
@@ -39,7 +39,7 @@ def apply_to_worktree(repo: Path, patch: str, snapshot_tree: str) -> list[str]:
     """Apply `patch` to the working tree (not the index); refuse if the files changed since
     the snapshot the patch was made against. Returns the paths it changed."""
     if tree_of(repo) != snapshot_tree:
-        raise WorkspaceError("the working tree changed since the run's snapshot; not applying "
+        raise WorktreeChanged("the working tree changed since the run's snapshot; not applying "
                              "(save the patch with --patch-out and apply it yourself)")
     check = git.run(["apply", "--check", "-"], input=patch.encode(), cwd=repo)
     if not check.ok:

@@ -25,8 +25,8 @@ from textual.binding import Binding
 from textual.message import Message
 
 from agent.config import Settings, load_settings
-from agent.errors import ConfigError, WorkspaceError
-from agent.events import Event, EventBus, RunStarted
+from agent.errors import ConfigError, MulliganError, WorkspaceError, WorktreeChanged
+from agent.events import Event, EventBus, ResultStatus, RunStarted
 from agent.frontends.options import TUI_SETTINGS, add_tui_arguments, read_issue, setting_values
 from agent.run import Run, RunRequest
 from agent.trajectory import read_events, run_path, runs_dir
@@ -78,7 +78,7 @@ class MulliganApp(App[int]):
                  settings: Settings | None = None, issue: str | None = None,
                  open_run: str | None = None, events: Sequence[Event] | None = None,
                  live: bool = False, clock: Callable[[], float] = time.monotonic,
-                 startup_error: str | None = None, theme: str | None = None) -> None:
+                 startup_error: BaseException | str | None = None, theme: str | None = None) -> None:
         """`repo`: the repository's top; `flags` override the repo's settings (like the
         CLI's); `open_run`: a run id or trajectory to show (and resume); `events`: a recorded
         run to show without running anything (`live`: as if it were still going);
@@ -168,12 +168,7 @@ class MulliganApp(App[int]):
     def show_error(self, error: BaseException | str, fatal: bool = False) -> None:
         from tui.screens import ErrorScreen, FatalErrorScreen
 
-        if isinstance(error, BaseException):
-            kinds = [cls.__name__ for cls in type(error).__mro__]
-            message = str(error) or type(error).__name__
-        else:
-            kinds, message = [], error
-        help = explain_error(message, kinds)
+        help = explain_error(error)
         self.errors.append(help)
         self.push_screen(FatalErrorScreen(help) if fatal else ErrorScreen(help))
 
@@ -307,10 +302,10 @@ class MulliganApp(App[int]):
             result = message.result
             if view.phase is not Phase.FINISHED:  # no run_finished event seen (should not be)
                 self.view = replace(view, phase=Phase.FINISHED, status=result.status)
-            if result.status == "solved":
+            if result.status is ResultStatus.SOLVED:
                 self.say(f"{result.chosen.id if result.chosen else 'a candidate'} passes every "
                          "test: a applies it, w saves it, y copies it.", title="Solved")
-            elif result.status == "nothing_to_fix":
+            elif result.status is ResultStatus.NOTHING_TO_FIX:
                 self.say("Every test passes already: nothing to fix.", title="Done")
             else:
                 self.say(f"No candidate passed ({result.reason}).", "warning", title="Unsolved")
@@ -437,7 +432,7 @@ class MulliganApp(App[int]):
                                               self.snapshot_tree)
         except Exception as exc:  # noqa: BLE001 - shown to the user
             message = str(exc)
-            if "changed since" in message:
+            if isinstance(exc, WorktreeChanged):
                 message = ("Your files changed since the run's snapshot, so the patch was not "
                            "applied. Save it (w) and apply it yourself with git apply, or "
                            "resume the run (r) to test it on your files as they are now.")
@@ -549,12 +544,12 @@ def recent_runs(limit: int = 30) -> list[tuple[str, str, str]]:
     return out
 
 
-def find_repo(path: Path) -> tuple[Path | None, str | None]:
+def find_repo(path: Path) -> tuple[Path | None, MulliganError | None]:
     """The top of the git checkout holding `path`, or why there is none."""
     try:
         return find_repo_root(path), None
     except WorkspaceError as exc:
-        return None, str(exc)
+        return None, exc
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from agent.events import ResultStatus
 from agent.frontends.bench.strategies import BenchConfig, Strategy
 from agent.frontends.bench.tasks import BenchTask
 
@@ -166,11 +167,13 @@ async def run_job(task: BenchTask, strategy: Strategy, cfg: BenchConfig,
             baseline = list(result.baseline.targets + result.baseline.keep) \
                 if result.baseline and result.baseline.per_test else []
             verification = await asyncio.to_thread(
-                verify_patch, task, result.patch if result.status != "nothing_to_fix" else None,
+                verify_patch, task,
+                result.patch if result.status is not ResultStatus.NOTHING_TO_FIX else None,
                 settings, Path(tmp) / "fresh", baseline)
         except Exception as exc:  # noqa: BLE001 - a benchmark records a failed job, goes on
-            record.update(status="error", solved=False, error=f"{type(exc).__name__}: {exc}",
-                          loop_status=result.status if result else "error")
+            record.update(status=ResultStatus.ERROR.value, solved=False,
+                          error=f"{type(exc).__name__}: {exc}",
+                          loop_status=result.status.value if result else ResultStatus.ERROR.value)
             verification = None
         finally:
             if server is not None:
@@ -187,7 +190,8 @@ async def run_job(task: BenchTask, strategy: Strategy, cfg: BenchConfig,
     if verification is not None:
         record["verification"] = verification
         record["solved"] = bool(verification["passed"])
-        record["status"] = "solved" if record["solved"] else "unsolved"
+        record["status"] = (ResultStatus.SOLVED if record["solved"]
+                            else ResultStatus.UNSOLVED).value
         record["error"] = None
         if not record["solved"]:
             record["samples_to_solve"] = record["tokens_to_solve"] = None

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from agent.errors import ConfigError
+from agent.events import ResultStatus
 from agent.frontends.bench.job import TRAJECTORIES, job_key, run_job
 from agent.frontends.bench.strategies import (
     DEFAULT_BUDGET,
@@ -205,7 +206,8 @@ def _run_ray(jobs, cfg: BenchConfig, out: Path, fixes: dict,
             try:
                 record = ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - a lost node fails one job, not the bench
-                record = {"task": task.id, "strategy": strategy.name, "status": "error",
+                record = {"task": task.id, "strategy": strategy.name,
+                          "status": ResultStatus.ERROR.value,
                           "solved": False, "error": f"ray: {type(exc).__name__}: {exc}"[:2000],
                           "model": cfg.model, "scripted_p": cfg.scripted_p}
             text = record.pop("trajectory_text", "")
