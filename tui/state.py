@@ -415,67 +415,55 @@ class ErrorHelp:
     fixes: tuple[str, ...]
 
 
+# What to do about each kind of error, most specific first (the first isinstance match wins).
+_HELP: tuple[tuple[tuple[type[BaseException], ...], str, tuple[str, ...]], ...] = (
+    ((errors.DockerUnavailable,), "Docker is not available", (
+        "Start the Docker engine: sudo systemctl start docker (or run scripts/setup.sh as root).",
+        "Check that it answers: docker info",
+        "mulligan doctor checks Docker, the sandbox image, the model and git at once.")),
+    ((errors.ImageMissing, errors.ImageBuildFailed), "The sandbox image is missing", (
+        "Build the offline image: sudo bash scripts/setup.sh",
+        "Or name an image you have: --image IMAGE (or MULLIGAN_IMAGE).")),
+    ((errors.DiskFull,), "Docker is out of disk space", (
+        "Free some: docker system prune", "Then start the run again.")),
+    ((errors.ModelNotFound,), "The endpoint does not serve this model", (
+        "Pick a model the endpoint serves: edit Model on the setup screen, or --model / "
+        "MULLIGAN_MODEL.",
+        "List what it serves: curl ENDPOINT/models")),
+    ((errors.NoModelEndpoint,), "No model endpoint", (
+        "Set the endpoint: x returns to the setup screen (or --base-url / OPENAI_BASE_URL, "
+        "with OPENAI_API_KEY when it needs a key).",
+        "Or install the offline local model once: mulligan model setup")),
+    ((errors.ModelAuthError,), "The model endpoint rejected the API key", (
+        "Set OPENAI_API_KEY to a key the endpoint accepts, then start again.",)),
+    ((errors.ModelError,), "The model endpoint is not answering", (
+        "Start the model server, or fix the endpoint: x returns to the setup screen (or "
+        "--base-url / OPENAI_BASE_URL).",
+        "OpenAI-compatible servers usually end in /v1, e.g. http://127.0.0.1:8000/v1",
+        "mulligan doctor checks that the endpoint answers.")),
+    ((errors.NoTests,), "No tests to run", (
+        "Set the test command: Test command on the setup screen, --test-cmd, or test_cmd "
+        "under [tool.mulligan] in pyproject.toml.",
+        "Mulligan fixes failing tests: add a test that shows the bug, or give an issue "
+        "statement so it writes one.")),
+    ((errors.BaselineTimedOut,), "The tests take too long", (
+        "Raise the limit with --timeout SECONDS, or narrow the test command.",)),
+    ((errors.NotARepository,), "Not a git repository", (
+        "Run mulligan inside a git checkout (git init && git add . && git commit makes one).",)),
+    ((errors.NoSuchRun,), "No such run", ("mulligan runs lists the recent runs.",)),
+    ((errors.ConfigError,), "A setting is not valid", (
+        "Fix it on the setup screen, in the flags, or in [tool.mulligan] of pyproject.toml "
+        "/ .mulligan.toml.",)),
+)
+
+
 def explain_error(error: BaseException | str) -> ErrorHelp:
     """A title and the steps that fix an error, by its type in the one error tree
     (agent.errors); a bare message, or an error outside the tree, gets the general help."""
     message = error if isinstance(error, str) else (str(error) or type(error).__name__)
-    if isinstance(error, errors.DockerUnavailable):
-        return ErrorHelp("Docker is not available", message, (
-            ("Start the Docker engine: sudo systemctl start docker (or run scripts/setup.sh "
-             "as root)."),
-            "Check that it answers: docker info",
-            "mulligan doctor checks Docker, the sandbox image, the model and git at once.",
-        ))
-    if isinstance(error, (errors.ImageMissing, errors.ImageBuildFailed)):
-        return ErrorHelp("The sandbox image is missing", message, (
-            "Build the offline image: sudo bash scripts/setup.sh",
-            "Or name an image you have: --image IMAGE (or MULLIGAN_IMAGE).",
-        ))
-    if isinstance(error, errors.DiskFull):
-        return ErrorHelp("Docker is out of disk space", message,
-                         ("Free some: docker system prune", "Then start the run again."))
-    if isinstance(error, errors.ModelNotFound):
-        return ErrorHelp("The endpoint does not serve this model", message, (
-            ("Pick a model the endpoint serves: edit Model on the setup screen, "
-             "or --model / MULLIGAN_MODEL."),
-            "List what it serves: curl ENDPOINT/models",
-        ))
-    if isinstance(error, errors.NoModelEndpoint):
-        return ErrorHelp("No model endpoint", message, (
-            ("Set the endpoint: x returns to the setup screen (or --base-url / "
-             "OPENAI_BASE_URL, with OPENAI_API_KEY when it needs a key)."),
-            "Or install the offline local model once: mulligan model setup",
-        ))
-    if isinstance(error, errors.ModelAuthError):
-        return ErrorHelp("The model endpoint rejected the API key", message, (
-            "Set OPENAI_API_KEY to a key the endpoint accepts, then start again.",))
-    if isinstance(error, errors.ModelError):
-        return ErrorHelp("The model endpoint is not answering", message, (
-            ("Start the model server, or fix the endpoint: x returns to the setup screen "
-             "(or --base-url / OPENAI_BASE_URL)."),
-            "OpenAI-compatible servers usually end in /v1, e.g. http://127.0.0.1:8000/v1",
-            "mulligan doctor checks that the endpoint answers.",
-        ))
-    if isinstance(error, errors.NoTests):
-        return ErrorHelp("No tests to run", message, (
-            ("Set the test command: Test command on the setup screen, --test-cmd, or "
-             "test_cmd under [tool.mulligan] in pyproject.toml."),
-            ("Mulligan fixes failing tests: add a test that shows the bug, or give an issue "
-             "statement so it writes one."),
-        ))
-    if isinstance(error, errors.BaselineTimedOut):
-        return ErrorHelp("The tests take too long", message, (
-            "Raise the limit with --timeout SECONDS, or narrow the test command.",))
-    if isinstance(error, errors.NotARepository):
-        return ErrorHelp("Not a git repository", message, (
-            ("Run mulligan inside a git checkout (git init && git add . && git commit "
-             "makes one)."),))
-    if isinstance(error, errors.NoSuchRun):
-        return ErrorHelp("No such run", message, ("mulligan runs lists the recent runs.",))
-    if isinstance(error, errors.ConfigError):
-        return ErrorHelp("A setting is not valid", message, (
-            ("Fix it on the setup screen, in the flags, or in [tool.mulligan] of "
-             "pyproject.toml / .mulligan.toml."),))
+    for kinds, title, fixes in _HELP:
+        if isinstance(error, kinds):
+            return ErrorHelp(title, message, fixes)
     return ErrorHelp("The run stopped with an error", message, (
         "mulligan doctor checks Docker, the sandbox image, the model and git.",
         "The trajectory of the run has every step up to the error (mulligan replay RUN).",
