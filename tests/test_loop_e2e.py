@@ -360,9 +360,10 @@ def _stderr_reader(proc: subprocess.Popen) -> queue.Queue:
 def _start_slow_run(tmp_path, openai_server, docker_image, docker_client):
     """A CLI run whose two candidates sleep in their containers; returns once both run."""
     repo = calc_repo(tmp_path)
-    slow = sr("calc.py", "    return a - b", "    import time\n    time.sleep(300)\n"
-                                                "    return a + b")
-    openai_server.script(slow, slow)
+    # two different changes (the same change twice would be tested once)
+    slow, slower = (sr("calc.py", "    return a - b", f"    import time\n    time.sleep({s})\n"
+                                                       "    return a + b") for s in (300, 301))
+    openai_server.script(slow, slower)
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
     before = tree_digest(repo)
