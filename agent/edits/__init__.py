@@ -1,0 +1,27 @@
+"""Turn a model's answer into file edits, apply them in memory, and render git patches.
+
+Answer formats: SEARCH/REPLACE blocks, unified diffs, whole files (`parse`), and replacement
+functions spliced back by their tree-sitter span (`functions`). Edits are applied with a
+cascade of increasingly tolerant matching (`match`: exact, whitespace, fuzzy) so that a
+small transcription slip does not waste a candidate. Every failure raises `FormatError` or
+`EditApplyError`; their messages go back to the model, so they say which block failed and
+show what the file really contains.
+"""
+
+from agent.edits.apply import apply_edits
+from agent.edits.parse import parse_answer
+from agent.edits.render import diff_paths, normalize_diff, unified_diff
+from agent.edits.types import AppliedEdit, ApplyResult, Edit, EditKind, MatchStrategy
+
+__all__ = [
+    "AppliedEdit",
+    "ApplyResult",
+    "Edit",
+    "EditKind",
+    "MatchStrategy",
+    "apply_edits",
+    "diff_paths",
+    "normalize_diff",
+    "parse_answer",
+    "unified_diff",
+]
