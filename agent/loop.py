@@ -15,9 +15,10 @@ from agent.candidate import Baseline, Candidate, choose
 from agent.config import Settings
 from agent.edits import apply_edits, parse_answer, unified_diff
 from agent.errors import ConfigError, EditApplyError, FormatError, MulliganError
-from agent.events import (BaselineDone, CandidateState, CandidateUpdate, EventBus, ModelCall,
-                          RoundFinished, RunFinished, RunStarted, Status)
+from agent.events import (BaselineDone, CandidateState, CandidateUpdate, EventBus, Localized,
+                          ModelCall, RoundFinished, RunFinished, RunStarted, Status)
 from agent.models.client import ChatModel, Completion, Usage
+from agent.context.localize import TRACE_ALL_BELOW_S, Suspect, parse_trace, trace_job
 from agent.context.repomap import RepoMap, TracebackHit, parse_traceback_locations
 from prompts import render
 from sandbox.api import Job
@@ -99,6 +100,8 @@ class Solver:
         self.limits = Limits(timeout_s=self.settings.test_timeout_s,
                              memory_mb=self.settings.memory_mb)
         self.stop_requested = False
+        self.suspects: list[Suspect] = []
+        self._partial_sources = False  # a file was shown in part: never ask for whole files
         self._slots = asyncio.Semaphore(self.settings.workers)
 
     # -- the run ---------------------------------------------------------------------------
@@ -136,6 +139,7 @@ class Solver:
             if not self.baseline.targets:
                 return self._finish("unsolved", None,
                                     "no sampled test reproduced the issue on the current code")
+        await self._localize()
         prewarm = getattr(self.sandbox, "prewarm", None)
         if prewarm is not None:  # containers start while the model samples
             prewarm(self.limits, s.workers)
@@ -219,8 +223,31 @@ class Solver:
             text += "\n" + report.output
         return parse_traceback_locations(text, self.base_files.keys())
 
+    async def _localize(self) -> None:
+        """Rank the functions that may hold the bug: static signals, plus the lines the
+        failing and some passing tests execute in a traced sandbox run (pytest only)."""
+        started = time.monotonic()
+        job = trace_job(self.work, self.settings.test_cmd, self.baseline.targets,
+                        sorted(self.baseline.keep), self.limits,
+                        whole_suite=self.baseline_report.wall_s < TRACE_ALL_BELOW_S)
+        spectrum = None
+        if job is not None:
+            self.bus.emit(Status("localizing: tracing the failing tests"))
+            report = await self._run_job(job)
+            spectrum = parse_trace(report.output)
+        focus = self._focus(self.baseline_report, self.baseline_report.failing())
+        self.suspects = self.repo_map.localize(self.base_files, focus, spectrum)
+        self.bus.emit(Localized([s.to_dict() for s in self.suspects], spectrum is not None,
+                                time.monotonic() - started))
+
     def _sources(self, files: dict[str, str], focus: list[TracebackHit]) -> dict[str, str]:
         budget = self.settings.context_tokens
+        if self.suspects:
+            sources, partial = self.repo_map.function_source(files, self.suspects,
+                                                             token_budget=budget)
+            if sources:
+                self._partial_sources = self._partial_sources or partial
+                return sources
         sources = self.repo_map.implicated_source(files, focus, token_budget=budget)
         if not sources:
             sources = {p: t for p, t in files.items() if p.endswith(".py") and not is_test_path(p)}
@@ -318,9 +345,11 @@ class Solver:
 
     @property
     def edit_format(self) -> str:
-        if self.settings.edit_format:
-            return self.settings.edit_format
-        return "whole_file" if self.settings.model == "local" else "search_replace"
+        chosen = self.settings.edit_format or (
+            "whole_file" if self.settings.model == "local" else "search_replace")
+        if chosen == "whole_file" and self._partial_sources:
+            return "function"  # a file shown in part cannot be given back whole
+        return chosen
 
     def _render(self, name: str, **context: object) -> str:
         return render(name, lang=_lang, edit_format=self.edit_format, **context)
@@ -331,7 +360,8 @@ class Solver:
 
     def _apply(self, cand: Candidate, base: dict[str, str]) -> None:
         try:
-            edits = parse_answer(cand.answer, known_paths=base.keys())
+            edits = parse_answer(cand.answer, known_paths=base.keys(),
+                                 functions=self.edit_format == "function")
             applied = apply_edits(base, edits)
         except (FormatError, EditApplyError) as exc:
             cand.format_error = str(exc)
@@ -368,7 +398,10 @@ class Solver:
         return await self._test(patch, select=())
 
     async def _test(self, patch: str, select: Sequence[str]) -> TestReport:
-        job = Job(self.work, patch, self.settings.test_cmd, tuple(select), self.limits)
+        return await self._run_job(
+            Job(self.work, patch, self.settings.test_cmd, tuple(select), self.limits))
+
+    async def _run_job(self, job: Job) -> TestReport:
         async with self._slots:
             started = time.monotonic()
             report = await asyncio.to_thread(self.sandbox.run, job)

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from agent.context.names import _STOPWORDS, _innermost, _is_dunder, _module_matches, _module_name, is_test_path
-from agent.context.symbols import _IDENT_RE, Symbol, _FileInfo
+from agent.context.symbols import _IDENT_RE, Symbol, _Call, _FileInfo
 from agent.context.tracebacks import TracebackHit, _PathMapper
 
 _GENERIC_NAME_FILES = 5  # a name defined in more files than this is too generic to follow
@@ -110,9 +110,17 @@ def _follow_calls(
     """Definitions outside test files of what `test_symbol` calls (through test helpers)."""
     info = infos[path]
     found: list[Symbol] = []
+    if depth == 0:  # the fixtures a test takes run code too: follow what they call
+        for fixture in _fixtures(test_symbol, table):
+            found.extend(s for s in _follow_calls(fixture.path, fixture, infos, table, by_name,
+                                                  depth + 1) if s not in found)
     for call in info.calls:
         if not test_symbol.line <= call.line <= test_symbol.end_line:
             continue
+        alias = info.aliases.get(call.name) if call.receiver is None else None
+        if alias is not None and alias != call.name:  # `f = mod.func` ... `f(x)`
+            receiver, _, name = alias.rpartition(".")
+            call = _Call(name, call.line, receiver or None)
         candidates = [  # a bare call is to a function or a class, not a method
             s
             for s in by_name.get(call.name, ())
@@ -145,3 +153,14 @@ def _follow_calls(
             if symbol not in found:
                 found.append(symbol)
     return found
+
+
+def _fixtures(test: Symbol, table: Mapping[str, list[Symbol]]) -> list[Symbol]:
+    """The fixture functions (in test files and conftest.py) named by `test`'s parameters."""
+    header = test.signature.split("(", 1)[-1]
+    params = {p.strip().split(":")[0].split("=")[0].strip().lstrip("*")
+              for p in header.rsplit(")", 1)[0].split(",")}
+    params -= {"self", "cls", ""}
+    return [s for path, symbols in table.items() if is_test_path(path) for s in symbols
+            if s.name in params and s.kind == "function"
+            and any("fixture" in d for d in s.decorators)]

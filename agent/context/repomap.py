@@ -18,7 +18,8 @@ from agent.context import symbols as _symbols
 from agent.context.focus import _Focus, focus_of
 from agent.context.names import is_test_path
 from agent.context.outline import CHARS_PER_TOKEN, render_outline
-from agent.context.source import implicated_source
+from agent.context.localize import Spectrum, Suspect, rank
+from agent.context.source import function_source, implicated_source
 from agent.context.symbols import Symbol, _FileInfo, _language, _language_name, extract_symbols
 from agent.context.tracebacks import TracebackHit, parse_traceback_locations
 
@@ -32,7 +33,7 @@ __all__ = [
     "parse_traceback_locations",
 ]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: aliases
 
 
 class RepoMap:
@@ -154,3 +155,27 @@ class RepoMap:
         table = {path: info.bind(path) for path, info in infos.items()}
         ctx = self._focus(infos, table, focus, ())
         return implicated_source(files, table, ctx, token_budget)
+
+    # ------------------------------------------------------------------ localization
+
+    def localize(
+        self,
+        files: Mapping[str, str],
+        focus: Sequence[TracebackHit],
+        spectrum: Spectrum | None = None,
+        *,
+        limit: int = 20,
+    ) -> list[Suspect]:
+        """The functions most likely to hold the bug, best first (see `localize.rank`)."""
+        infos = self._infos(files)
+        table = {path: info.bind(path) for path, info in infos.items()}
+        return rank(table, self._focus(infos, table, focus, ()), spectrum, limit)
+
+    def function_source(
+        self, files: Mapping[str, str], suspects: Sequence[Suspect], *, token_budget: int = 4096
+    ) -> tuple[dict[str, str], bool]:
+        """The suspects' files: whole when short, else their imports and suspect functions
+        whole (`source.function_view`); and whether any file is shown in part."""
+        table = self.symbols(files)
+        return function_source(files, table, [(s.path, s.qualname) for s in suspects],
+                               token_budget)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from agent.context.focus import _Focus
@@ -147,3 +148,88 @@ def _render_ranges(lines: list[str], ranges: list[tuple[int, int]]) -> str:
     if position <= total:
         out.append(f"... (lines {position}-{total} elided)")
     return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------- function view
+
+SMALL_FILE_LINES = 150  # a file this short is shown whole even in the function view
+
+
+def _import_lines(lines: list[str]) -> list[int]:
+    """0-based indices of the module's top-level import statements (continuations too)."""
+    out: list[int] = []
+    depth, continued = 0, False
+    for i, line in enumerate(lines):
+        if depth > 0 or continued or re.match(r"(?:import|from)\s+\S", line):
+            out.append(i)
+            depth = max(0, depth + line.count("(") - line.count(")"))
+            continued = line.rstrip().endswith("\\")
+    return out
+
+
+def function_view(source: str, symbols: list[Symbol], wanted: list[Symbol]) -> str:
+    """The file's imports, then each wanted function whole under its class header line(s).
+
+    Left-out stretches are marked `# lines A-B not shown`, never with an elision marker a
+    model could copy into an answer.
+    """
+    lines = source.split("\n")
+    by_qualname = {s.qualname: s for s in symbols}
+    keep: set[int] = set(_import_lines(lines))
+    for symbol in wanted:
+        start = symbol.line - 1
+        while start > 0 and lines[start - 1].lstrip().startswith("@"):
+            start -= 1
+        keep.update(range(start, min(symbol.end_line, len(lines))))
+        owner = by_qualname.get(symbol.parent) if symbol.parent else None
+        while owner is not None:
+            keep.add(owner.line - 1)
+            owner = by_qualname.get(owner.parent) if owner.parent else None
+    total = len(lines) - (1 if lines and lines[-1] == "" else 0)
+    out: list[str] = []
+    gap_start = None
+    for i in range(total):
+        if i in keep:
+            if gap_start is not None:
+                out.append(f"# lines {gap_start + 1}-{i} not shown")
+                gap_start = None
+            out.append(lines[i])
+        elif gap_start is None:
+            gap_start = i
+    if gap_start is not None:
+        out.append(f"# lines {gap_start + 1}-{total} not shown")
+    return "\n".join(out) + "\n"
+
+
+def function_source(
+    files: Mapping[str, str],
+    table: Mapping[str, list[Symbol]],
+    suspects: list[tuple[str, str]],
+    token_budget: int,
+) -> tuple[dict[str, str], bool]:
+    """Source for the function-level format: per file of the ranked (path, qualname)
+    suspects, the whole file when short, else `function_view` of its suspects, best
+    first while they fit. Also says whether any file was shown in part."""
+    budget = max(0, token_budget) * CHARS_PER_TOKEN
+    wanted: dict[str, list[Symbol]] = {}
+    result: dict[str, str] = {}
+    partial = False
+    used = 0
+    for path, qualname in suspects:
+        if path not in files:
+            continue
+        symbol = next((s for s in table.get(path, ()) if s.qualname == qualname), None)
+        if symbol is None:
+            continue
+        trial = wanted.get(path, []) + [symbol]
+        source = files[path]
+        whole = source.count("\n") <= SMALL_FILE_LINES
+        text = source if whole else function_view(source, table[path], trial)
+        growth = len(text) - len(result.get(path, ""))
+        if result and used + growth > budget:
+            continue
+        wanted[path] = trial
+        used += growth
+        result[path] = text
+        partial = partial or not whole
+    return result, partial

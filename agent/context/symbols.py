@@ -55,6 +55,7 @@ class _FileInfo:
     idents: dict[str, int] = field(default_factory=dict)
     calls: list[_Call] = field(default_factory=list)
     imports: dict[str, str] = field(default_factory=dict)  # local name -> dotted target
+    aliases: dict[str, str] = field(default_factory=dict)  # `f = mod.func`: f -> mod.func
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -62,6 +63,7 @@ class _FileInfo:
             "idents": self.idents,
             "calls": [[c.name, c.line, c.receiver] for c in self.calls],
             "imports": self.imports,
+            "aliases": self.aliases,
         }
 
     @classmethod
@@ -71,6 +73,7 @@ class _FileInfo:
             idents={str(k): int(v) for k, v in data["idents"].items()},
             calls=[_Call(str(c[0]), int(c[1]), c[2]) for c in data["calls"]],
             imports={str(k): str(v) for k, v in data["imports"].items()},
+            aliases={str(k): str(v) for k, v in data.get("aliases", {}).items()},
         )
 
     def bind(self, path: str) -> list[Symbol]:
@@ -373,6 +376,12 @@ def _walk(root: Any, data: bytes, python: bool, info: _FileInfo, idents: bool = 
                 info.calls.append(call)
         elif python and node_type in ("import_statement", "import_from_statement"):
             info.imports.update(_python_imports(node, data))
+        elif python and node_type == "assignment":
+            left, right = node.child_by_field_name("left"), node.child_by_field_name("right")
+            if (left is not None and right is not None and left.type == "identifier"
+                    and right.type in ("attribute", "identifier")):
+                target = " ".join(_text(data, right.start_byte, right.end_byte).split())
+                info.aliases[_text(data, left.start_byte, left.end_byte)] = target
         children = node.children
         for child in reversed(children):
             stack.append((child, child_scope, child_kind))

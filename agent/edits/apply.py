@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from agent.edits.diffs import _parse_diff
+from agent.edits.functions import apply_functions, elision_in
 from agent.edits.match import (_HUNK_NOUN, _Ambiguous, _ambiguous_message, _Doc, _NoMatch,
     _no_match_message, _place, _Placed, _text_lines)
 from agent.edits.paths import _Known
@@ -51,6 +52,7 @@ def _label(edit: Edit, number: int) -> str:
         EditKind.WHOLE_FILE: "whole-file edit",
         EditKind.DIFF: "diff",
         EditKind.DELETE: "diff",
+        EditKind.FUNCTIONS: "function edit",
     }
     return f"Edit {number} ({names[edit.kind]} for {edit.path})"
 
@@ -94,7 +96,12 @@ def _apply_one(state: dict[str, str], edit: Edit, label: str, threshold: float) 
         return AppliedEdit(existing, MatchStrategy.DIFF, 1.0)
     # Creations take the path as written: a new "foo.py" must not land in "pkg/foo.py".
     if kind is EditKind.WHOLE_FILE:
-        return _apply_whole(state, edit.path, edit.content or "")
+        return _apply_whole(state, edit.path, edit.content or "", label)
+    if kind is EditKind.FUNCTIONS:
+        if existing is None:
+            raise EditApplyError(f"{label}: {_unknown_path(edit.path, state)}")
+        state[existing] = apply_functions(state[existing], edit.functions or "", existing, label)
+        return AppliedEdit(existing, MatchStrategy.FUNCTION, 1.0)
     if kind is EditKind.CREATE:
         return _apply_create(state, edit.path, edit.replace or "")
     if kind is EditKind.DIFF:
@@ -115,7 +122,23 @@ def _apply_one(state: dict[str, str], edit: Edit, label: str, threshold: float) 
     return AppliedEdit(existing, placed.strategy, placed.score)
 
 
-def _apply_whole(state: dict[str, str], path: str, content: str) -> AppliedEdit:
+# A whole file this much shorter than the original lost code (an excerpt copied as "the
+# file", a truncated answer): refused before it reaches the sandbox.
+_MIN_KEPT = 0.5
+_MIN_LINES_CHECKED = 40
+
+
+def _apply_whole(state: dict[str, str], path: str, content: str, label: str) -> AppliedEdit:
+    marker = elision_in(content)
+    if marker is not None:
+        raise EditApplyError(
+            f"{label}: the file contains the elision marker {marker!r}, so lines would be "
+            "lost; give every line of the file, or only the functions you change.")
+    old_count = state[path].count("\n") if path in state else 0
+    if old_count >= _MIN_LINES_CHECKED and content.count("\n") < old_count * _MIN_KEPT:
+        raise EditApplyError(
+            f"{label}: the new {path} has {content.count(chr(10))} lines where the file has "
+            f"{old_count}; a whole-file answer must keep every line it does not change.")
     if path not in state:
         state[path] = content
         return AppliedEdit(path, MatchStrategy.CREATE, 1.0)

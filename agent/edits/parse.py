@@ -38,12 +38,16 @@ def _join(lines: Sequence[str]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def parse_answer(text: str, known_paths: Iterable[str] = ()) -> list[Edit]:
+def parse_answer(
+    text: str, known_paths: Iterable[str] = (), *, functions: bool = False
+) -> list[Edit]:
     """Parse a model's answer into edits, in the order they appear.
 
     Accepts SEARCH/REPLACE blocks, unified diffs (fenced or not) and whole files in a fence
     named by a path. Whole-file fences are only taken alongside other edits when they
     create a path that `known_paths` lacks, so an illustrative snippet cannot clobber a file.
+    With `functions` (the function-level format), a fence named by an existing Python file
+    holds replacement definitions instead of the whole file.
     Raises FormatError (a message for the model) when nothing usable is found.
     """
     known = _Known(known_paths)
@@ -52,6 +56,10 @@ def parse_answer(text: str, known_paths: Iterable[str] = ()) -> list[Edit]:
     found = _parse_search_replace(lines, known, used)
     other, whole = _parse_fences_and_diffs(lines, known, used)
     found += other
+    if functions:
+        found += [(pos, Edit(path=e.path, functions=e.content)) for pos, e in whole
+                  if e.path in known.set and e.path.endswith((".py", ".pyi"))]
+        whole = [(pos, e) for pos, e in whole if e.path not in known.set]
     if found:
         whole = [(pos, e) for pos, e in whole if known.paths and e.path not in known.set]
     found += whole

@@ -15,6 +15,7 @@ class MatchStrategy(StrEnum):
     WHOLE_FILE = "whole_file"
     DIFF = "diff"
     CREATE = "create"
+    FUNCTION = "function"  # replacement functions spliced in by their tree-sitter span
 
 
 class EditKind(StrEnum):
@@ -23,6 +24,7 @@ class EditKind(StrEnum):
     WHOLE_FILE = "whole_file"
     DIFF = "diff"
     DELETE = "delete"
+    FUNCTIONS = "functions"
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class Edit:
     content: str | None = None  # whole-file content
     diff: str | None = None  # this file's part of a unified diff (headers + hunks)
     delete: bool = False  # the file is removed (a diff to /dev/null)
+    functions: str | None = None  # replacement definitions, each replacing its namesake
 
     @property
     def kind(self) -> EditKind:
@@ -42,6 +45,8 @@ class Edit:
             return EditKind.DELETE
         if self.diff is not None:
             return EditKind.DIFF
+        if self.functions is not None:
+            return EditKind.FUNCTIONS
         if self.content is not None:
             return EditKind.WHOLE_FILE
         if not (self.search or "").strip():

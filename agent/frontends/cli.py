@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     fix.add_argument("--cost-budget", dest="cost_budget_usd", type=float, default=None)
     fix.add_argument("--time-budget", dest="time_budget_s", type=float, default=None)
     fix.add_argument("--allow-test-edits", action="store_true", default=None)
-    fix.add_argument("--edit-format", choices=("search_replace", "whole_file"), default=None,
+    fix.add_argument("--edit-format", choices=("search_replace", "whole_file", "function"), default=None,
                      help="how the model writes edits (default: whole_file for the local "
                           "model, search_replace otherwise)")
     fix.add_argument("--apply", action="store_true", help="apply the patch to the working tree")
