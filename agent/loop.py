@@ -240,8 +240,18 @@ class Solver:
         self.bus.emit(Localized([s.to_dict() for s in self.suspects], spectrum is not None,
                                 time.monotonic() - started))
 
-    def _sources(self, files: dict[str, str], focus: list[TracebackHit]) -> dict[str, str]:
+    def _context_budget(self) -> int:
+        """Tokens of source per prompt: the setting, within the server's real window less
+        the answer and the rest of the prompt (instructions, failures, repository map)."""
         budget = self.settings.context_tokens
+        window = getattr(self.model, "window", None)
+        if window is not None:
+            answer = self.settings.max_tokens or 2048
+            budget = min(budget, max(256, (window.tokens - answer) // 2))
+        return budget
+
+    def _sources(self, files: dict[str, str], focus: list[TracebackHit]) -> dict[str, str]:
+        budget = self._context_budget()
         if self.suspects:
             sources, partial = self.repo_map.function_source(files, self.suspects,
                                                              token_budget=budget)
@@ -271,7 +281,7 @@ class Solver:
         sources = self._sources(self.base_files, focus)
         repo_map = self.repo_map.render(self.base_files, focus=focus,
                                         mentioned=_words(self.issue),
-                                        token_budget=max(256, self.settings.context_tokens // 4))
+                                        token_budget=max(256, self._context_budget() // 4))
         failures = self._failure_views(failing)
         if not failures and self.baseline.targets:
             failures = [{"nodeid": t, "message": _trim(self.baseline_report.output, OUTPUT_CHARS)}
@@ -412,7 +422,7 @@ class Solver:
         """Sample reproduction tests for the issue; keep one that fails on the current code."""
         self.bus.emit(Status("no failing test: sampling tests that reproduce the issue"))
         repo_map = self.repo_map.render(self.base_files, mentioned=_words(self.issue),
-                                        token_budget=max(256, self.settings.context_tokens // 4))
+                                        token_budget=max(256, self._context_budget() // 4))
         sources = self._sources(self.base_files, [])
         user = self._render("reproduce", issue=self.issue, repo_map=repo_map, sources=sources,
                             test_path=REPRO_TEST_PATH)

@@ -31,7 +31,8 @@ def _file_id(filename):
     fid = _files.get(filename)
     if fid is None:
         fid = -1
-        real = os.path.realpath(filename) if filename[:1] == "/" else os.path.abspath(filename)
+        # "<frozen os>", "<string>": not files; relative names are relative to the cwd
+        real = "" if filename[:1] == "<" else os.path.realpath(filename)
         if real.startswith(_ROOT) and "site-packages" not in real:
             fid = len(_names)
             _names.append(real[len(_ROOT):])

@@ -138,8 +138,11 @@ def main(argv: list[str] | None = None) -> int:
                      "span": [start, end], "file_lines": text.count("\n")}
             if args.verify:
                 code, failing, total = run_tests(task)
-                if not failing:
-                    raise SystemExit(f"{reg['id']}: the regression fails no test")
+                if not failing:  # not a usable task: say so and leave it out
+                    print(f"{reg['id']}: the regression fails no test; left out", flush=True)
+                    shutil.rmtree(task)
+                    manifest.pop(reg["id"], None)
+                    continue
                 entry.update(failing=failing, tests=total)
                 print(f"{reg['id']}: {len(failing)} of {total} tests fail", flush=True)
             manifest[reg["id"]] = entry
