@@ -14,6 +14,7 @@ from typing import Protocol
 from agent.candidate import Baseline, Candidate, choose
 from agent.config import Settings
 from agent.edits import apply_edits, parse_answer, unified_diff
+from agent.edits.grammar import grammar_for
 from agent.errors import ConfigError, EditApplyError, FormatError, MulliganError
 from agent.events import (BaselineDone, CandidateState, CandidateUpdate, EventBus, Localized,
                           ModelCall, RoundFinished, RunFinished, RunStarted, Status)
@@ -201,6 +202,9 @@ class Solver:
                                         Usage(call.prompt_tokens, call.completion_tokens),
                                         call.cost_usd, "replayed", 0.0)
         else:
+            constrain = getattr(self.model, "constrain", None)
+            if constrain is not None and self.settings.constrained_decoding:
+                constrain(grammar_for(self.edit_format) if purpose != "reproduce" else None)
             completions = await self.model.sample(messages, n, seed=seed)
         usage = sum((c.usage for c in completions), Usage())
         cost = sum(c.cost_usd for c in completions)

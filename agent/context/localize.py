@@ -134,7 +134,7 @@ def _owner(symbols: list[Symbol], line: int) -> Symbol | None:
 
 
 def rank(table: Mapping[str, list[Symbol]], ctx: _Focus, spectrum: Spectrum | None,
-         limit: int = 20) -> list[Suspect]:
+         limit: int = 40) -> list[Suspect]:
     """Functions outside the tests, most suspicious first (at most `limit`)."""
     funcs = _functions(table)
     scores: dict[tuple[str, str], float] = {}

@@ -164,7 +164,7 @@ class RepoMap:
         focus: Sequence[TracebackHit],
         spectrum: Spectrum | None = None,
         *,
-        limit: int = 20,
+        limit: int = 40,
     ) -> list[Suspect]:
         """The functions most likely to hold the bug, best first (see `localize.rank`)."""
         infos = self._infos(files)

@@ -313,6 +313,8 @@ class OpenAIChatModel:
         self._max_tokens_param = "max_tokens"
         self._semaphore: asyncio.Semaphore | None = None
         self.window: Window | None = None  # the server's context size, learnt in preflight
+        # a GBNF grammar the answers must follow, sent where the server is llama.cpp
+        self.grammar: str | None = None
 
     def __repr__(self) -> str:
         return f"OpenAIChatModel(model={self.settings.model!r}, base_url={self.base_url!r})"
@@ -430,7 +432,13 @@ class OpenAIChatModel:
             params["max_completion_tokens"] = s.max_completion_tokens
         elif s.max_tokens is not None or self.window is not None:
             params[self._max_tokens_param] = self._answer_room(messages, s.max_tokens)
+        if self.grammar and self.window is not None and "llama.cpp" in self.window.source:
+            params["extra_body"] = {"grammar": self.grammar}
         return params
+
+    def constrain(self, grammar: str | None) -> None:
+        """Answers from now on follow `grammar` (GBNF), where the server supports it."""
+        self.grammar = grammar
 
     def _answer_room(self, messages: list[dict], wanted: int | None) -> int | None:
         """max_tokens so that prompt + answer fit the server's window (never truncated)."""
