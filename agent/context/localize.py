@@ -79,8 +79,10 @@ def trace_job(snapshot, test_command: str, targets: Sequence[str], passing: Sequ
         rng = random.Random(seed)
         rng.shuffle(near)
         rng.shuffle(far)
-        half = PASSING_SAMPLE // 2
-        sample = near[:half] + far[: PASSING_SAMPLE - min(half, len(near))]
+        half = PASSING_SAMPLE // 2  # half from the failing tests' files, half from others
+        sample = near[:half] + far[:half]
+        rest = near[half:] + far[half:]
+        sample += rest[: PASSING_SAMPLE - len(sample)]
         select = tuple(dict.fromkeys([*targets, *sample]))
     command = (f"mkdir -p {TRACE_DIR} && printf '%s' \"$MULLIGAN_TRACER\" > "
                f"{TRACE_DIR}/mulligan_trace.py && export PYTHONPATH=\"{TRACE_DIR}:$PYTHONPATH\""
