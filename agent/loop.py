@@ -239,6 +239,11 @@ class Solver:
             self.bus.emit(Status("localizing: tracing the failing tests"))
             report = await self._run_job(job)
             spectrum = parse_trace(report.output)
+            if job.select and (spectrum is None or not spectrum.failing):
+                # a sampled id pytest cannot find aborts the run: trace the whole suite
+                job = trace_job(self.work, self.settings.test_cmd, self.baseline.targets, (),
+                                self.limits, whole_suite=True)
+                spectrum = parse_trace((await self._run_job(job)).output) if job else None
         focus = self._focus(self.baseline_report, self.baseline_report.failing())
         self.suspects = self.repo_map.localize(self.base_files, focus, spectrum)
         self.bus.emit(Localized([s.to_dict() for s in self.suspects], spectrum is not None,
