@@ -14,21 +14,6 @@ from sandbox.api import Limits
 from sandbox.snapshot import Snapshot
 
 
-def find_repo_root(path: Path) -> Path:
-    import git
-
-    try:
-        repo = git.Repo(path, search_parent_directories=True)
-    except git.NoSuchPathError:
-        raise WorkspaceError(f"{path} does not exist") from None
-    except git.InvalidGitRepositoryError:
-        raise WorkspaceError(f"{path} is not inside a git repository (run `git init` first)") \
-            from None
-    if repo.working_tree_dir is None:
-        raise WorkspaceError(f"{path} is a bare repository: run mulligan in a checkout")
-    return Path(repo.working_tree_dir).resolve()
-
-
 def open_sandbox(settings: Settings, snapshot: Snapshot,
                  log: Callable[[str], None] = lambda _line: None) -> DockerSandbox:
     client = connect(pool_size=settings.workers + 4)

@@ -61,6 +61,7 @@ from agent.edits import Edit, apply_edits, parse_answer
 from agent.edits.grammar import grammar_for
 from agent.errors import EditApplyError, FormatError, MulliganError
 from agent.loop import MESSAGE_CHARS, _lang, _trim
+from agent.trajectory import json_lines
 from prompts import render
 
 DEFAULT_TASKS_DIR = ROOT.parent / "shared" / "benchmarks"
@@ -432,7 +433,7 @@ def append_rows(path: Path, rows: list[dict]) -> None:
 def read_results(path: Path) -> list[dict]:
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [row for row in json_lines(path) if row is not None]  # a cut last line is dropped
 
 
 def summarize(path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Turn a model's answer into file edits, apply them in memory, and render git patches.
+"""Turn a model's answer into file edits and apply them in memory (patches: sandbox.diff).
 
 Answer formats: SEARCH/REPLACE blocks, unified diffs, whole files (`parse`), and replacement
 functions spliced back by their tree-sitter span (`functions`). Edits are applied with a
@@ -10,8 +10,10 @@ show what the file really contains.
 
 from agent.edits.apply import apply_edits
 from agent.edits.parse import parse_answer
-from agent.edits.render import diff_paths, normalize_diff, unified_diff
 from agent.edits.types import AppliedEdit, ApplyResult, Edit, EditKind, MatchStrategy
+
+# Rendering and comparing patches is sandbox.diff's job; re-exported as part of this API.
+from sandbox.diff import diff_paths, normalize_diff, unified_diff
 
 __all__ = [
     "AppliedEdit",

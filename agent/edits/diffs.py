@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from agent.edits.paths import _Known
 from agent.edits.types import Edit
 from agent.errors import FormatError
+from sandbox.diff import unquote_path
 
 _HUNK_RE = re.compile(r"^@@+\s*-(\d+)(?:,(\d+))?\s+\+(\d+)(?:,(\d+))?\s*@@+")
 
@@ -71,21 +72,10 @@ def _has_header(body: list[str]) -> bool:
     return any(_diff_starts(body, j) for j in range(len(body)))
 
 
-def _unquote_c(name: str) -> str:
-    """Undo git's C-style quoting of unusual path names ("a/f\\303\\251.py")."""
-    if not (len(name) >= 2 and name[0] == name[-1] == '"'):
-        return name
-    raw = name[1:-1].encode("latin-1", "backslashreplace")
-    try:
-        return raw.decode("unicode_escape").encode("latin-1").decode("utf-8")
-    except (UnicodeDecodeError, UnicodeEncodeError):
-        return name[1:-1]
-
-
 def _header_path(raw: str, known: _Known) -> str | None:
     path = raw.split("\t")[0].strip()
     path = re.sub(r"\s+\d{4}-\d\d-\d\d[ T]\d.*$", "", path)  # GNU diff timestamps
-    path = _unquote_c(path)
+    path = unquote_path(path)
     if path == "/dev/null":
         return None
     if path[:2] in ("a/", "b/") and not (path in known.set and path[2:] not in known.set):

@@ -31,7 +31,6 @@ import os
 import posixpath
 import shlex
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +41,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.errors import ConfigError, MulliganError
+from agent.events import ResultStatus
+from sandbox import git
 
 if TYPE_CHECKING:
     from agent.config import Settings
@@ -76,10 +77,9 @@ class FixDoesNotApply(MulliganError):
 
 
 def _git(args: list[str], cwd: Path, env: Mapping[str, str] | None = None,
-         data: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-    proc = subprocess.run(["git", *args], cwd=cwd, env=env, input=data, capture_output=True,
-                          check=False)
-    if check and proc.returncode != 0:
+         data: bytes | None = None, check: bool = True) -> git.GitResult:
+    proc = git.run(args, cwd=cwd, env=env, input=data)
+    if check and not proc.ok:
         raise HookError(f"git {args[0]} failed: {_last_line(proc.stderr)}")
     return proc
 
@@ -328,9 +328,8 @@ def _merge3(ours: bytes, base: bytes, theirs: bytes) -> bytes | None:
         for label, data in (("ours", ours), ("base", base), ("theirs", theirs)):
             Path(tmp, label).write_bytes(data)
             names.append(str(Path(tmp, label)))
-        proc = subprocess.run(["git", "merge-file", "-p", "--quiet", *names],
-                              capture_output=True, check=False)
-    return proc.stdout if proc.returncode == 0 else None
+        proc = git.run(["merge-file", "-p", "--quiet", *names])
+    return proc.stdout if proc.ok else None
 
 
 def _worktree_plan(top: Path, snapshot: Snapshot, patch: str
@@ -514,8 +513,6 @@ class Hook:
         print(text, file=sys.stderr, flush=True)  # plain: rich is imported only to solve
 
     def run(self) -> int:
-        from sandbox.errors import SandboxError
-
         try:
             return self._run()
         except KeyboardInterrupt:
@@ -523,7 +520,7 @@ class Hook:
                                                   else "nothing was changed"))
             return 130
         except Exception as exc:  # noqa: BLE001 -- any failure: say so, keep the work
-            known = isinstance(exc, (MulliganError, SandboxError))
+            known = isinstance(exc, MulliganError)
             what = "error" if known else f"crashed ({type(exc).__name__})"
             self.say(f"mulligan hook {what}: {exc}")
             self.say("the fix may be partly applied (your own changes are kept): see git status"
@@ -576,10 +573,10 @@ class Hook:
             result = asyncio.run(self._solve(settings, sandbox, snapshot))
         finally:
             sandbox.close()
-        if result.status == "nothing_to_fix":
+        if result.status is ResultStatus.NOTHING_TO_FIX:
             self.say("mulligan: the tests pass when run again (flaky?): the commit goes ahead")
             return 0
-        patch = result.patch if result.status == "solved" else None
+        patch = result.patch if result.status is ResultStatus.SOLVED else None
         # Under the pre-commit framework, which stashes and restores the unstaged changes
         # around its hooks, the hook never writes to the repository: the patch file only.
         terminal = None if os.environ.get("PRE_COMMIT") else open_terminal()
