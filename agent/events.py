@@ -116,6 +116,19 @@ class RunFinished(Event):
 
 
 @dataclass(frozen=True)
+class SecondOpinion(Event):
+    """The winner's confirming run in a fresh container with another runner (agent/verdict.py)."""
+
+    kind: ClassVar[str] = "second_opinion"
+    candidate: str
+    agreed: bool
+    seconds: float
+    reason: str = ""
+    first: dict[str, Any] | None = None  # the two reports
+    second: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class RunError(Event):
     kind: ClassVar[str] = "error"
     message: str
@@ -146,7 +159,7 @@ class EventBus:
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls for cls in (RunStarted, Status, BaselineDone, ModelCall, CandidateUpdate,
-                              RoundFinished, RunFinished, RunError)
+                              RoundFinished, RunFinished, SecondOpinion, RunError)
 }
 
 

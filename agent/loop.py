@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from agent.candidate import Baseline, Candidate, choose
+from agent.verdict import confirmed_winner, second_opinion_job
 from agent.config import Settings
 from agent.edits import apply_edits, parse_answer, unified_diff
 from agent.errors import ConfigError, EditApplyError, FormatError, MulliganError
@@ -157,7 +158,10 @@ class Solver:
                     break
         except BudgetExhausted as exc:
             reason = str(exc)
-        best = choose(self.candidates)
+        best = await confirmed_winner(  # a second opinion before "solved" (agent/verdict.py)
+            self.candidates, self.baseline, lambda c: second_opinion_job(
+                self.work, c, self.baseline, self.settings.test_cmd, self.limits),
+            lambda job: asyncio.to_thread(self.sandbox.run, job), self.bus, self._record)
         if best is not None and best.solved:
             return self._finish("solved", best, "")
         return self._finish("unsolved", best, reason)
@@ -419,7 +423,7 @@ class Solver:
 
     def _update(self, cand: Candidate, state: CandidateState) -> CandidateUpdate:
         note = cand.format_error or (cand.report.patch_error if cand.report else None) or \
-            ", ".join(cand.strategies)
+            cand.rejection or cand.second_opinion_note or ", ".join(cand.strategies)
         return CandidateUpdate(
             cand.id, cand.round, cand.parent, state, cand.tokens, len(cand.fixed),
             len(self.baseline.targets), len(cand.regressions), list(cand.edited_tests),

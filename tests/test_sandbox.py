@@ -138,7 +138,8 @@ print("PROBE " + json.dumps({{
     "rm_exit": proc.returncode,
     "etc_passwd_left": os.path.exists("/etc/passwd"),
     "python_left": os.path.exists("/usr/bin/python3"),
-    "workspace_left": os.listdir("/workspace"),
+    "workspace_left": sorted(os.listdir("/workspace")),
+    "tests_left": sorted(os.listdir("/workspace/tests")),
 }}), flush=True)
 """
 
@@ -290,9 +291,10 @@ def test_rm_rf_root_and_deleting_the_repository(sandbox, snap, host_repo, untouc
     seen = probe(report)
     assert seen["rm_exit"] != 0  # rm could not delete the read-only root
     assert seen["etc_passwd_left"] and seen["python_left"]
-    assert seen["workspace_left"] == []  # it did delete its own copy
+    # It deleted its own copy, all but the test files, which belong to the runner's user.
+    assert seen["workspace_left"] == ["tests"] and seen["tests_left"] == ["test_m.py"]
     assert report.status is RunStatus.COMPLETED
-    assert "tests/test_m.py" in report.changed_test_files  # deleted at run time: reported
+    assert report.passed  # the tests, intact, ran against the m.py imported before rm
     assert (host_repo / "m.py").read_text() == BASE["m.py"]
     # The next candidate gets a fresh, complete copy.
     after = sandbox.run(Job(snap, benign(), limits=Limits(timeout_s=30)))

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sandbox.testpaths import is_test_path  # the one rule; re-exported for the map's users
+
 __all__ = [
     "RepoMap",
     "Symbol",
@@ -588,25 +590,6 @@ def parse_traceback_locations(text: str, known_paths: Iterable[str]) -> list[Tra
 
 
 # --------------------------------------------------------------------------- helpers
-
-_TEST_DIRS = {"test", "tests", "__tests__", "spec", "specs"}
-
-
-def is_test_path(path: str) -> bool:
-    """Whether `path` looks like a test file (tests/…, test_*.py, *_test.go, *.spec.ts, …)."""
-    parts = _normalize(path).split("/")
-    name = parts[-1]
-    if any(part in _TEST_DIRS for part in parts[:-1]):
-        return True
-    stem = name.split(".", 1)[0]
-    if name == "conftest.py" or stem in ("test", "tests"):
-        return True
-    if stem.startswith("test_") or stem.endswith(("_test", "_tests")):
-        return True
-    if ".test." in name or ".spec." in name:
-        return True
-    return bool(re.search(r"[a-z0-9]Tests?$", stem))  # FooTest.java
-
 
 def _module_name(path: str) -> str:
     """pkg/sub/mod.py -> pkg.sub.mod; pkg/__init__.py -> pkg."""
