@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from agent.candidate import Baseline, Candidate, choose
-from agent.verdict import confirmed_winner, second_opinion_job
+from agent.verdict import confirmed_winner, second_opinion_job, unsolved_detail
 from agent.config import Settings
 from agent.edits import apply_edits, parse_answer, unified_diff
 from agent.errors import ConfigError, EditApplyError, FormatError, MulliganError
@@ -164,7 +164,7 @@ class Solver:
             lambda job: asyncio.to_thread(self.sandbox.run, job), self.bus, self._record)
         if best is not None and best.solved:
             return self._finish("solved", best, "")
-        return self._finish("unsolved", best, reason)
+        return self._finish("unsolved", best, reason + unsolved_detail(best))
 
     def _finish(self, status: str, chosen: Candidate | None, reason: str) -> Result:
         patch = None

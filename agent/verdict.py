@@ -77,3 +77,12 @@ async def confirmed_winner(candidates: Sequence[Candidate], baseline: Baseline,
         if not best.confirmed:
             record(best)
     return choose([c for c in candidates if not c.solved or c.confirmed])
+
+
+def unsolved_detail(best: Candidate | None) -> str:
+    """What the run's reason adds when the best candidate was turned down by a verdict rule,
+    so every front end that shows the reason shows why (CLI, TUI, CI comment, hook)."""
+    if best is None:
+        return ""
+    why = best.rejection or best.second_opinion_note
+    return f"; {best.id} {why}" if why else ""

@@ -10,9 +10,9 @@ import shlex
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +20,19 @@ import docker
 import docker.errors
 import requests.exceptions
 
+from sandbox.api import Job, Limits, RunStatus, TestReport
 from sandbox.errors import DiskFull, DockerUnavailable, ImageMissing, SandboxError
 from sandbox.junit import parse_junit
-from sandbox.api import Job, Limits, RunStatus, TestReport
+from sandbox.snapshot import PatchDoesNotApply
 from sandbox.tamper import review
-from sandbox.testpaths import (CONFIG_FILES, TEST_DIRS, TEST_PATTERNS, is_test_path, test_edits,
-                               uses_pytest)
-from sandbox.snapshot import PatchDoesNotApply, Snapshot
+from sandbox.testpaths import (
+    CONFIG_FILES,
+    TEST_DIRS,
+    TEST_PATTERNS,
+    infrastructure_edits,
+    is_test_path,
+    uses_pytest,
+)
 
 SANDBOX_UID = 1000
 WORKDIR = "/workspace"
@@ -410,11 +416,11 @@ def _inspect(job: Job, tree: str) -> tuple[list, list[str], list[str]]:
     configs = [p for p in CONFIG_FILES if p in old_entries]
     old = snap.read_blobs([old_entries[p] for p in set(changed + configs) if p in old_entries])
     new = snap.read_blobs([new_entries[p] for p in changed if p in new_entries])
-    text = lambda blob: blob.decode("utf-8", "replace") if blob is not None else None  # noqa: E731
+    text = lambda blob: blob.decode("utf-8", "replace") if blob is not None else None
     before = {p: text(old.get(p)) for p in changed}
     after = {p: text(new.get(p)) for p in changed}
     config = {p: text(old[p]) or "" for p in configs}
-    edits = test_edits(before, after, job.test_command, set(old_entries), config)
+    edits = infrastructure_edits(before, after, job.test_command, set(old_entries), config)
     protected += [e.path for e in edits if e.path in new_entries]
     return edits, review(before, after), sorted(set(protected))
 

@@ -24,7 +24,6 @@ import json
 import os
 import selectors
 import signal
-import stat
 import subprocess
 import sys
 import tarfile
@@ -134,7 +133,7 @@ def kill_others(as_root, pgid):
         alive = []
         for pid in others:
             try:
-                with open("/proc/%s/stat" % pid) as fh:
+                with open(f"/proc/{pid}/stat") as fh:
                     if fh.read().rsplit(")", 1)[-1].split()[0] != "Z":
                         alive.append(pid)
             except OSError:
@@ -166,7 +165,7 @@ def run(header, as_root):
         header["command"], shell=True, cwd=header["workdir"], env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         start_new_session=True, pass_fds=pass_fds,
-        preexec_fn=demote(int(header["uid"])) if as_root else None,
+        preexec_fn=demote(int(header["uid"])) if as_root else None,  # noqa: PLW1509 - one thread
     )
     for fd in pass_fds:
         os.close(fd)  # only the test command's processes hold the write end now
@@ -261,7 +260,7 @@ def pytest_plugins():
         eps = metadata.entry_points()
         group = eps.select(group="pytest11") if hasattr(eps, "select") else eps.get("pytest11", [])
         return sorted({ep.name for ep in group})
-    except Exception:  # metadata of a broken distribution: the list is advisory
+    except Exception:  # noqa: BLE001 - a broken distribution's metadata: the list is advisory
         return ["?"]
 
 

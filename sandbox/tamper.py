@@ -13,6 +13,7 @@ checks are on Python sources, and a file that does not parse fails its tests any
 from __future__ import annotations
 
 import ast
+import threading
 from collections import Counter
 from collections.abc import Mapping
 
@@ -25,6 +26,7 @@ MODULE_EXIT_CALLS = {"sys.exit", "exit", "quit", "os.execv", "os.execl", "os.exe
 REWRITTEN = ("sys.modules", "sys.path", "sys.meta_path", "sys.path_hooks", "builtins",
              "__builtins__", "sys.settrace", "sys.setprofile", "sys._getframe", "gc.get_objects",
              "gc.get_referrers")
+_PARSE_LOCK = threading.Lock()
 MUTATORS = {"append", "insert", "extend", "update", "pop", "popitem", "setdefault", "clear",
             "remove", "__setitem__", "__delitem__"}
 
@@ -44,9 +46,12 @@ def review(before: Mapping[str, str | None], after: Mapping[str, str | None]) ->
 
 def _findings(source: str) -> Counter[str]:
     try:
-        tree = ast.parse(source)
+        with _PARSE_LOCK:  # CPython 3.11's parser is not safe from parallel sandbox threads
+            tree = ast.parse(source)
     except (SyntaxError, ValueError):
-        return Counter()
+        return Counter()  # it cannot run either: its tests fail
+    except (SystemError, RecursionError, MemoryError):  # nested past what the parser takes
+        return Counter({"cannot be reviewed (nested too deeply)": 1})
     visitor = _Visitor()
     visitor.visit(tree)
     return visitor.found

@@ -5,8 +5,8 @@ candidate that edits any of it could make a failing fix look verified. By name a
 (`is_test_path`): test modules and test directories of the common layouts, `conftest.py`
 anywhere, pytest/tox/nose config files, `sitecustomize`/`usercustomize`/`*.pth` (imported by
 every Python start), and installed-distribution metadata (entry points load pytest plugins).
-By content (`test_edits`): the test sections of `pyproject.toml` and `setup.cfg`, doctest
-files named by the configuration, the test command's own files, and new top-level modules
+By content (`infrastructure_edits`): the test sections of `pyproject.toml` and `setup.cfg`,
+doctest files named by the configuration, the test command's own files, and new top-level modules
 that would shadow the standard library, pytest or its usual plugins.
 """
 
@@ -82,7 +82,7 @@ def uses_pytest(command: str) -> bool:
 
 
 @dataclass(frozen=True)
-class TestEdit:
+class InfraEdit:
     path: str
     reason: str
 
@@ -102,8 +102,7 @@ def command_files(command: str, paths: set[str]) -> set[str]:
             found.add(_RUNNERS[word])
         for candidate in (word, word.split("=", 1)[-1]):
             norm = posixpath.normpath(candidate).lstrip("/") if candidate else ""
-            if norm.startswith("./"):
-                norm = norm[2:]
+            norm = norm.removeprefix("./")
             if norm in paths and not norm.endswith("/"):
                 found.add(norm)
     return found
@@ -118,9 +117,9 @@ def doctest_globs(files: Mapping[str, str]) -> list[str]:
     return globs
 
 
-def test_edits(before: Mapping[str, str | None], after: Mapping[str, str | None],
-               command: str, all_paths: set[str] | None = None,
-               config: Mapping[str, str] | None = None) -> list[TestEdit]:
+def infrastructure_edits(before: Mapping[str, str | None], after: Mapping[str, str | None],
+                         command: str, all_paths: set[str] | None = None,
+                         config: Mapping[str, str] | None = None) -> list[InfraEdit]:
     """The test edits among the changed files: `before`/`after` map each changed path to its
     text (None: absent); `all_paths` is every path of the tree before the change and
     `config` the texts of its config files (for doctest globs)."""
@@ -147,7 +146,7 @@ def test_edits(before: Mapping[str, str | None], after: Mapping[str, str | None]
         elif old is None and (shadow := shadowed_module(path)):
             reason = f"a new top-level module that shadows {shadow!r}"
         if reason:
-            edits.append(TestEdit(path, reason))
+            edits.append(InfraEdit(path, reason))
     return edits
 
 

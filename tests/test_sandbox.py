@@ -489,16 +489,24 @@ def test_deleting_the_tests_in_the_patch_is_reported(sandbox, snap):
     assert report.changed_test_files == ["tests/test_m.py"]
 
 
-def test_deleting_and_adding_tests_at_run_time_is_reported(sandbox, snap):
+def test_deleting_and_adding_tests_at_run_time_is_refused_or_reported(sandbox, snap):
+    # The test files and the test directory belong to the runner's user: deleting one, or
+    # planting a conftest.py among them, is refused. A new test-infrastructure file where
+    # the candidate may write (the workspace root) is reported.
     code = """
         import os
-        if os.path.exists("tests/test_m.py"):
-            os.remove("tests/test_m.py")
-            with open("tests/conftest.py", "w") as fh:
-                fh.write("# planted\\n")
+        for action in (lambda: os.remove("tests/test_m.py"),
+                       lambda: open("tests/conftest.py", "w").write("# planted\\n"),
+                       lambda: open("conftest.py", "w").write("# planted\\n")):
+            try:
+                action()
+            except OSError as exc:
+                print("REFUSED", exc.errno, flush=True)
     """
     report = run_hostile(sandbox, snap, code, Limits(timeout_s=30, memory_mb=256))
-    assert report.changed_test_files == ["tests/conftest.py", "tests/test_m.py"]
+    assert report.output.count("REFUSED 13") == 2, report.output[-2000:]  # EACCES
+    assert report.changed_test_files == ["conftest.py"]
+    assert set(report.tests) == {"tests/test_m.py::test_value", "tests/test_m.py::test_double"}
 
 
 def test_candidate_runs_unprivileged_on_a_read_only_root(sandbox, snap, host_repo, untouched):
