@@ -225,11 +225,13 @@ def test_rewriting_the_tests_at_import_and_restoring_them_at_exit(tmp_path, open
             print("REWRITE-REFUSED", exc)
     """
     result, events = solve(tmp_path, openai_server, docker_image, {"calc.py": with_bug(code)},
-                           allow_test_edits=True)  # so only the run itself can stop it
+                           allow_test_edits=True,  # so only the run itself can stop it
+                           test_cmd="python -m pytest -q -s")  # -s: show what it printed
     assert_gamed_run_is_unsolved(result, events)
     (cand,) = result.candidates
     assert "REWRITE-REFUSED" in cand.report.output  # the test files are the runner's
     assert "tests/test_calc.py::test_add" in {t.nodeid for t in cand.still_failing}
+    assert "assert 0 == 6" in cand.report.tests["tests/test_calc.py::test_add"].message
 
 
 def test_deleting_the_junit_output_and_writing_its_own(tmp_path, openai_server, docker_image):
