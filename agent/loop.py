@@ -4,6 +4,7 @@ sandbox, revise the best few with their failures (a beam search over patches), s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import time
@@ -63,7 +64,7 @@ class Result:
             "candidates": [
                 {"id": c.id, "round": c.round, "parent": c.parent, "state": c.state.value,
                  "targets_fixed": len(c.fixed), "regressions": len(c.regressions),
-                 "edited_tests": c.edited_tests, "tokens": c.tokens}
+                 "edited_tests": c.edited_tests, "rejection": c.rejection, "tokens": c.tokens}
                 for c in self.candidates
             ],
             "totals": {"prompt_tokens": self.usage.prompt_tokens,
@@ -406,8 +407,8 @@ class Solver:
             if report.status is RunStatus.COMPLETED and failing:
                 self.work = self.snapshot.with_tree(self.snapshot.apply(patch))
                 self.base_files = {**self.base_files, **added}
-                self.baseline = Baseline(tuple(t.nodeid for t in failing), self.baseline.keep,
-                                         True)
+                self.baseline = dataclasses.replace(  # keeps what the baseline skipped
+                    self.baseline, targets=tuple(t.nodeid for t in failing), per_test=True)
                 self.baseline_report = report
                 self.bus.emit(Status(f"reproduced the issue with {len(failing)} failing test(s) "
                                      f"in {', '.join(sorted(added))}"))
