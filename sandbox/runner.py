@@ -76,10 +76,11 @@ def protect(root, uid, protected, test_dirs):
         for name in filenames + dirnames:
             rel = (rel_dir + "/" + name) if rel_dir else name
             path = os.path.join(dirpath, name)
-            if os.path.islink(path):
+            if rel in protected or (rel in keep_dirs and os.path.islink(path)):
+                if not os.path.islink(path):  # a symlink stays root's too: not replaceable
+                    os.chmod(path, os.stat(path).st_mode & 0o755)
+            elif os.path.islink(path):
                 os.lchown(path, uid, uid)
-            elif rel in protected:
-                os.chmod(path, os.stat(path).st_mode & 0o755)
             elif rel in keep_dirs:
                 closed = name in test_dirs
                 os.chmod(path, 0o755 if closed else 0o1777)

@@ -25,6 +25,7 @@ import docker
 import docker.errors
 import docker.models.containers
 import pytest
+import requests.exceptions
 
 from sandbox.api import Job
 from sandbox.docker_backend import DockerSandbox
@@ -846,3 +847,17 @@ def test_warm_spares_are_used_once_and_removed_at_close(docker_client, docker_im
     finally:
         box.close()
     assert session_containers(docker_client, box.session) == []
+
+
+def test_host_timeout_racing_a_container_that_just_exited(sandbox, snap, monkeypatch):
+    """The host's wait times out just as the container exits: killing it then fails with a
+    Docker API error, which must not end the run; the container's own result still counts."""
+    real_wait = docker.models.containers.Container.wait
+
+    def late_wait(self, **kwargs):
+        real_wait(self)  # the container has exited by now
+        raise requests.exceptions.ReadTimeout("host timeout")
+
+    monkeypatch.setattr(docker.models.containers.Container, "wait", late_wait)
+    report = sandbox.run(Job(snap, benign(), limits=Limits(timeout_s=30)))
+    assert report.status is RunStatus.COMPLETED and report.passed, report.output[-2000:]
