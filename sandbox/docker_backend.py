@@ -41,8 +41,9 @@ JUNIT_BYTES = 8 << 20
 # with none. See sandbox/runner.py for what each one is for.
 RUNNER_CAPS = ["CHOWN", "SETUID", "SETGID", "SETPCAP", "KILL"]
 # pytest writes its JUnit XML to this inherited pipe descriptor (a /dev/fd path); the second
-# opinion uses another range, so a candidate cannot count on the number.
-JUNIT_FDS = {False: (20, 99), True: (100, 199)}
+# opinion uses another. Fixed, not random: pytest prints the path, and the output goes into
+# prompts, which must repeat exactly for a resumed run to reuse its recorded model calls.
+JUNIT_FDS = {False: 63, True: 137}
 # Grace on top of the runner's own timeout before the host kills the container itself.
 HOST_GRACE_S = 20.0
 RUNNER_SOURCE = (Path(__file__).with_name("runner.py")).read_text()
@@ -180,7 +181,7 @@ class DockerSandbox:
         }
         junit_fd = None
         if uses_pytest(command):
-            junit_fd = secrets.SystemRandom().randint(*JUNIT_FDS[job.second_opinion])
+            junit_fd = JUNIT_FDS[job.second_opinion]
             options = [f"--junitxml=/dev/fd/{junit_fd}", "-o junit_family=xunit1",
                        "-p no:cacheprovider"]
             if job.second_opinion:
