@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agent.config import Settings
-from agent.errors import WorkspaceError
+from agent.errors import NotARepository, WorkspaceError
 from sandbox.docker_backend import DockerSandbox, connect
 from sandbox.images import ensure_image, resolve_base_image
 from sandbox.api import Limits
@@ -21,7 +21,7 @@ def find_repo_root(path: Path) -> Path:
     except git.NoSuchPathError:
         raise WorkspaceError(f"{path} does not exist") from None
     except git.InvalidGitRepositoryError:
-        raise WorkspaceError(f"{path} is not inside a git repository (run `git init` first)") \
+        raise NotARepository(f"{path} is not inside a git repository (run `git init` first)") \
             from None
     if repo.working_tree_dir is None:
         raise WorkspaceError(f"{path} is a bare repository: run mulligan in a checkout")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import platformdirs
 
-from agent.errors import ConfigError
+from agent.errors import ConfigError, NoSuchRun
 from agent.events import Event, ModelCall, RunStarted, event_from_dict
 
 
@@ -32,7 +32,7 @@ def run_path(run: str) -> Path:
         return candidate
     path = runs_dir() / run / "trajectory.jsonl"
     if not path.is_file():
-        raise ConfigError(f"no run {run!r}: no trajectory at {path}")
+        raise NoSuchRun(f"no run {run!r}: no trajectory at {path}")
     return path
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from agent.errors import WorkspaceError
+from agent.errors import WorkspaceError, WorktreeChanged
 from sandbox.snapshot import Snapshot
 
 
@@ -18,7 +18,7 @@ def apply_to_worktree(repo: Path, patch: str, snapshot_tree: str) -> list[str]:
     """Apply `patch` to the working tree (not the index); refuse if the files changed since
     the snapshot the patch was made against. Returns the paths it changed."""
     if tree_of(repo) != snapshot_tree:
-        raise WorkspaceError("the working tree changed since the run's snapshot; not applying "
+        raise WorktreeChanged("the working tree changed since the run's snapshot; not applying "
                              "(save the patch with --patch-out and apply it yourself)")
     check = subprocess.run(["git", "apply", "--check", "-"], input=patch.encode(), cwd=repo,
                            capture_output=True)

@@ -134,6 +134,12 @@ class TimedSandbox:
         finally:
             self.spans.add(start, time.monotonic())
 
+    def prewarm(self, limits, count):
+        self.inner.prewarm(limits, count)
+
+    def close(self):
+        self.inner.close()
+
 
 class TimedModel:
     def __init__(self, inner, spans: Intervals) -> None:
@@ -146,6 +152,12 @@ class TimedModel:
             return await self.inner.sample(messages, n, seed=seed)
         finally:
             self.spans.add(start, time.monotonic())
+
+    async def preflight(self):
+        await self.inner.preflight()
+
+    async def aclose(self):
+        await self.inner.aclose()
 
 
 # -- one task ----------------------------------------------------------------------------------

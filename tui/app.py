@@ -26,7 +26,8 @@ from textual.binding import Binding
 from textual.message import Message
 
 from agent.config import Settings, load_settings
-from agent.events import Event, EventBus, RunStarted
+from agent.errors import MulliganError, NotARepository, WorkspaceError, WorktreeChanged
+from agent.events import Event, EventBus, ResultStatus, RunStarted
 from agent.run import Run, RunRequest
 from agent.trajectory import read_events, run_path, runs_dir
 from agent.workspace import apply_to_worktree, changed_paths
@@ -80,7 +81,7 @@ class MulliganApp(App[int]):
                  settings: Settings | None = None, issue: str | None = None,
                  open_run: str | None = None, events: Sequence[Event] | None = None,
                  live: bool = False, clock: Callable[[], float] = time.monotonic,
-                 startup_error: str | None = None, theme: str | None = None) -> None:
+                 startup_error: BaseException | str | None = None, theme: str | None = None) -> None:
         """`repo`: the repository's top; `flags` override the repo's settings (like the
         CLI's); `open_run`: a run id or trajectory to show (and resume); `events`: a recorded
         run to show without running anything (`live`: as if it were still going);
@@ -170,12 +171,7 @@ class MulliganApp(App[int]):
     def show_error(self, error: BaseException | str, fatal: bool = False) -> None:
         from tui.screens import ErrorScreen, FatalErrorScreen
 
-        if isinstance(error, BaseException):
-            kinds = [cls.__name__ for cls in type(error).__mro__]
-            message = str(error) or type(error).__name__
-        else:
-            kinds, message = [], error
-        help = explain_error(message, kinds)
+        help = explain_error(error)
         self.errors.append(help)
         self.push_screen(FatalErrorScreen(help) if fatal else ErrorScreen(help))
 
@@ -309,10 +305,10 @@ class MulliganApp(App[int]):
             result = message.result
             if view.phase is not Phase.FINISHED:  # no run_finished event seen (should not be)
                 self.view = replace(view, phase=Phase.FINISHED, status=result.status)
-            if result.status == "solved":
+            if result.status is ResultStatus.SOLVED:
                 self.say(f"{result.chosen.id if result.chosen else 'a candidate'} passes every "
                          "test: a applies it, w saves it, y copies it.", title="Solved")
-            elif result.status == "nothing_to_fix":
+            elif result.status is ResultStatus.NOTHING_TO_FIX:
                 self.say("Every test passes already: nothing to fix.", title="Done")
             else:
                 self.say(f"No candidate passed ({result.reason}).", "warning", title="Unsolved")
@@ -439,7 +435,7 @@ class MulliganApp(App[int]):
                                               self.snapshot_tree)
         except Exception as exc:  # noqa: BLE001 - shown to the user
             message = str(exc)
-            if "changed since" in message:
+            if isinstance(exc, WorktreeChanged):
                 message = ("Your files changed since the run's snapshot, so the patch was not "
                            "applied. Save it (w) and apply it yourself with git apply, or "
                            "resume the run (r) to test it on your files as they are now.")
@@ -551,19 +547,20 @@ def recent_runs(limit: int = 30) -> list[tuple[str, str, str]]:
     return out
 
 
-def find_repo(path: Path) -> tuple[Path | None, str | None]:
+def find_repo(path: Path) -> tuple[Path | None, MulliganError | None]:
     """The top of the git checkout holding `path`, or why there is none."""
     path = path.expanduser()
     if not path.exists():
-        return None, f"{path} does not exist"
+        return None, WorkspaceError(f"{path} does not exist")
     try:
         proc = subprocess.run(["git", "rev-parse", "--show-toplevel"], check=False,
                               cwd=path if path.is_dir() else path.parent,
                               capture_output=True, text=True)
     except OSError:
-        return None, "git is not installed: install it (sudo apt-get install git)"
+        return None, WorkspaceError("git is not installed: install it (sudo apt-get install git)")
     if proc.returncode != 0 or not proc.stdout.strip():
-        return None, f"{path.resolve()} is not inside a git repository (run `git init` first)"
+        return None, NotARepository(
+            f"{path.resolve()} is not inside a git repository (run `git init` first)")
     return Path(proc.stdout.strip()).resolve(), None
 
 

@@ -12,12 +12,14 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from agent import errors
 from agent.events import (
     BaselineDone,
     CandidateState,
     CandidateUpdate,
     Event,
     ModelCall,
+    ResultStatus,
     RoundFinished,
     RunError,
     RunFinished,
@@ -284,7 +286,7 @@ def reduce(view: RunView, event: Event, now: float | None = None) -> RunView:
         line = finish_line(finish)
         return replace(view, phase=Phase.FINISHED, finished=finish, status=line,
                        log=_log(view.log, line), best=event.chosen or view.best,
-                       solved=event.status == "solved")
+                       solved=event.status == ResultStatus.SOLVED)
     if isinstance(event, RunError):
         return replace(abandon(view), phase=Phase.ERROR, error=event.message,
                        status=f"error: {event.message}",
@@ -312,9 +314,9 @@ def abandon(view: RunView) -> RunView:
 
 
 def finish_line(finish: FinishView) -> str:
-    if finish.status == "solved":
+    if finish.status == ResultStatus.SOLVED:
         return f"solved: {finish.chosen} passes every test"
-    if finish.status == "nothing_to_fix":
+    if finish.status == ResultStatus.NOTHING_TO_FIX:
         return "nothing to fix: " + (finish.reason or "every test passes already")
     best = f"; best so far {finish.chosen}" if finish.chosen else ""
     return f"{finish.status}: {finish.reason or 'no candidate passed'}{best}"
@@ -393,7 +395,7 @@ def applicable(view: RunView, cid: str | None) -> Applicable:
     if cand is None:
         return Applicable(None, "select a candidate first")
     if view.finished is not None and cid == view.finished.chosen and view.finished.patch:
-        warning = "" if view.finished.status == "solved" else \
+        warning = "" if view.finished.status == ResultStatus.SOLVED else \
             f"{cid} does not pass every test: it is only the best so far"
         return Applicable(view.finished.patch, warning=warning)
     if not cand.passed:
@@ -457,68 +459,64 @@ class ErrorHelp:
     fixes: tuple[str, ...]
 
 
-def explain_error(message: str, kinds: Sequence[str] = ()) -> ErrorHelp:
-    """A title and the steps that fix an error, from its message and exception class names
-    (the TUI never imports the sandbox to tell them apart)."""
-    low = message.lower()
-    kinds = set(kinds)
-    if "DockerUnavailable" in kinds or "docker daemon" in low or "docker is not" in low \
-            or "docker socket" in low:
+def explain_error(error: BaseException | str) -> ErrorHelp:
+    """A title and the steps that fix an error, by its type in the one error tree
+    (agent.errors); a bare message, or an error outside the tree, gets the general help."""
+    message = error if isinstance(error, str) else (str(error) or type(error).__name__)
+    if isinstance(error, errors.DockerUnavailable):
         return ErrorHelp("Docker is not available", message, (
             ("Start the Docker engine: sudo systemctl start docker (or run scripts/setup.sh "
              "as root)."),
             "Check that it answers: docker info",
             "mulligan doctor checks Docker, the sandbox image, the model and git at once.",
         ))
-    if {"ImageMissing", "ImageBuildFailed"} & kinds or "image" in low and (
-            "not present" in low or "build" in low):
+    if isinstance(error, (errors.ImageMissing, errors.ImageBuildFailed)):
         return ErrorHelp("The sandbox image is missing", message, (
             "Build the offline image: sudo bash scripts/setup.sh",
             "Or name an image you have: --image IMAGE (or MULLIGAN_IMAGE).",
         ))
-    if "DiskFull" in kinds or "out of disk" in low:
+    if isinstance(error, errors.DiskFull):
         return ErrorHelp("Docker is out of disk space", message,
                          ("Free some: docker system prune", "Then start the run again."))
-    if "ModelNotFound" in kinds or ("model" in low and "is not available at" in low):
+    if isinstance(error, errors.ModelNotFound):
         return ErrorHelp("The endpoint does not serve this model", message, (
             ("Pick a model the endpoint serves: edit Model on the setup screen, "
              "or --model / MULLIGAN_MODEL."),
             "List what it serves: curl ENDPOINT/models",
         ))
-    if "no model endpoint" in low:
+    if isinstance(error, errors.NoModelEndpoint):
         return ErrorHelp("No model endpoint", message, (
             ("Set the endpoint: x returns to the setup screen (or --base-url / "
              "OPENAI_BASE_URL, with OPENAI_API_KEY when it needs a key)."),
             "Or install the offline local model once: mulligan model setup",
         ))
-    if "api key" in low or "http 401" in low:
+    if isinstance(error, errors.ModelAuthError):
         return ErrorHelp("The model endpoint rejected the API key", message, (
             "Set OPENAI_API_KEY to a key the endpoint accepts, then start again.",))
-    if {"ModelUnavailable", "ModelError"} & kinds or "model server" in low:
+    if isinstance(error, errors.ModelError):
         return ErrorHelp("The model endpoint is not answering", message, (
             ("Start the model server, or fix the endpoint: x returns to the setup screen "
              "(or --base-url / OPENAI_BASE_URL)."),
             "OpenAI-compatible servers usually end in /v1, e.g. http://127.0.0.1:8000/v1",
             "mulligan doctor checks that the endpoint answers.",
         ))
-    if "no tests found" in low or "test command was not found" in low:
+    if isinstance(error, errors.NoTests):
         return ErrorHelp("No tests to run", message, (
             ("Set the test command: Test command on the setup screen, --test-cmd, or "
              "test_cmd under [tool.mulligan] in pyproject.toml."),
             ("Mulligan fixes failing tests: add a test that shows the bug, or give an issue "
              "statement so it writes one."),
         ))
-    if "timed out" in low:
+    if isinstance(error, errors.BaselineTimedOut):
         return ErrorHelp("The tests take too long", message, (
             "Raise the limit with --timeout SECONDS, or narrow the test command.",))
-    if "not inside a git repository" in low or "not the top of a git repository" in low \
-            or "not a git repository" in low:
+    if isinstance(error, errors.NotARepository):
         return ErrorHelp("Not a git repository", message, (
             ("Run mulligan inside a git checkout (git init && git add . && git commit "
              "makes one)."),))
-    if low.startswith("no run "):
+    if isinstance(error, errors.NoSuchRun):
         return ErrorHelp("No such run", message, ("mulligan runs lists the recent runs.",))
-    if "ConfigError" in kinds or "invalid setting" in low or "toml" in low:
+    if isinstance(error, errors.ConfigError):
         return ErrorHelp("A setting is not valid", message, (
             ("Fix it on the setup screen, in the flags, or in [tool.mulligan] of "
              "pyproject.toml / .mulligan.toml."),))

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from agent.config import load_settings
 from agent.errors import MulliganError
-from sandbox.errors import SandboxError
+from agent.events import ResultStatus
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -31,9 +31,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return handler(args)
-    except (MulliganError, SandboxError) as exc:
+    except MulliganError as exc:
         err.print(f"[bold red]mulligan: error:[/] {exc}")
-        return getattr(exc, "exit_code", 2)
+        return exc.exit_code
     except KeyboardInterrupt:
         err.print("mulligan: interrupted")
         if getattr(args, "json", False):
@@ -195,7 +195,7 @@ def cmd_fix(args: argparse.Namespace) -> int:
         bus.subscribe(ConsoleProgress(err, verbose=args.verbose))
         run = Run(RunRequest(repo, settings, issue, args.resume), bus)
         result = asyncio.run(run.execute())
-    except (MulliganError, SandboxError) as exc:
+    except MulliganError as exc:
         _json_error(args, exc)  # --json: stdout still holds exactly one JSON object
         raise
     try:
@@ -205,7 +205,7 @@ def cmd_fix(args: argparse.Namespace) -> int:
             except OSError as exc:
                 raise MulliganError(f"cannot write {args.patch_out}: {exc.strerror}") from None
             err.print(f"patch written to {args.patch_out}")
-        if result.status == "solved" and args.apply and result.patch:
+        if result.status is ResultStatus.SOLVED and args.apply and result.patch:
             changed = apply_to_worktree(repo, result.patch, run.snapshot_tree or "")
             err.print(f"applied to the working tree: {', '.join(changed)}")
     except MulliganError as exc:
@@ -214,16 +214,16 @@ def cmd_fix(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_json()))
     elif result.patch:
-        label = "patch" if result.status == "solved" else "best partial patch (does not pass)"
+        label = "patch" if result.status is ResultStatus.SOLVED else "best partial patch (does not pass)"
         err.print(f"[bold]{label}[/] ({result.chosen.id if result.chosen else '-'}):")
         sys.stdout.write(result.patch)
     err.print(f"trajectory: {run.trajectory_path}")
-    return 0 if result.status in ("solved", "nothing_to_fix") else 1
+    return 0 if result.status in (ResultStatus.SOLVED, ResultStatus.NOTHING_TO_FIX) else 1
 
 
 def _json_error(args: argparse.Namespace, exc: Exception, result: dict | None = None) -> None:
     if args.json:
-        body = result or {"status": "error", "patch": None, "candidates": [], "totals": {}}
+        body = result or {"status": ResultStatus.ERROR.value, "patch": None, "candidates": [], "totals": {}}
         print(json.dumps({**body, "error": str(exc)}))
 
 

@@ -40,6 +40,7 @@ from typing import Any
 
 from agent.frontends.bench.tasks import BenchTask, load_tasks
 from agent.errors import ConfigError
+from agent.events import ResultStatus
 
 STRATEGIES = ("single", "best-of-n", "revise-only", "mulligan")
 DEFAULT_BUDGET = 8
@@ -277,11 +278,13 @@ async def run_job(task: BenchTask, strategy: Strategy, cfg: BenchConfig,
             baseline = list(result.baseline.targets + result.baseline.keep) \
                 if result.baseline and result.baseline.per_test else []
             verification = await asyncio.to_thread(
-                verify_patch, task, result.patch if result.status != "nothing_to_fix" else None,
+                verify_patch, task,
+                result.patch if result.status is not ResultStatus.NOTHING_TO_FIX else None,
                 settings, Path(tmp) / "fresh", baseline)
         except Exception as exc:  # noqa: BLE001 - a benchmark records a failed job, goes on
-            record.update(status="error", solved=False, error=f"{type(exc).__name__}: {exc}",
-                          loop_status=result.status if result else "error")
+            record.update(status=ResultStatus.ERROR.value, solved=False,
+                          error=f"{type(exc).__name__}: {exc}",
+                          loop_status=result.status.value if result else ResultStatus.ERROR.value)
             verification = None
         finally:
             if server is not None:
@@ -298,7 +301,8 @@ async def run_job(task: BenchTask, strategy: Strategy, cfg: BenchConfig,
     if verification is not None:
         record["verification"] = verification
         record["solved"] = bool(verification["passed"])
-        record["status"] = "solved" if record["solved"] else "unsolved"
+        record["status"] = (ResultStatus.SOLVED if record["solved"]
+                            else ResultStatus.UNSOLVED).value
         record["error"] = None
         if not record["solved"]:
             record["samples_to_solve"] = record["tokens_to_solve"] = None
@@ -501,7 +505,8 @@ def _run_ray(jobs, cfg: BenchConfig, out: Path, fixes: dict,
             try:
                 record = ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - a lost node fails one job, not the bench
-                record = {"task": task.id, "strategy": strategy.name, "status": "error",
+                record = {"task": task.id, "strategy": strategy.name,
+                          "status": ResultStatus.ERROR.value,
                           "solved": False, "error": f"ray: {type(exc).__name__}: {exc}"[:2000],
                           "model": cfg.model, "scripted_p": cfg.scripted_p}
             text = record.pop("trajectory_text", "")

@@ -37,8 +37,8 @@ from urllib.parse import quote, urlsplit
 from rich.console import Console
 
 from agent.errors import ConfigError, MulliganError
+from agent.events import ResultStatus
 from agent.frontends.ci.github import GitHub, GitHubError
-from sandbox.errors import SandboxError
 
 MARKER = "<!-- mulligan -->"
 SUGGESTION_MARKER = "<!-- mulligan-suggestion:{} -->"
@@ -489,18 +489,18 @@ class Outcome:
     @property
     def status(self) -> str:
         if self.error is not None:
-            return "error"
+            return ResultStatus.ERROR
         if self.skipped is not None:
             return "skipped"
-        return self.result.status if self.result is not None else "error"
+        return self.result.status if self.result is not None else ResultStatus.ERROR
 
     def title(self) -> str:
         return {
-            "solved": "✅ Mulligan found a fix for the failing tests",
-            "unsolved": "❌ Mulligan could not fix the failing tests",
-            "nothing_to_fix": "✅ The tests pass: nothing to fix",
+            ResultStatus.SOLVED: "✅ Mulligan found a fix for the failing tests",
+            ResultStatus.UNSOLVED: "❌ Mulligan could not fix the failing tests",
+            ResultStatus.NOTHING_TO_FIX: "✅ The tests pass: nothing to fix",
             "skipped": "Mulligan: nothing to do",
-            "error": "⚠️ Mulligan could not run",
+            ResultStatus.ERROR: "⚠️ Mulligan could not run",
         }.get(self.status, f"Mulligan: {self.status}")
 
     def totals_rows(self) -> list[tuple[str, str]]:
@@ -534,13 +534,13 @@ def render_comment(o: Outcome) -> str:
     r = o.result
     sha = (o.head_sha or "")[:7]
     parts = [MARKER, f"### {o.title()}", ""]
-    if o.status == "nothing_to_fix":
+    if o.status == ResultStatus.NOTHING_TO_FIX:
         parts.append(f"The tests of `{sha}` pass, so there is nothing to fix.")
     elif r is not None:
         count = len(r.baseline.targets) if r.baseline else 0
         parts.append(f"{_n(count, 'test')} {'fails' if count == 1 else 'fail'} on `{sha}`:\n")
         parts.append(o.failing_list())
-        if o.status == "solved":
+        if o.status == ResultStatus.SOLVED:
             chosen = r.chosen
             parts.append(f"Mulligan tested a patch that makes them pass without breaking the "
                          f"others (candidate `{chosen.id if chosen else '-'}`, "
@@ -559,11 +559,11 @@ def render_comment(o: Outcome) -> str:
         parts.append(f"\n> {note}")
     if r is not None and r.patch:
         files, added, removed = _patch_stats(r.patch)
-        label = "Patch" if o.status == "solved" else "Best attempt (does not pass)"
+        label = "Patch" if o.status == ResultStatus.SOLVED else "Best attempt (does not pass)"
         parts.append("")
         parts.append(_details(f"{label}: {_n(files, 'file')}, +{added} −{removed}", r.patch,
                               COMMENT_LIMIT - 4000))
-        if o.status == "solved":
+        if o.status == ResultStatus.SOLVED:
             parts.append("To apply it locally: save it as `fix.patch` and run "
                          "`git apply fix.patch`.\n")
     rows = o.totals_rows()
@@ -622,7 +622,7 @@ def render_summary(o: Outcome) -> str:
                          f"({len(best.fixed)} fixed, {len(best.regressions)} regressions) |")
     if r is not None and r.patch:
         files, added, removed = _patch_stats(r.patch)
-        label = "Patch" if r.status == "solved" else "Best attempt (does not pass)"
+        label = "Patch" if r.status == ResultStatus.SOLVED else "Best attempt (does not pass)"
         parts += ["", _details(f"{label}: {_n(files, 'file')}, +{added} −{removed}", r.patch,
                                200_000)]
     return "\n".join(parts).rstrip() + "\n\n"
@@ -714,7 +714,7 @@ class CiBot:
             finally:
                 if self.gh is not None:
                     self.gh.close()
-        except (MulliganError, SandboxError) as exc:
+        except MulliganError as exc:
             o.error = self.redact(" ".join(str(exc).split())) or type(exc).__name__
             o.exit_code = 2
             self.log(f"mulligan: error: {o.error}")
@@ -781,7 +781,7 @@ class CiBot:
 
         result = self._solve(repo, settings)
         o.result = result
-        o.exit_code = 0 if result.status in ("solved", "nothing_to_fix") else 1
+        o.exit_code = 0 if result.status in (ResultStatus.SOLVED, ResultStatus.NOTHING_TO_FIX) else 1
         if o.mode == "check" or self.gh is None:
             return
         self._report(repo, pr, local_head)
@@ -805,7 +805,7 @@ class CiBot:
         head = pr.get("head") or {}
         same_repo = ((head.get("repo") or {}).get("full_name") or ctx.repository) \
             == ctx.repository
-        if result.status == "solved" and result.patch:
+        if result.status is ResultStatus.SOLVED and result.patch:
             if o.mode == "push":
                 if not same_repo:
                     o.notes.append("The pull request comes from a fork, where Mulligan cannot "
@@ -845,7 +845,7 @@ class CiBot:
         o, gh = self.outcome, self.gh
         assert gh is not None and o.pr is not None
         existing = self._own_comment(gh.issue_comments(o.pr))
-        if existing is None and o.status == "nothing_to_fix":
+        if existing is None and o.status == ResultStatus.NOTHING_TO_FIX:
             self.log("mulligan: the tests pass; no comment needed")
             return
         body = self.redact(render_comment(o))
