@@ -16,6 +16,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
+from sandbox import requirements
 from sandbox.errors import ImageBuildFailed, ImageMissing
 from sandbox.snapshot import Snapshot
 
@@ -24,8 +25,6 @@ REGISTRY_IMAGE = "python:3.12-slim"
 LAYER_REPO = "mulligan/deps"
 # Bump when the recipe below changes, so cached layers are rebuilt.
 RECIPE_VERSION = "1"
-REQUIREMENTS_RE = re.compile(r"^(requirements[^/]*\.txt|requirements/[^/]+\.txt)$")
-TEST_EXTRAS = ("test", "tests", "testing", "dev")
 BUILD_SCRIPT = Path(__file__).with_name("images") / "build-offline-image.sh"
 
 
@@ -35,6 +34,8 @@ class DependencySpec:
 
     files: dict[str, bytes]
     pyproject_requirements: tuple[str, ...]
+    roots: tuple[str, ...] = ()  # the files installed with -r; the others are their includes
+    notes: tuple[str, ...] = ()  # include lines left out, and why
 
     @property
     def empty(self) -> bool:
@@ -49,24 +50,28 @@ class DependencySpec:
 
 
 def detect_dependencies(snapshot: Snapshot) -> DependencySpec:
-    entries = [e for e in snapshot.entries() if REQUIREMENTS_RE.match(e.path)
-               or e.path == "pyproject.toml"]
-    blobs = snapshot.read_blobs(entries)
-    pyproject = blobs.pop("pyproject.toml", None)
-    requirements: list[str] = []
+    by_path = {e.path: e for e in snapshot.entries()}
+
+    def read(path: str) -> bytes | None:
+        entry = by_path.get(path)
+        return snapshot.read_blobs([entry]).get(path) if entry is not None else None
+
+    chosen = requirements.plan(by_path, read)
+    pyproject = read("pyproject.toml")
+    wanted: list[str] = []
     if pyproject is not None:
         try:
             project = tomllib.loads(pyproject.decode()).get("project", {})
         except (tomllib.TOMLDecodeError, UnicodeDecodeError):
             project = {}
-        requirements.extend(project.get("dependencies", []) or [])
+        wanted.extend(project.get("dependencies", []) or [])
         extras = project.get("optional-dependencies", {}) or {}
-        for name in TEST_EXTRAS:
-            requirements.extend(extras.get(name, []) or [])
+        wanted.extend(requirements.pyproject_extras(extras))
     # A project's own name among its extras (e.g. "pkg[test]") cannot be installed from PyPI.
     own = _canonical(project.get("name") or "") if pyproject is not None else ""
-    requirements = [r for r in requirements if not own or _canonical(_req_name(r)) != own]
-    return DependencySpec(blobs, tuple(dict.fromkeys(requirements)))
+    wanted = [r for r in wanted if not own or _canonical(_req_name(r)) != own]
+    return DependencySpec(chosen.files, tuple(dict.fromkeys(wanted)), chosen.roots,
+                          chosen.notes)
 
 
 LOCAL_REQUIREMENT = re.compile(rb"^\s*(-e\s|--editable\s|\.|/|file:)")
@@ -114,11 +119,12 @@ def ensure_image(client: docker.DockerClient, base: str, snapshot: Snapshot, *,
             if line and not line.startswith(("--->", "Removing intermediate", "Running in")):
                 log(line)
     except docker.errors.BuildError as exc:
-        tail = " | ".join(line.get("stream", "").strip() for line in list(exc.build_log)[-5:]
-                          if line.get("stream", "").strip())
+        log_lines = [line.get("stream", "") for line in exc.build_log]
+        tail = " | ".join(line.strip() for line in log_lines[-5:] if line.strip())
+        failure = requirements.explain_failure(log_lines)
         raise ImageBuildFailed(
-            f"installing the repository's dependencies failed ({exc.msg}); behind a "
-            f"TLS-intercepting proxy pass --ca-bundle. Last lines: {tail[-400:]}") from None
+            f"{failure} ({exc.msg}); behind a TLS-intercepting proxy pass --ca-bundle. "
+            f"Last lines: {tail[-400:]}") from None
     return tag
 
 
@@ -167,7 +173,7 @@ def _build_context(base: str, spec: DependencySpec, ca_bundle: Path | None) -> b
         files[f"deps/{path}"] = _without_local_requirements(data)
     if spec.files:
         lines.append("COPY deps/ /opt/mulligan/deps/")
-        for path in sorted(spec.files):
+        for path in spec.roots or sorted(spec.files):
             lines.append(f"RUN cd /opt/mulligan/deps && {pip} -r {json.dumps(path)}")
     if spec.pyproject_requirements:
         files["pyproject-requirements.txt"] = "\n".join(spec.pyproject_requirements).encode()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
 import sys
 import threading
 import time
@@ -26,11 +25,12 @@ from textual.binding import Binding
 from textual.message import Message
 
 from agent.config import Settings, load_settings
-from agent.errors import MulliganError, NotARepository, WorkspaceError, WorktreeChanged
+from agent.errors import ConfigError, MulliganError, WorkspaceError, WorktreeChanged
 from agent.events import Event, EventBus, ResultStatus, RunStarted
+from agent.frontends.options import TUI_SETTINGS, add_tui_arguments, read_issue, setting_values
 from agent.run import Run, RunRequest
 from agent.trajectory import read_events, run_path, runs_dir
-from agent.workspace import apply_to_worktree, changed_paths
+from agent.workspace import apply_to_worktree, changed_paths, find_repo_root
 from tui.state import (
     ErrorHelp,
     Phase,
@@ -44,9 +44,6 @@ from tui.state import (
     replay,
 )
 
-SETTING_FLAGS = ("model", "base_url", "test_cmd", "image", "ca_bundle", "test_timeout_s",
-                 "candidates", "rounds", "beam", "workers", "temperature", "seed",
-                 "token_budget", "cost_budget_usd", "time_budget_s", "allow_test_edits")
 CANCEL_WAIT_S = 60.0
 
 
@@ -549,43 +546,16 @@ def recent_runs(limit: int = 30) -> list[tuple[str, str, str]]:
 
 def find_repo(path: Path) -> tuple[Path | None, MulliganError | None]:
     """The top of the git checkout holding `path`, or why there is none."""
-    path = path.expanduser()
-    if not path.exists():
-        return None, WorkspaceError(f"{path} does not exist")
     try:
-        proc = subprocess.run(["git", "rev-parse", "--show-toplevel"], check=False,
-                              cwd=path if path.is_dir() else path.parent,
-                              capture_output=True, text=True)
-    except OSError:
-        return None, WorkspaceError("git is not installed: install it (sudo apt-get install git)")
-    if proc.returncode != 0 or not proc.stdout.strip():
-        return None, NotARepository(
-            f"{path.resolve()} is not inside a git repository (run `git init` first)")
-    return Path(proc.stdout.strip()).resolve(), None
+        return find_repo_root(path), None
+    except WorkspaceError as exc:
+        return None, exc
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mulligan tui", description="The Mulligan terminal UI.")
-    add_arguments(parser)
+    add_tui_arguments(parser)
     return parser
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", nargs="?", default=".")
-    parser.add_argument("--run", default=None, metavar="RUN",
-                        help="open a run from its trajectory (id or path); r resumes it")
-    parser.add_argument("--issue", default=None, help="issue statement (text)")
-    parser.add_argument("--model", default=None)
-    parser.add_argument("--base-url", default=None)
-    parser.add_argument("--test-cmd", default=None)
-    parser.add_argument("--image", default=None)
-    parser.add_argument("--timeout", dest="test_timeout_s", type=float, default=None,
-                        help="wall-time limit per test run, seconds")
-    parser.add_argument("--candidates", type=int, default=None)
-    parser.add_argument("--rounds", type=int, default=None)
-    parser.add_argument("--workers", type=int, default=None)
-    parser.add_argument("--demo", action="store_true",
-                        help="show a recorded example run (no Docker, no model)")
 
 
 def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
@@ -597,15 +567,12 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
         app = MulliganApp(Path(demo.REPO), events=demo.demo_events())
         app.run()
         return app.return_code or 0
-    flags = {name: getattr(args, name, None) for name in SETTING_FLAGS}
-    issue = getattr(args, "issue", None)
-    issue_file = getattr(args, "issue_file", None)
-    if issue_file is not None:
-        try:
-            issue = Path(issue_file).read_text()
-        except OSError as exc:
-            print(f"mulligan: error: cannot read {issue_file}: {exc.strerror}", file=sys.stderr)
-            return 2
+    flags = setting_values(args, TUI_SETTINGS)
+    try:
+        issue = read_issue(args)
+    except ConfigError as exc:
+        print(f"mulligan: error: {exc}", file=sys.stderr)
+        return 2
     repo, problem = find_repo(Path(getattr(args, "path", None) or "."))
     run_ref = getattr(args, "run", None)
     app = MulliganApp(repo, flags=flags, issue=issue, open_run=run_ref,

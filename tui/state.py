@@ -7,7 +7,7 @@ round's progress is, which patch may be applied) is unit-testable on recorded ev
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -18,6 +18,7 @@ from agent.events import (
     CandidateState,
     CandidateUpdate,
     Event,
+    Localized,
     ModelCall,
     ResultStatus,
     RoundFinished,
@@ -26,6 +27,10 @@ from agent.events import (
     RunStarted,
     Status,
 )
+
+# Re-exported: the screens and the tests read them here.
+from agent.workspace import FileChange as FileChange
+from agent.workspace import describe_changes as describe_changes
 
 FINAL_STATES = frozenset({
     CandidateState.PASSED, CandidateState.FAILED, CandidateState.FORMAT_ERROR,
@@ -138,17 +143,6 @@ class BaselineView:
 
 
 @dataclass(frozen=True)
-class FinishView:
-    status: str  # solved | unsolved | nothing_to_fix
-    chosen: str | None
-    patch: str | None
-    tokens: int
-    cost_usd: float
-    seconds: float
-    reason: str = ""
-
-
-@dataclass(frozen=True)
 class RoundProgress:
     number: int
     total: int
@@ -186,6 +180,8 @@ class RunView:
     status: str = ""
     log: tuple[str, ...] = ()
     baseline: BaselineView | None = None
+    # the localization's ranked functions: "path:line-end function (signals)", best first
+    suspects: tuple[str, ...] = ()
     candidates: Mapping[str, CandidateView] = field(default_factory=dict)
     finished_rounds: tuple[int, ...] = ()
     best: str | None = None
@@ -195,7 +191,7 @@ class RunView:
     cost_usd: float = 0.0
     model_calls: int = 0
     extra_calls: tuple[ExtraCall, ...] = ()
-    finished: FinishView | None = None
+    finished: RunFinished | None = None  # the run's last event, as it came
     error: str | None = None
     started_at: float | None = None  # the injected clock's time when the run began
     attempts: int = 0  # RunStarted events seen (a resumed trajectory holds several)
@@ -259,7 +255,7 @@ def reduce(view: RunView, event: Event, now: float | None = None) -> RunView:
             budget_rounds=event.rounds, workers=event.workers, issue=event.issue,
             status="running the tests on the unmodified code (baseline)",
             log=_log(view.log, f"run {event.run_id} started"),
-            baseline=None, candidates={}, finished_rounds=(), best=None, solved=False,
+            baseline=None, suspects=(), candidates={}, finished_rounds=(), best=None, solved=False,
             prompt_tokens=0, completion_tokens=0, cost_usd=0.0, model_calls=0, extra_calls=(),
             finished=None, error=None,
             started_at=view.started_at if view.started_at is not None else now,
@@ -270,6 +266,13 @@ def reduce(view: RunView, event: Event, now: float | None = None) -> RunView:
         line = (f"baseline: {len(event.targets)} failing, {len(event.passing)} passing "
                 f"({event.seconds:.1f}s)")
         return replace(view, baseline=baseline, status=line, log=_log(view.log, line))
+    if isinstance(event, Localized):
+        suspects = tuple(suspect_line(s) for s in event.suspects)
+        line = (f"localized: {suspects[0]}" if suspects else "localized: no function found")
+        log = view.log
+        for entry in [line, *(f"  {i}. {s}" for i, s in enumerate(suspects[1:5], 2))]:
+            log = _log(log, entry)
+        return replace(view, suspects=suspects, status=line, log=log)
     if isinstance(event, ModelCall):
         return _model_call(view, event)
     if isinstance(event, CandidateUpdate):
@@ -281,10 +284,8 @@ def reduce(view: RunView, event: Event, now: float | None = None) -> RunView:
                        best=event.best, solved=event.solved, status=line,
                        log=_log(view.log, line))
     if isinstance(event, RunFinished):
-        finish = FinishView(event.status, event.chosen, event.patch, event.tokens,
-                            event.cost_usd, event.seconds, event.reason)
-        line = finish_line(finish)
-        return replace(view, phase=Phase.FINISHED, finished=finish, status=line,
+        line = finish_line(event)
+        return replace(view, phase=Phase.FINISHED, finished=event, status=line,
                        log=_log(view.log, line), best=event.chosen or view.best,
                        solved=event.status == ResultStatus.SOLVED)
     if isinstance(event, RunError):
@@ -292,6 +293,13 @@ def reduce(view: RunView, event: Event, now: float | None = None) -> RunView:
                        status=f"error: {event.message}",
                        log=_log(view.log, f"error: {event.message}"))
     return view
+
+
+def suspect_line(suspect: Mapping[str, Any]) -> str:
+    """One ranked function as the TUI lists it."""
+    signals = ", ".join(suspect.get("signals", ()))
+    return (f"{suspect['path']}:{suspect['line']}-{suspect['end_line']} {suspect['function']}"
+            + (f" ({signals})" if signals else ""))
 
 
 def replay(events: Iterable[Event], now: float | None = None) -> RunView:
@@ -313,7 +321,7 @@ def abandon(view: RunView) -> RunView:
                                      for cid, c in view.candidates.items()})
 
 
-def finish_line(finish: FinishView) -> str:
+def finish_line(finish: RunFinished) -> str:
     if finish.status == ResultStatus.SOLVED:
         return f"solved: {finish.chosen} passes every test"
     if finish.status == ResultStatus.NOTHING_TO_FIX:
@@ -414,41 +422,6 @@ def patch_of(view: RunView, cid: str | None) -> str | None:
     return cand.patch if cand is not None and cand.patch else None
 
 
-@dataclass(frozen=True)
-class FileChange:
-    path: str
-    kind: str  # modified | added | deleted | renamed
-    added: int
-    removed: int
-
-
-def describe_changes(patch: str, paths: Sequence[str] | None = None) -> list[FileChange]:
-    """Per-file line counts of a unified diff; `paths` (from the core's changed_paths) is the
-    authority on which files change when the diff cannot be parsed."""
-    from unidiff import PatchSet
-    from unidiff.errors import UnidiffParseError
-
-    files: list[FileChange] = []
-    named: set[str] = set()  # every name the parsed diff mentions (both sides of a rename)
-    try:
-        for pf in PatchSet(patch):
-            source, target = _strip(pf.source_file), _strip(pf.target_file)
-            kind = ("added" if pf.is_added_file else "deleted" if pf.is_removed_file
-                    else "renamed" if pf.is_rename else "modified")
-            files.append(FileChange(source if kind == "deleted" else target, kind, pf.added,
-                                    pf.removed))
-            named |= {source, target}
-    except (UnidiffParseError, ValueError):
-        files = []
-    if paths is not None:
-        files += [FileChange(p, "modified", 0, 0) for p in paths if p not in named]
-    return files
-
-
-def _strip(name: str) -> str:
-    return name[2:] if name[:2] in ("a/", "b/") else name
-
-
 # -- errors ---------------------------------------------------------------------------------
 
 
@@ -459,67 +432,55 @@ class ErrorHelp:
     fixes: tuple[str, ...]
 
 
+# What to do about each kind of error, most specific first (the first isinstance match wins).
+_HELP: tuple[tuple[tuple[type[BaseException], ...], str, tuple[str, ...]], ...] = (
+    ((errors.DockerUnavailable,), "Docker is not available", (
+        "Start the Docker engine: sudo systemctl start docker (or run scripts/setup.sh as root).",
+        "Check that it answers: docker info",
+        "mulligan doctor checks Docker, the sandbox image, the model and git at once.")),
+    ((errors.ImageMissing, errors.ImageBuildFailed), "The sandbox image is missing", (
+        "Build the offline image: sudo bash scripts/setup.sh",
+        "Or name an image you have: --image IMAGE (or MULLIGAN_IMAGE).")),
+    ((errors.DiskFull,), "Docker is out of disk space", (
+        "Free some: docker system prune", "Then start the run again.")),
+    ((errors.ModelNotFound,), "The endpoint does not serve this model", (
+        "Pick a model the endpoint serves: edit Model on the setup screen, or --model / "
+        "MULLIGAN_MODEL.",
+        "List what it serves: curl ENDPOINT/models")),
+    ((errors.NoModelEndpoint,), "No model endpoint", (
+        "Set the endpoint: x returns to the setup screen (or --base-url / OPENAI_BASE_URL, "
+        "with OPENAI_API_KEY when it needs a key).",
+        "Or install the offline local model once: mulligan model setup")),
+    ((errors.ModelAuthError,), "The model endpoint rejected the API key", (
+        "Set OPENAI_API_KEY to a key the endpoint accepts, then start again.",)),
+    ((errors.ModelError,), "The model endpoint is not answering", (
+        "Start the model server, or fix the endpoint: x returns to the setup screen (or "
+        "--base-url / OPENAI_BASE_URL).",
+        "OpenAI-compatible servers usually end in /v1, e.g. http://127.0.0.1:8000/v1",
+        "mulligan doctor checks that the endpoint answers.")),
+    ((errors.NoTests,), "No tests to run", (
+        "Set the test command: Test command on the setup screen, --test-cmd, or test_cmd "
+        "under [tool.mulligan] in pyproject.toml.",
+        "Mulligan fixes failing tests: add a test that shows the bug, or give an issue "
+        "statement so it writes one.")),
+    ((errors.BaselineTimedOut,), "The tests take too long", (
+        "Raise the limit with --timeout SECONDS, or narrow the test command.",)),
+    ((errors.NotARepository,), "Not a git repository", (
+        "Run mulligan inside a git checkout (git init && git add . && git commit makes one).",)),
+    ((errors.NoSuchRun,), "No such run", ("mulligan runs lists the recent runs.",)),
+    ((errors.ConfigError,), "A setting is not valid", (
+        "Fix it on the setup screen, in the flags, or in [tool.mulligan] of pyproject.toml "
+        "/ .mulligan.toml.",)),
+)
+
+
 def explain_error(error: BaseException | str) -> ErrorHelp:
     """A title and the steps that fix an error, by its type in the one error tree
     (agent.errors); a bare message, or an error outside the tree, gets the general help."""
     message = error if isinstance(error, str) else (str(error) or type(error).__name__)
-    if isinstance(error, errors.DockerUnavailable):
-        return ErrorHelp("Docker is not available", message, (
-            ("Start the Docker engine: sudo systemctl start docker (or run scripts/setup.sh "
-             "as root)."),
-            "Check that it answers: docker info",
-            "mulligan doctor checks Docker, the sandbox image, the model and git at once.",
-        ))
-    if isinstance(error, (errors.ImageMissing, errors.ImageBuildFailed)):
-        return ErrorHelp("The sandbox image is missing", message, (
-            "Build the offline image: sudo bash scripts/setup.sh",
-            "Or name an image you have: --image IMAGE (or MULLIGAN_IMAGE).",
-        ))
-    if isinstance(error, errors.DiskFull):
-        return ErrorHelp("Docker is out of disk space", message,
-                         ("Free some: docker system prune", "Then start the run again."))
-    if isinstance(error, errors.ModelNotFound):
-        return ErrorHelp("The endpoint does not serve this model", message, (
-            ("Pick a model the endpoint serves: edit Model on the setup screen, "
-             "or --model / MULLIGAN_MODEL."),
-            "List what it serves: curl ENDPOINT/models",
-        ))
-    if isinstance(error, errors.NoModelEndpoint):
-        return ErrorHelp("No model endpoint", message, (
-            ("Set the endpoint: x returns to the setup screen (or --base-url / "
-             "OPENAI_BASE_URL, with OPENAI_API_KEY when it needs a key)."),
-            "Or install the offline local model once: mulligan model setup",
-        ))
-    if isinstance(error, errors.ModelAuthError):
-        return ErrorHelp("The model endpoint rejected the API key", message, (
-            "Set OPENAI_API_KEY to a key the endpoint accepts, then start again.",))
-    if isinstance(error, errors.ModelError):
-        return ErrorHelp("The model endpoint is not answering", message, (
-            ("Start the model server, or fix the endpoint: x returns to the setup screen "
-             "(or --base-url / OPENAI_BASE_URL)."),
-            "OpenAI-compatible servers usually end in /v1, e.g. http://127.0.0.1:8000/v1",
-            "mulligan doctor checks that the endpoint answers.",
-        ))
-    if isinstance(error, errors.NoTests):
-        return ErrorHelp("No tests to run", message, (
-            ("Set the test command: Test command on the setup screen, --test-cmd, or "
-             "test_cmd under [tool.mulligan] in pyproject.toml."),
-            ("Mulligan fixes failing tests: add a test that shows the bug, or give an issue "
-             "statement so it writes one."),
-        ))
-    if isinstance(error, errors.BaselineTimedOut):
-        return ErrorHelp("The tests take too long", message, (
-            "Raise the limit with --timeout SECONDS, or narrow the test command.",))
-    if isinstance(error, errors.NotARepository):
-        return ErrorHelp("Not a git repository", message, (
-            ("Run mulligan inside a git checkout (git init && git add . && git commit "
-             "makes one)."),))
-    if isinstance(error, errors.NoSuchRun):
-        return ErrorHelp("No such run", message, ("mulligan runs lists the recent runs.",))
-    if isinstance(error, errors.ConfigError):
-        return ErrorHelp("A setting is not valid", message, (
-            ("Fix it on the setup screen, in the flags, or in [tool.mulligan] of "
-             "pyproject.toml / .mulligan.toml."),))
+    for kinds, title, fixes in _HELP:
+        if isinstance(error, kinds):
+            return ErrorHelp(title, message, fixes)
     return ErrorHelp("The run stopped with an error", message, (
         "mulligan doctor checks Docker, the sandbox image, the model and git.",
         "The trajectory of the run has every step up to the error (mulligan replay RUN).",

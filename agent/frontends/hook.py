@@ -31,7 +31,6 @@ import os
 import posixpath
 import shlex
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.errors import ConfigError, MulliganError
 from agent.events import ResultStatus
+from sandbox import git
 from sandbox.testpaths import CONFIG_FILES, is_test_module
 
 if TYPE_CHECKING:
@@ -79,10 +79,9 @@ class FixDoesNotApply(MulliganError):
 
 
 def _git(args: list[str], cwd: Path, env: Mapping[str, str] | None = None,
-         data: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-    proc = subprocess.run(["git", *args], cwd=cwd, env=env, input=data, capture_output=True,
-                          check=False)
-    if check and proc.returncode != 0:
+         data: bytes | None = None, check: bool = True) -> git.GitResult:
+    proc = git.run(args, cwd=cwd, env=env, input=data)
+    if check and not proc.ok:
         raise HookError(f"git {args[0]} failed: {_last_line(proc.stderr)}")
     return proc
 
@@ -327,9 +326,8 @@ def _merge3(ours: bytes, base: bytes, theirs: bytes) -> bytes | None:
         for label, data in (("ours", ours), ("base", base), ("theirs", theirs)):
             Path(tmp, label).write_bytes(data)
             names.append(str(Path(tmp, label)))
-        proc = subprocess.run(["git", "merge-file", "-p", "--quiet", *names],
-                              capture_output=True, check=False)
-    return proc.stdout if proc.returncode == 0 else None
+        proc = git.run(["merge-file", "-p", "--quiet", *names])
+    return proc.stdout if proc.ok else None
 
 
 def _worktree_plan(top: Path, snapshot: Snapshot, patch: str

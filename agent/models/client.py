@@ -23,12 +23,8 @@ Failures:
 Every error message is one line that names the base URL; the API key never appears in a
 message, a log line or the settings' repr.
 
-Usage and cost: the server reports usage per request. A request's prompt tokens are split
-evenly over the choices it returned and its completion tokens in proportion to each
-choice's text length (both with integer shares that add up exactly to the request's
-totals), so summing ``Completion.usage`` over all candidates gives exactly what was billed.
-Cost comes from a price table (:data:`DEFAULT_PRICES`, merged with ``ModelSettings.prices``);
-unknown and local models cost 0.0.
+Usage and cost: the server reports usage per request; agent.models.pricing splits it over
+the choices and prices it.
 """
 
 from __future__ import annotations
@@ -37,7 +33,6 @@ import asyncio
 import logging
 import math
 import random
-import re
 import socket
 import ssl
 import time
@@ -49,7 +44,9 @@ from urllib.parse import urlsplit, urlunsplit
 import openai
 
 from agent.errors import ModelAuthError, ModelError, ModelNotFound, ModelUnavailable
+from agent.models.pricing import DEFAULT_PRICES, cost_usd, price_for, split_usage
 from agent.protocols import ChatModel, Completion, Usage
+from agent.models.window import MIN_ANSWER, Window, estimate_tokens, server_window
 
 __all__ = [
     "DEFAULT_PRICES",
@@ -68,22 +65,6 @@ log = logging.getLogger(__name__)
 
 NO_KEY = "sk-no-key"
 """The API key sent when none is configured (local servers accept anything)."""
-
-DEFAULT_PRICES: dict[str, tuple[float, float]] = {
-    # model: (USD per 1M input tokens, USD per 1M output tokens), OpenAI list prices
-    "gpt-4o": (2.50, 10.00),
-    "gpt-4o-mini": (0.15, 0.60),
-    "gpt-4.1": (2.00, 8.00),
-    "gpt-4.1-mini": (0.40, 1.60),
-    "gpt-4.1-nano": (0.10, 0.40),
-    "o1": (15.00, 60.00),
-    "o3": (2.00, 8.00),
-    "o3-mini": (1.10, 4.40),
-    "o4-mini": (1.10, 4.40),
-}
-
-_SNAPSHOT_SUFFIX = re.compile(r"-\d{4}-\d{2}-\d{2}$|-\d{4}$")
-
 
 @dataclass(frozen=True)
 class ModelSettings:
@@ -104,58 +85,6 @@ class ModelSettings:
     retry_max_delay_s: float = 30.0
     retry_after_cap_s: float = 60.0  # a server's Retry-After is honoured up to this
     max_concurrent_requests: int = 8  # per model instance
-
-
-# -- prices and usage ---------------------------------------------------------------------
-
-
-def price_for(
-    model: str, prices: dict[str, tuple[float, float]] | None = None
-) -> tuple[float, float] | None:
-    """The (input, output) USD per 1M tokens for ``model``, or None when unknown.
-
-    Dated snapshots ("gpt-4o-2024-08-06") are priced as their family ("gpt-4o").
-    """
-    table = DEFAULT_PRICES if prices is None else prices
-    if model in table:
-        return table[model]
-    base = _SNAPSHOT_SUFFIX.sub("", model)
-    return table.get(base)
-
-
-def cost_usd(
-    model: str, usage: Usage, prices: dict[str, tuple[float, float]] | None = None
-) -> float:
-    price = price_for(model, prices)
-    if price is None:
-        return 0.0
-    return (usage.prompt_tokens * price[0] + usage.completion_tokens * price[1]) / 1_000_000
-
-
-def _shares(total: int, weights: Sequence[int]) -> list[int]:
-    """Split ``total`` into integer shares proportional to ``weights`` (largest remainder)."""
-    if not weights:
-        return []
-    if sum(weights) <= 0:
-        weights = [1] * len(weights)
-    wsum = sum(weights)
-    exact = [total * w / wsum for w in weights]
-    shares = [math.floor(x) for x in exact]
-    order = sorted(range(len(weights)), key=lambda i: (shares[i] - exact[i], i))
-    for i in order[: total - sum(shares)]:
-        shares[i] += 1
-    return shares
-
-
-def split_usage(usage: Usage, texts: Sequence[str]) -> list[Usage]:
-    """Split one request's usage over its choices.
-
-    Prompt tokens are split evenly (the prompt was read once for all of them), completion
-    tokens in proportion to each text's length; the shares add up exactly to ``usage``.
-    """
-    prompt = _shares(usage.prompt_tokens, [1] * len(texts))
-    completion = _shares(usage.completion_tokens, [len(t) for t in texts])
-    return [Usage(p, c) for p, c in zip(prompt, completion)]
 
 
 # -- error text helpers ---------------------------------------------------------------------
@@ -280,6 +209,9 @@ class OpenAIChatModel:
         self._dropped: set[str] = set()  # parameters the server said it does not support
         self._max_tokens_param = "max_tokens"
         self._semaphore: asyncio.Semaphore | None = None
+        self.window: Window | None = None  # the server's context size, learnt in preflight
+        # a GBNF grammar the answers must follow, sent where the server is llama.cpp
+        self.grammar: str | None = None
 
     def __repr__(self) -> str:
         return f"OpenAIChatModel(model={self.settings.model!r}, base_url={self.base_url!r})"
@@ -322,6 +254,8 @@ class OpenAIChatModel:
                 "running? set OPENAI_BASE_URL or --base-url") from None
         except (openai.OpenAIError, ValueError, TypeError):
             pass  # reachable; the first real request reports anything else precisely
+        self.window = await server_window(str(self.client.base_url), self.settings.api_key,
+                                          self.settings.model)
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -399,9 +333,28 @@ class OpenAIChatModel:
             params["reasoning_effort"] = s.reasoning_effort
         if s.max_completion_tokens is not None:
             params["max_completion_tokens"] = s.max_completion_tokens
-        elif s.max_tokens is not None:
-            params[self._max_tokens_param] = s.max_tokens
+        elif s.max_tokens is not None or self.window is not None:
+            params[self._max_tokens_param] = self._answer_room(messages, s.max_tokens)
+        if self.grammar and self.window is not None and "llama.cpp" in self.window.source:
+            params["extra_body"] = {"grammar": self.grammar}
         return params
+
+    def constrain(self, grammar: str | None) -> None:
+        """Answers from now on follow `grammar` (GBNF), where the server supports it."""
+        self.grammar = grammar
+
+    def _answer_room(self, messages: list[dict], wanted: int | None) -> int | None:
+        """max_tokens so that prompt + answer fit the server's window (never truncated)."""
+        if self.window is None:
+            return wanted
+        room = self.window.answer_room(messages, wanted)
+        if room < MIN_ANSWER:
+            raise ModelError(
+                f"the prompt (about {estimate_tokens(messages)} tokens) leaves no room for an "
+                f"answer in the server's {self.window.tokens}-token context "
+                f"({self.window.source}): lower --context-tokens or start the server with a "
+                "larger context")
+        return room
 
     async def _request(self, messages: list[dict], n: int, seed: int | None) -> list[Completion]:
         """One chat completion request -> its choices as Completions. The SDK retries

@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import traceback
@@ -39,6 +38,9 @@ from rich.console import Console
 from agent.errors import ConfigError, MulliganError
 from agent.events import ResultStatus
 from agent.frontends.ci.github import GitHub, GitHubError
+from agent.frontends.options import CI_SETTINGS, add_setting_flags, setting_values
+from sandbox import git
+from sandbox.diff import diff_stats, parse_patch
 
 MARKER = "<!-- mulligan -->"
 SUGGESTION_MARKER = "<!-- mulligan-suggestion:{} -->"
@@ -55,9 +57,6 @@ BOT_EMAIL = "41898282+github-actions[bot]@users.noreply.github.com"
 # sandbox (ca_bundle) or spend the maintainers' money (budgets). --trust-repo-config lifts it.
 REPO_CONFIG_ALLOWED = frozenset({"test_cmd", "test_timeout_s", "memory_mb", "context_tokens",
                                  "temperature", "seed"})
-CI_SETTINGS = ("model", "base_url", "test_cmd", "image", "ca_bundle", "test_timeout_s",
-               "candidates", "rounds", "beam", "workers", "temperature", "seed", "token_budget",
-               "cost_budget_usd", "time_budget_s", "allow_test_edits")
 
 
 # -- redaction ------------------------------------------------------------------------------
@@ -306,15 +305,8 @@ def suggestions_for(patch: str, touched: Mapping[str, set[int]],
                     max_lines: int = SUGGESTION_MAX_LINES) -> list[Suggestion]:
     """GitHub suggestions for the files the fix changes in one small hunk, where every line
     it replaces is one the pull request added or changed."""
-    from unidiff import PatchSet
-    from unidiff.errors import UnidiffParseError
-
-    try:
-        files = PatchSet(patch)
-    except UnidiffParseError:
-        return []
     out = []
-    for pf in files:
+    for pf in parse_patch(patch) or []:
         if pf.is_added_file or pf.is_removed_file or pf.is_binary_file or len(pf) != 1:
             continue
         path = pf.path
@@ -355,16 +347,13 @@ def _line_text(value: str) -> str:
 
 def _git(repo: Path, *args: str, env: Mapping[str, str] | None = None,
          input: str | None = None, redact: Redactor | None = None) -> str:
-    proc = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
-                          env=dict(env) if env is not None else None, input=input,
-                          check=False)
-    if proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout).strip().splitlines()
-        line = detail[-1] if detail else f"exit {proc.returncode}"
+    proc = git.run(args, cwd=repo, env=env, input=input)
+    if not proc.ok:
+        line = proc.last_line()
         if redact is not None:
             line = redact(line)
         raise MulliganError(f"git {args[0]} failed: {line}")
-    return proc.stdout.strip()
+    return proc.text.strip()
 
 
 def _head_sha(repo: Path) -> str | None:
@@ -409,9 +398,8 @@ def push_env(repo: Path, remote: str, token: str | None, server_url: str) -> dic
     server = urlsplit(server_url)
     if urlsplit(url).hostname != server.hostname:
         return env
-    configured = subprocess.run(["git", "config", "--get-regexp", r"^http\..*extraheader$"],
-                                cwd=repo, capture_output=True, text=True, check=False)
-    if configured.stdout.strip():
+    configured = git.run(["config", "--get-regexp", r"^http\..*extraheader$"], cwd=repo)
+    if configured.text.strip():
         return env
     basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
     count = int(env.get("GIT_CONFIG_COUNT", "0") or 0)
@@ -427,18 +415,6 @@ def push_env(repo: Path, remote: str, token: str | None, server_url: str) -> dic
 def _fence(text: str, char: str = "`") -> str:
     longest = max((len(m) for m in re.findall(f"{re.escape(char)}+", text)), default=0)
     return char * max(3, longest + 1)
-
-
-def _patch_stats(patch: str) -> tuple[int, int, int]:
-    files = added = removed = 0
-    for line in patch.splitlines():
-        if line.startswith("diff --git "):
-            files += 1
-        elif line.startswith("+") and not line.startswith("+++ "):
-            added += 1
-        elif line.startswith("-") and not line.startswith("--- "):
-            removed += 1
-    return files, added, removed
 
 
 def _details(summary: str, patch: str, limit: int) -> str:
@@ -558,7 +534,7 @@ def render_comment(o: Outcome) -> str:
     for note in o.notes:
         parts.append(f"\n> {note}")
     if r is not None and r.patch:
-        files, added, removed = _patch_stats(r.patch)
+        files, added, removed = diff_stats(r.patch)
         label = "Patch" if o.status == ResultStatus.SOLVED else "Best attempt (does not pass)"
         parts.append("")
         parts.append(_details(f"{label}: {_n(files, 'file')}, +{added} −{removed}", r.patch,
@@ -621,7 +597,7 @@ def render_summary(o: Outcome) -> str:
                          f"{len(unusable)} | {tokens:,} | `{best.id}` "
                          f"({len(best.fixed)} fixed, {len(best.regressions)} regressions) |")
     if r is not None and r.patch:
-        files, added, removed = _patch_stats(r.patch)
+        files, added, removed = diff_stats(r.patch)
         label = "Patch" if r.status == ResultStatus.SOLVED else "Best attempt (does not pass)"
         parts += ["", _details(f"{label}: {_n(files, 'file')}, +{added} −{removed}", r.patch,
                                200_000)]
@@ -656,26 +632,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="do not post ```suggestion review comments")
     p.add_argument("--result-file", type=Path, default=Path("mulligan-result.json"),
                    help="where to write the JSON result (default: mulligan-result.json)")
-    p.add_argument("--model", default=None, help="model name (MULLIGAN_MODEL)")
-    p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint "
-                                                     "(OPENAI_BASE_URL)")
-    p.add_argument("--test-cmd", default=None)
-    p.add_argument("--image", default=None, help="sandbox base image")
-    p.add_argument("--ca-bundle", default=None, type=Path)
-    p.add_argument("--timeout", dest="test_timeout_s", type=float, default=None,
-                   help="wall-time limit per test run, seconds")
-    p.add_argument("--candidates", type=int, default=None)
-    p.add_argument("--rounds", type=int, default=None)
-    p.add_argument("--beam", type=int, default=None)
-    p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--temperature", type=float, default=None)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--token-budget", dest="token_budget", type=int, default=None)
-    p.add_argument("--cost-budget", dest="cost_budget_usd", type=float, default=None,
-                   help="stop sampling once this many US dollars are spent")
-    p.add_argument("--time-budget", dest="time_budget_s", type=float, default=None,
-                   help="stop sampling after this many seconds")
-    p.add_argument("--allow-test-edits", action="store_true", default=None)
+    add_setting_flags(p, CI_SETTINGS)
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(handler=cmd_ci)
     return p
@@ -733,7 +690,7 @@ class CiBot:
     # -- the steps -------------------------------------------------------------------------
 
     def _run(self) -> None:
-        from agent.environment import find_repo_root
+        from agent.workspace import find_repo_root
 
         o, args = self.outcome, self.args
         ctx = self.ctx = load_context(self.environ, args.pr)
@@ -747,7 +704,7 @@ class CiBot:
             self.log(f"mulligan: nothing to do: {ctx.skip_reason}")
             return
         repo = find_repo_root(Path(args.path))
-        settings, ignored = ci_settings(repo, {n: getattr(args, n, None) for n in CI_SETTINGS},
+        settings, ignored = ci_settings(repo, setting_values(args, CI_SETTINGS),
                                         self.environ, getattr(args, "trust_repo_config", False))
         if ignored:
             self.log(f"mulligan: ignoring {', '.join(ignored)} from the repository's config "
