@@ -136,6 +136,19 @@ class RunFinished(Event):
 
 
 @dataclass(frozen=True)
+class SecondOpinion(Event):
+    """The winner's confirming run in a fresh container with another runner (agent/verdict.py)."""
+
+    kind: ClassVar[str] = "second_opinion"
+    candidate: str
+    agreed: bool
+    seconds: float
+    reason: str = ""
+    first: dict[str, Any] | None = None  # the two reports
+    second: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class RunError(Event):
     kind: ClassVar[str] = "error"
     message: str
@@ -166,7 +179,7 @@ class EventBus:
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls for cls in (RunStarted, Status, BaselineDone, Localized, ModelCall,
-                              CandidateUpdate, RoundFinished, RunFinished, RunError)
+                              CandidateUpdate, RoundFinished, RunFinished, SecondOpinion, RunError)
 }
 
 

@@ -4,6 +4,7 @@ sandbox, revise the best few with their failures (a beam search over patches), s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from agent.events import (
 )
 from agent.models.replay import call_key
 from agent.protocols import ChatModel, Completion, Sandbox, Usage
+from agent.verdict import confirmed_winner, second_opinion_job, unsolved_detail
 from prompts import render
 from sandbox.api import Job, Limits, Outcome, RunStatus, TestReport
 from sandbox.snapshot import Snapshot
@@ -68,7 +70,7 @@ class Result:
             "candidates": [
                 {"id": c.id, "round": c.round, "parent": c.parent, "state": c.state.value,
                  "targets_fixed": len(c.fixed), "regressions": len(c.regressions),
-                 "edited_tests": c.edited_tests, "tokens": c.tokens}
+                 "edited_tests": c.edited_tests, "rejection": c.rejection, "tokens": c.tokens}
                 for c in self.candidates
             ],
             "totals": {"prompt_tokens": self.usage.prompt_tokens,
@@ -162,10 +164,13 @@ class Solver:
                     break
         except BudgetExhausted as exc:
             reason = str(exc)
-        best = choose(self.candidates)
+        best = await confirmed_winner(  # a second opinion before "solved" (agent/verdict.py)
+            self.candidates, self.baseline, lambda c: second_opinion_job(
+                self.work, c, self.baseline, self.settings.test_cmd, self.limits),
+            lambda job: asyncio.to_thread(self.sandbox.run, job), self.bus, self._record)
         if best is not None and best.solved:
             return self._finish(ResultStatus.SOLVED, best, "")
-        return self._finish(ResultStatus.UNSOLVED, best, reason)
+        return self._finish(ResultStatus.UNSOLVED, best, reason + unsolved_detail(best))
 
     def _finish(self, status: ResultStatus, chosen: Candidate | None, reason: str) -> Result:
         patch = None
@@ -445,8 +450,8 @@ class Solver:
             if report.status is RunStatus.COMPLETED and failing:
                 self.work = self.snapshot.with_tree(self.snapshot.apply(patch))
                 self.base_files = {**self.base_files, **added}
-                self.baseline = Baseline(tuple(t.nodeid for t in failing), self.baseline.keep,
-                                         True)
+                self.baseline = dataclasses.replace(  # keeps what the baseline skipped
+                    self.baseline, targets=tuple(t.nodeid for t in failing), per_test=True)
                 self.baseline_report = report
                 self.bus.emit(Status(f"reproduced the issue with {len(failing)} failing test(s) "
                                      f"in {', '.join(sorted(added))}"))
@@ -462,7 +467,7 @@ class Solver:
 
     def _update(self, cand: Candidate, state: CandidateState) -> CandidateUpdate:
         note = cand.format_error or (cand.report.patch_error if cand.report else None) or \
-            ", ".join(cand.strategies)
+            cand.rejection or cand.second_opinion_note or ", ".join(cand.strategies)
         return CandidateUpdate(
             cand.id, cand.round, cand.parent, state, cand.tokens, len(cand.fixed),
             len(self.baseline.targets), len(cand.regressions), list(cand.edited_tests),

@@ -7,6 +7,7 @@ import re
 from collections.abc import Sequence
 
 from agent.context.symbols import Symbol
+from sandbox.testpaths import is_test_path  # noqa: F401 - the one rule, used via this module
 
 
 def _normalize(path: str) -> str:
@@ -14,25 +15,6 @@ def _normalize(path: str) -> str:
     while path.startswith("./"):
         path = path[2:]
     return path
-
-
-_TEST_DIRS = {"test", "tests", "__tests__", "spec", "specs"}
-
-
-def is_test_path(path: str) -> bool:
-    """Whether `path` looks like a test file (tests/…, test_*.py, *_test.go, *.spec.ts, …)."""
-    parts = _normalize(path).split("/")
-    name = parts[-1]
-    if any(part in _TEST_DIRS for part in parts[:-1]):
-        return True
-    stem = name.split(".", 1)[0]
-    if name == "conftest.py" or stem in ("test", "tests"):
-        return True
-    if stem.startswith("test_") or stem.endswith(("_test", "_tests")):
-        return True
-    if ".test." in name or ".spec." in name:
-        return True
-    return bool(re.search(r"[a-z0-9]Tests?$", stem))  # FooTest.java
 
 
 def _module_name(path: str) -> str:

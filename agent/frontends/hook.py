@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from agent.errors import ConfigError, MulliganError
 from agent.events import ResultStatus
 from sandbox import git
+from sandbox.testpaths import CONFIG_FILES, is_test_module
 
 if TYPE_CHECKING:
     from agent.config import Settings
@@ -57,7 +58,8 @@ CREATED_DIR = "# mulligan-hook: created the hooks folder"
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 IN_PROGRESS = {"MERGE_HEAD": "a merge", "CHERRY_PICK_HEAD": "a cherry-pick",
                "REVERT_HEAD": "a revert", "rebase-merge": "a rebase", "rebase-apply": "a rebase"}
-FULL_SUITE_FILES = ("conftest.py", "pytest.ini")  # a change here can affect every test
+# A change to test infrastructure other than a test module can affect every test.
+FULL_SUITE_FILES = CONFIG_FILES
 BYPASS = "To commit without the check: git commit --no-verify (or MULLIGAN_SKIP=1)."
 CHOICES_FIX = ("[a]pply and stage it, apply [w]ithout staging, [s]kip (commit anyway), "
                "a[b]ort the commit")
@@ -253,10 +255,6 @@ def staged_paths(top: Path, env: Mapping[str, str]) -> list[str]:
     return [p for p in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
 
 
-def _is_test_file(name: str) -> bool:
-    return name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py"))
-
-
 def related_tests(changed: Iterable[str], paths: Iterable[str]) -> list[str]:
     """The test files to run for the staged `changed` paths, among `paths`: staged test files,
     and for a staged `m.py` (or package `m/__init__.py`) every `test_m.py` / `m_test.py`.
@@ -265,7 +263,7 @@ def related_tests(changed: Iterable[str], paths: Iterable[str]) -> list[str]:
     by_name: dict[str, list[str]] = {}
     for path in present:
         name = posixpath.basename(path)
-        if _is_test_file(name):
+        if is_test_module(name):
             by_name.setdefault(name, []).append(path)
     selected: set[str] = set()
     for path in changed:
@@ -274,7 +272,7 @@ def related_tests(changed: Iterable[str], paths: Iterable[str]) -> list[str]:
             return []
         if not name.endswith(".py"):
             continue
-        if _is_test_file(name):
+        if is_test_module(name):
             if path in present:
                 selected.add(path)
             continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 
 from agent.events import (BaselineDone, CandidateState, CandidateUpdate, Event, Localized, ModelCall,
                           RoundFinished, RunError, RunFinished, RunStarted, Status)
@@ -50,8 +51,9 @@ class ConsoleProgress:
             if event.state in (CandidateState.FORMAT_ERROR, CandidateState.PATCH_FAILED):
                 detail = event.note.splitlines()[0][:100] if event.note else ""
             if event.state is CandidateState.REJECTED:
-                detail = "edited tests: " + ", ".join(event.edited_tests)
-            c.print(f"  {event.id}{parent}: [{style}]{event.state.value}[/] {detail}")
+                detail = event.note[:300] if event.note.startswith("rejected") else \
+                    "edited tests: " + ", ".join(event.edited_tests)
+            c.print(f"  {event.id}{parent}: [{style}]{event.state.value}[/] {escape(detail)}")
         elif isinstance(event, RoundFinished):
             c.print(f"round {event.round} done: best {event.best or '-'}"
                     f"{' (passes)' if event.solved else ''}")
