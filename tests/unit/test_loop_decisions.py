@@ -271,7 +271,11 @@ def test_an_issue_no_sampled_test_reproduces_is_unsolved():
 
 
 def evaluations(run) -> list:
-    """The sandbox jobs that evaluate code: not the localization trace, not second opinions."""
+    """The baseline's and the candidates' jobs: not second opinions, not the localization's
+    traced runs (their environment carries the tracer; a second, whole-suite one when the
+    sampled one found no failing test), which this asserts ran on the unpatched code."""
+    traced = [j for j in run.sandbox.jobs if "MULLIGAN_TRACER" in j.env]
+    assert 1 <= len(traced) <= 2 and all(j.patch == "" for j in traced)
     return [j for j in run.sandbox.jobs
             if not j.second_opinion and "MULLIGAN_TRACER" not in j.env]
 
