@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from agent.config import Settings
 from agent.errors import WorkspaceError
 from sandbox.docker_backend import DockerSandbox, connect
+from sandbox.buildproxy import DEFAULT_INDEX_HOSTS
 from sandbox.images import ensure_image, resolve_base_image
+from sandbox.layerbuild import BuildNetwork
 from sandbox.api import Limits
 from sandbox.snapshot import Snapshot
 
@@ -35,8 +38,19 @@ def open_sandbox(settings: Settings, snapshot: Snapshot,
     ca = Path(settings.ca_bundle) if settings.ca_bundle else None
     if ca is not None and not ca.is_file():
         raise WorkspaceError(f"--ca-bundle {ca} is not a file")
-    tag = ensure_image(client, base, snapshot, ca_bundle=ca, log=log)
+    tag = ensure_image(client, base, snapshot, ca_bundle=ca, network=build_network(), log=log)
     return DockerSandbox(tag, client=client, workers=settings.workers)
+
+
+def build_network(environ: Mapping[str, str] | None = None) -> BuildNetwork:
+    """Where the dependency build may connect: the index hosts (MULLIGAN_BUILD_HOSTS, comma
+    separated, from the user's environment, never from a repository), through the host's
+    HTTPS_PROXY when one is set."""
+    environ = os.environ if environ is None else environ
+    hosts = tuple(h.strip() for h in environ.get("MULLIGAN_BUILD_HOSTS", "").split(",")
+                  if h.strip()) or DEFAULT_INDEX_HOSTS
+    upstream = environ.get("HTTPS_PROXY") or environ.get("https_proxy") or None
+    return BuildNetwork(hosts, upstream)
 
 
 def limits_from(settings: Settings) -> Limits:

@@ -45,7 +45,8 @@ from tui.state import (
 
 SETTING_FLAGS = ("model", "base_url", "test_cmd", "image", "ca_bundle", "test_timeout_s",
                  "candidates", "rounds", "beam", "workers", "temperature", "seed",
-                 "token_budget", "cost_budget_usd", "time_budget_s", "allow_test_edits")
+                 "token_budget", "cost_budget_usd", "time_budget_s", "allow_test_edits",
+                 "trust_repo")
 CANCEL_WAIT_S = 60.0
 
 

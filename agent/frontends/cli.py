@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("path", nargs="?", default=".")
     _model_flags(doctor)
     doctor.add_argument("--image", default=None)
+    _trust_flag(doctor)
     doctor.set_defaults(handler=cmd_doctor)
 
     fix = sub.add_parser("fix", help="find a patch that makes the failing tests pass")
@@ -110,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_model_subparser(sub)  # mulligan model setup|status (the offline local model)
 
+    from agent.frontends.trust import add_parser as add_trust_subparser
+
+    add_trust_subparser(sub)  # mulligan trust [PATH] [--list|--remove]
+
     from agent.frontends.bench.runner import add_parser as add_bench_subparser
 
     add_bench_subparser(sub)  # mulligan bench (strategies compared on benchmark tasks)
@@ -140,7 +145,14 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (OPENAI_BASE_URL)")
 
 
+def _trust_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trust-repo", dest="trust_repo", action="store_true", default=None,
+                   help="honour every key of the repository's own config this once (base_url, "
+                        "image, ca_bundle, ...; see `mulligan trust`)")
+
+
 def _sandbox_flags(p: argparse.ArgumentParser) -> None:
+    _trust_flag(p)
     p.add_argument("--test-cmd", default=None, help="test command (default: python -m pytest -q)")
     p.add_argument("--image", default=None,
                    help="base image (default: python:3.12-slim, else mulligan/base:bookworm)")
@@ -158,7 +170,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from agent.frontends.doctor import run_checks
 
     repo = Path(args.path).resolve()
-    settings = load_settings(repo, _flags(args, "model", "base_url", "image"))
+    settings = load_settings(repo, _flags(args, "model", "base_url", "image", "trust_repo"))
     all_ok = True
     for check in run_checks(repo, settings):
         mark = "[green]ok[/]  " if check.ok else "[red]FAIL[/]"
@@ -172,7 +184,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 FIX_SETTINGS = ("model", "base_url", "test_cmd", "image", "ca_bundle", "test_timeout_s",
                 "candidates", "rounds", "beam", "workers", "temperature", "seed", "token_budget",
-                "cost_budget_usd", "time_budget_s", "allow_test_edits", "edit_format")
+                "cost_budget_usd", "time_budget_s", "allow_test_edits", "edit_format",
+                "trust_repo")
 
 
 def cmd_fix(args: argparse.Namespace) -> int:
@@ -257,7 +270,7 @@ def cmd_sandbox_run(args: argparse.Namespace) -> int:
 
     repo = find_repo_root(Path(args.path))
     settings = load_settings(repo, _flags(args, "test_cmd", "image", "ca_bundle",
-                                          "test_timeout_s"))
+                                          "test_timeout_s", "trust_repo"))
     patch = ""
     if args.patch is not None:
         try:

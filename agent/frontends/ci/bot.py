@@ -49,12 +49,6 @@ COMMENT_LIMIT = 60_000  # GitHub refuses bodies above 65,536 characters
 SUGGESTION_MAX_LINES = 12
 BOT_NAME = "github-actions[bot]"
 BOT_EMAIL = "41898282+github-actions[bot]@users.noreply.github.com"
-# What a pull request's own `.mulligan.toml` / `[tool.mulligan]` may set in CI. The rest
-# (endpoint, model, image, CA bundle, budgets, ...) comes only from the workflow: a PR could
-# otherwise send the API key to its own server (base_url), read a runner file into the
-# sandbox (ca_bundle) or spend the maintainers' money (budgets). --trust-repo-config lifts it.
-REPO_CONFIG_ALLOWED = frozenset({"test_cmd", "test_timeout_s", "memory_mb", "context_tokens",
-                                 "temperature", "seed"})
 CI_SETTINGS = ("model", "base_url", "test_cmd", "image", "ca_bundle", "test_timeout_s",
                "candidates", "rounds", "beam", "workers", "temperature", "seed", "token_budget",
                "cost_budget_usd", "time_budget_s", "allow_test_edits")
@@ -225,24 +219,15 @@ def _int(value: Any) -> int | None:
 
 def ci_settings(repo: Path, flags: Mapping[str, Any], environ: Mapping[str, str],
                 trust_repo_config: bool = False) -> tuple[Any, list[str]]:
-    """Settings for a CI run, and the repository config keys that were ignored."""
-    from pydantic import ValidationError
+    """Settings for a CI run (agent.config's RepoPolicy.CI: a pull request's config may set
+    only the test command and limits), and the repository config keys that were ignored."""
+    from agent.config import RepoPolicy, load_settings, repo_settings
 
-    from agent.config import Settings, env_settings, file_settings, load_settings
-
-    if trust_repo_config:
-        return load_settings(repo, dict(flags), environ=dict(environ)), []
-    from_files = file_settings(repo)
-    ignored = sorted(k for k in from_files if k not in REPO_CONFIG_ALLOWED)
-    values = {k: v for k, v in from_files.items() if k in REPO_CONFIG_ALLOWED}
-    values.update(env_settings(dict(environ)))
-    values.update({k: v for k, v in flags.items() if v is not None})
-    try:
-        return Settings(**values), ignored
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "settings"
-        raise ConfigError(f"invalid setting {where}: {first['msg']}") from None
+    ignored = list(repo_settings(repo, trust=bool(trust_repo_config),
+                                 policy=RepoPolicy.CI).ignored)
+    settings = load_settings(repo, {**flags, "trust_repo": trust_repo_config or None},
+                             environ=dict(environ), policy=RepoPolicy.CI, notice=None)
+    return settings, ignored
 
 
 # -- suggestions ----------------------------------------------------------------------------
