@@ -43,6 +43,9 @@ class Candidate:
     still_failing: list[TestCase] = field(default_factory=list)
     regressions: list[TestCase] = field(default_factory=list)
     edited_tests: list[str] = field(default_factory=list)
+    # Dependency files the patch changes: its tests ran on the layer of the old ones, so a
+    # pass is "dependencies changed: not verified", never solved (docs/security.md).
+    dependency_edits: list[str] = field(default_factory=list)
     allow_test_edits: bool = False
 
     def score(self, baseline: Baseline) -> None:
@@ -68,7 +71,7 @@ class Candidate:
     @property
     def solved(self) -> bool:
         return (self.report is not None and self.report.passed and not self.still_failing
-                and not self.regressions and not self.rejected)
+                and not self.regressions and not self.rejected and not self.dependency_edits)
 
     @property
     def rejected(self) -> bool:

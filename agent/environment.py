@@ -8,11 +8,11 @@ from pathlib import Path
 
 from agent.config import Settings
 from agent.errors import WorkspaceError
-from sandbox.docker_backend import DockerSandbox, connect
+from sandbox.api import Limits
 from sandbox.buildproxy import DEFAULT_INDEX_HOSTS
+from sandbox.docker_backend import DockerSandbox, connect
 from sandbox.images import ensure_image, resolve_base_image
 from sandbox.layerbuild import BuildNetwork
-from sandbox.api import Limits
 from sandbox.snapshot import Snapshot
 
 

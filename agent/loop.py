@@ -21,6 +21,7 @@ from agent.models.client import ChatModel, Completion, Usage
 from agent.context.repomap import RepoMap, TracebackHit, parse_traceback_locations
 from prompts import render
 from sandbox.api import Job
+from sandbox.depfiles import changed_dependency_files
 from sandbox.testpaths import is_test_path
 from sandbox.api import Limits, Outcome, RunStatus, TestReport
 from sandbox.snapshot import Snapshot
@@ -160,6 +161,10 @@ class Solver:
         best = choose(self.candidates)
         if best is not None and best.solved:
             return self._finish("solved", best, "")
+        if best is not None and best.dependency_edits and best.report is not None \
+                and best.report.passed:
+            reason = (f"dependencies changed: not verified (the best candidate edits "
+                      f"{', '.join(best.dependency_edits)})")
         return self._finish("unsolved", best, reason)
 
     def _finish(self, status: str, chosen: Candidate | None, reason: str) -> Result:
@@ -299,6 +304,10 @@ class Solver:
             focus = self._focus(self.baseline_report, self.baseline_report.failing())
             return self._render("format_error", error=parent.format_error or "no usable edits",
                                 sources=self._sources(self.base_files, focus))
+        if parent.dependency_edits and not parent.rejected:
+            focus = self._focus(self.baseline_report, self.baseline_report.failing())
+            return self._render("dependency_edit", files=parent.dependency_edits,
+                                patch=parent.patch, sources=self._sources(self.base_files, focus))
         if parent.rejected:
             focus = self._focus(self.baseline_report, self.baseline_report.failing())
             return self._render("test_edit", files=parent.edited_tests, patch=parent.patch,
@@ -353,6 +362,7 @@ class Solver:
             self.bus.emit(self._update(cand, CandidateState.TESTING))
             cand.report = await self._test_candidate(cand.patch)
             cand.score(self.baseline)
+            cand.dependency_edits = changed_dependency_files(self.base_files, cand.files or {})
             self._record(cand)
 
         self.candidates.extend(batch)

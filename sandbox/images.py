@@ -13,6 +13,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
+from sandbox.depfiles import REQUIREMENTS_RE, TEST_EXTRAS
 from sandbox.errors import ImageMissing
 from sandbox.layerbuild import BuildLimits, BuildNetwork, build_layer, build_plan, ca_digest
 from sandbox.snapshot import Snapshot
@@ -22,8 +23,6 @@ REGISTRY_IMAGE = "python:3.12-slim"
 LAYER_REPO = "mulligan/deps"
 # Bump when the recipe below changes, so cached layers are rebuilt.
 RECIPE_VERSION = "2"
-REQUIREMENTS_RE = re.compile(r"^(requirements[^/]*\.txt|requirements/[^/]+\.txt)$")
-TEST_EXTRAS = ("test", "tests", "testing", "dev")
 BUILD_SCRIPT = Path(__file__).with_name("images") / "build-offline-image.sh"
 
 

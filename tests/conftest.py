@@ -20,3 +20,10 @@ def openai_server():
     """
     with ScriptedOpenAIServer(models=["test-model"], max_lifetime_s=300.0) as server:
         yield server
+
+
+@pytest.fixture(autouse=True)
+def _private_trust_list(tmp_path_factory, monkeypatch):
+    """Every test (and its subprocesses) sees an empty list of trusted repositories, never
+    the developer's own (agent/trust.py reads MULLIGAN_CONFIG_DIR)."""
+    monkeypatch.setenv("MULLIGAN_CONFIG_DIR", str(tmp_path_factory.mktemp("mulligan-config")))
