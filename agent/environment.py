@@ -36,10 +36,22 @@ def open_sandbox(settings: Settings, snapshot: Snapshot,
     client = connect(pool_size=settings.workers + 4)
     base = resolve_base_image(client, settings.image)
     ca = Path(settings.ca_bundle) if settings.ca_bundle else None
-    if ca is not None and not ca.is_file():
-        raise WorkspaceError(f"--ca-bundle {ca} is not a file")
+    if ca is not None:
+        check_ca_bundle(ca)
     tag = ensure_image(client, base, snapshot, ca_bundle=ca, network=build_network(), log=log)
     return DockerSandbox(tag, client=client, workers=settings.workers)
+
+
+def check_ca_bundle(path: Path) -> None:
+    """A CA bundle is PEM certificates: anything else (a key, /proc/self/environ, a config
+    file) is refused before it reaches a build."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(1 << 20)
+    except OSError as exc:
+        raise WorkspaceError(f"--ca-bundle {path}: cannot read it ({exc.strerror})") from None
+    if b"-----BEGIN CERTIFICATE-----" not in head or b"PRIVATE KEY-----" in head:
+        raise WorkspaceError(f"--ca-bundle {path} is not a PEM certificate bundle")
 
 
 def build_network(environ: Mapping[str, str] | None = None) -> BuildNetwork:
