@@ -140,17 +140,23 @@ def test_trust_is_keyed_by_path_and_remote(tmp_path):
 LEAK_TEST = '''import os
 import pathlib
 
-SECRET = "{secret}"
+SECRET = "{secret}".encode()
+
+
+def holds_secret(path):
+    try:
+        return path.is_file() and not path.is_symlink() and path.stat().st_size < 1 << 20 \\
+            and SECRET in path.read_bytes()
+    except OSError:  # unreadable for the sandbox user: then not readable by a test either
+        return False
 
 
 def test_no_host_file():
     found = [str(p) for top in ("/opt", "/mulligan-build", "/etc", "/tmp", "/root",
-                                "/usr/local", "/work")
-             if os.path.isdir(top) for p in pathlib.Path(top).rglob("*")
-             if p.is_file() and not p.is_symlink() and p.stat().st_size < 1 << 20
-             and SECRET.encode() in p.read_bytes()]
+                                "/usr/local", "/work", "/home")
+             if os.path.isdir(top) for p in pathlib.Path(top).rglob("*") if holds_secret(p)]
     assert found == []
-    assert SECRET not in repr(dict(os.environ))
+    assert SECRET.decode() not in repr(dict(os.environ))
 '''
 
 
@@ -164,6 +170,7 @@ def test_no_host_file_appears_in_a_container(tmp_path, docker_image):
         "requirements.txt": f"# {uuid.uuid4().hex}\npytest\n",
         ".mulligan.toml": f'ca_bundle = "{host_file}"\nimage = "attacker/never:latest"\n'})
     env = user_env(tmp_path)
+    del env["MULLIGAN_IMAGE"]  # the user names no image: the repository's would be used
     proc = mulligan(env, repo, "sandbox", "run")
     assert proc.returncode == 0, proc.stderr[-3000:]  # ran, on the user's image, and passed
     assert "ignoring ca_bundle, image from the repository's config" in proc.stderr
