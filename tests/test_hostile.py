@@ -400,14 +400,15 @@ def clamp(value, low, high):
         proc = run_ci(pr, ci_env(pr, github, openai_server))
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert foreign["body"] == f"{MARKER}\nlooks like the bot, is not the bot"
-        assert github.calls("PATCH", r"/issues/comments/") == []
+        assert github.calls("PATCH", r".*/issues/comments/\d+") == []
         ours = [c for c in github.comments if c["user"]["login"] == github.bot_login]
         assert len(ours) == 1 and ours[0]["body"].startswith(MARKER)
 
         # Control: with a personal token whose login is mallory's, that comment is "ours".
         github.user_login = "mallory"
+        openai_server.script(FIX_ANSWER, FIX_ANSWER)
         again = run_ci(pr, ci_env(pr, github, openai_server))
-        assert github.calls("PATCH", r"/issues/comments/"), again.stderr[-2000:]
+        assert github.calls("PATCH", r".*/issues/comments/\d+"), again.stderr[-2000:]
 
 
 # -- 7. an injected node id renders as inert text ------------------------------------------------
@@ -484,4 +485,5 @@ def clamp(value, low, high):
             rendered = _outside_code(text)
             assert "@octocat" not in rendered and "@team" not in rendered, rendered
             assert "evil.example" not in rendered and "HTML:" not in rendered, rendered
-        assert re.search(r"- `+ ?\[@octocat\]", body)  # ...as a code span
+        assert re.search(r"- (`+) ?tests/test_evil\.py::test_evil\[\[@octocat\][^\n]*\1\n",
+                         body), body  # ...as one code span
