@@ -10,6 +10,7 @@ that the attack would have landed, so a pass is not an accident of the setup.
 # ruff: noqa: F811 - the fixtures imported from tests.support.sandbox_env are parameters
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -487,3 +488,31 @@ def clamp(value, low, high):
             assert "evil.example" not in rendered and "HTML:" not in rendered, rendered
         assert re.search(r"- (`+) ?tests/test_evil\.py::test_evil\[\[@octocat\][^\n]*\1\n",
                          body), body  # ...as one code span
+
+
+# -- 8. the trajectory artifact is redacted --------------------------------------------------
+
+
+def test_the_trajectory_artifact_is_redacted(tmp_path):
+    import argparse
+
+    from rich.console import Console
+
+    from agent.frontends.ci.bot import CiBot
+    from agent.frontends.ci.redact import Redactor
+
+    trajectory = tmp_path / "runs" / "r1" / "trajectory.jsonl"
+    trajectory.parent.mkdir(parents=True)
+    lines = [{"event": "RunStarted", "base_url": "https://user:hunter2@llm.example/v1"},
+             {"event": "RunError", "message": f"401 for key {SECRET_KEY} and token {TOKEN}"},
+             {"event": "ModelCall", "answer": "ghp_" + "a" * 36}]
+    trajectory.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    args = argparse.Namespace(result_file=tmp_path / "result.json", pr=7, mode="check")
+    bot = CiBot(args, {}, Redactor([SECRET_KEY, TOKEN]), Console(file=io.StringIO()))
+    bot.outcome.trajectory = str(trajectory)
+    bot._write_outputs()
+    text = trajectory.read_text()
+    for secret in ("hunter2", SECRET_KEY, TOKEN, "ghp_" + "a" * 36):
+        assert secret not in text
+    assert [json.loads(line)["event"] for line in text.splitlines()] == [
+        "RunStarted", "RunError", "ModelCall"]  # still the same JSON lines
