@@ -194,3 +194,31 @@ def test_choose_the_best_partial_when_none_passes():
     assert best is not None and best.id == "r1c2" and not best.solved
     # only unusable answers: one is still returned (so its feedback can be revised)
     assert choose([unusable, Candidate("r1c5", 1, None)]).id == "r1c4"
+
+
+# -- dependency edits --------------------------------------------------------------------------
+
+
+def test_changed_dependency_files():
+    from sandbox.depfiles import changed_dependency_files
+
+    before = {"requirements.txt": "a\n", "pyproject.toml": '[project]\ndependencies = ["a"]\n'
+              "[tool.x]\ny = 1\n", "m.py": "x\n"}
+    assert changed_dependency_files(before, {**before, "m.py": "y\n"}) == []
+    assert changed_dependency_files(before, {**before, "requirements.txt": "b\n"}) == [
+        "requirements.txt"]
+    assert changed_dependency_files(before, {**before, "requirements-dev.txt": "c\n"}) == [
+        "requirements-dev.txt"]
+    tool_only = before["pyproject.toml"].replace("y = 1", "y = 2")
+    assert changed_dependency_files(before, {**before, "pyproject.toml": tool_only}) == []
+    deps = before["pyproject.toml"].replace('["a"]', '["a", "b"]')
+    assert changed_dependency_files(before, {**before, "pyproject.toml": deps}) == [
+        "pyproject.toml"]
+
+
+def test_a_candidate_that_edits_dependencies_is_never_solved():
+    cand = scored("r1", report({"t::a": P, "t::b": P, "t::c": P, "t::d": P}), BASE)
+    assert cand.solved
+    cand.dependency_edits = ["requirements.txt"]
+    assert not cand.solved
+    assert choose([cand]) is cand  # still the best attempt, shown as not verified

@@ -516,3 +516,44 @@ def test_the_trajectory_artifact_is_redacted(tmp_path):
         assert secret not in text
     assert [json.loads(line)["event"] for line in text.splitlines()] == [
         "RunStarted", "RunError", "ModelCall"]  # still the same JSON lines
+
+
+# -- 9. a fix that edits the dependency files is never reported solved -------------------------
+
+
+DEPS_ANSWER = '''Off by one, and a new dependency.
+
+calc.py
+```python
+<<<<<<< SEARCH
+    return sum(values) + 1
+=======
+    return sum(values)
+>>>>>>> REPLACE
+```
+
+requirements.txt
+```
+<<<<<<< SEARCH
+pytest
+=======
+pytest
+some-package-the-layer-never-installed
+>>>>>>> REPLACE
+```
+'''
+
+
+@pytest.mark.docker
+def test_a_fix_that_edits_dependencies_is_not_verified(tmp_path, docker_image, openai_server):
+    repo = make_repo(tmp_path / "repo", {"calc.py": BUGGY, "test_calc.py": TESTS,
+                                         "requirements.txt": "pytest\n"})
+    openai_server.script(DEPS_ANSWER)
+    env = user_env(tmp_path, OPENAI_BASE_URL=openai_server.base_url)
+    proc = mulligan(env, repo, "fix", "--candidates", "1", "--rounds", "1", "--workers", "1",
+                    "--json")
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert result["status"] == "unsolved"
+    assert "dependencies changed: not verified" in result["reason"]
+    assert "requirements.txt" in result["reason"]

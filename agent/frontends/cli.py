@@ -299,12 +299,14 @@ def cmd_sandbox_run(args: argparse.Namespace) -> int:
 
 def cmd_sandbox_prune(args: argparse.Namespace) -> int:
     from sandbox.docker_backend import LABEL, connect
+    from sandbox.layerbuild import BUILD_LABEL
 
     client = connect()
     removed = 0
-    for container in client.containers.list(all=True, filters={"label": LABEL}):
-        container.remove(force=True, v=True)
-        removed += 1
+    for label in (LABEL, BUILD_LABEL):  # candidates' containers, dependency builds
+        for container in client.containers.list(all=True, filters={"label": label}):
+            container.remove(force=True, v=True)
+            removed += 1
     err.print(f"removed {removed} sandbox container(s)")
     return 0
 
