@@ -42,7 +42,8 @@ class DependencySpec:
         digest, the build's network)."""
         h = hashlib.sha256(f"{RECIPE_VERSION}\0{base_image_id}\0".encode())
         for part in extra:
-            h.update(part.encode() + b"\0")
+            if part:  # no CA bundle, the default network: the key of the plain layer
+                h.update(part.encode() + b"\0")
         for path in sorted(self.files):
             h.update(path.encode() + b"\0" + self.files[path] + b"\0")
         h.update("\n".join(self.pyproject_requirements).encode())
@@ -100,7 +101,8 @@ def ensure_image(client: docker.DockerClient, base: str, snapshot: Snapshot, *,
     network = network or BuildNetwork()
     base_image = _base_image(client, base, pull=pull, log=log)
     spec = detect_dependencies(snapshot)
-    tag = f"{LAYER_REPO}:{spec.digest(base_image.id, ca_digest(ca_bundle), network.key())}"
+    network_key = "" if network == BuildNetwork() else network.key()
+    tag = f"{LAYER_REPO}:{spec.digest(base_image.id, ca_digest(ca_bundle), network_key)}"
     try:
         client.images.get(tag)
         return tag
