@@ -16,28 +16,13 @@ from sandbox.layerbuild import BuildNetwork
 from sandbox.snapshot import Snapshot
 
 
-def find_repo_root(path: Path) -> Path:
-    import git
-
-    try:
-        repo = git.Repo(path, search_parent_directories=True)
-    except git.NoSuchPathError:
-        raise WorkspaceError(f"{path} does not exist") from None
-    except git.InvalidGitRepositoryError:
-        raise WorkspaceError(f"{path} is not inside a git repository (run `git init` first)") \
-            from None
-    if repo.working_tree_dir is None:
-        raise WorkspaceError(f"{path} is a bare repository: run mulligan in a checkout")
-    return Path(repo.working_tree_dir).resolve()
-
-
 def open_sandbox(settings: Settings, snapshot: Snapshot,
                  log: Callable[[str], None] = lambda _line: None) -> DockerSandbox:
-    client = connect(pool_size=settings.workers + 4)
-    base = resolve_base_image(client, settings.image)
     ca = Path(settings.ca_bundle) if settings.ca_bundle else None
     if ca is not None:
-        check_ca_bundle(ca)
+        check_ca_bundle(ca)  # before anything else: a bad bundle is a usage error
+    client = connect(pool_size=settings.workers + 4)
+    base = resolve_base_image(client, settings.image)
     tag = ensure_image(client, base, snapshot, ca_bundle=ca, network=build_network(), log=log)
     return DockerSandbox(tag, client=client, workers=settings.workers)
 

@@ -22,6 +22,15 @@ class CandidateState(StrEnum):
     REJECTED = "rejected"  # it edited tests
 
 
+class ResultStatus(StrEnum):
+    """How a run ended (Result.status, RunFinished.status; JSON carries the value)."""
+
+    SOLVED = "solved"  # a candidate passes every target and keeps every passing test
+    UNSOLVED = "unsolved"  # none did (the best partial candidate may still be offered)
+    NOTHING_TO_FIX = "nothing_to_fix"  # every test passes already
+    ERROR = "error"  # the run could not finish (front ends report it; the loop raises)
+
+
 @dataclass(frozen=True)
 class Event:
     kind: ClassVar[str] = "event"
@@ -106,7 +115,7 @@ class RoundFinished(Event):
 @dataclass(frozen=True)
 class RunFinished(Event):
     kind: ClassVar[str] = "run_finished"
-    status: str
+    status: ResultStatus
     chosen: str | None
     patch: str | None
     tokens: int
@@ -155,4 +164,6 @@ def event_from_dict(data: dict[str, Any]) -> Event:
     cls = EVENT_TYPES[data.pop("kind")]
     if cls is CandidateUpdate:
         data["state"] = CandidateState(data["state"])
+    elif cls is RunFinished:
+        data["status"] = ResultStatus(data["status"])
     return cls(**data)

@@ -4,27 +4,34 @@ sandbox, revise the best few with their failures (a beam search over patches), s
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from agent.candidate import Baseline, Candidate, choose
 from agent.config import Settings
-from agent.edits import apply_edits, parse_answer, unified_diff
-from agent.errors import ConfigError, EditApplyError, FormatError, MulliganError
-from agent.events import (BaselineDone, CandidateState, CandidateUpdate, EventBus, ModelCall,
-                          RoundFinished, RunFinished, RunStarted, Status)
-from agent.models.client import ChatModel, Completion, Usage
 from agent.context.repomap import RepoMap, TracebackHit, parse_traceback_locations
+from agent.edits import apply_edits, parse_answer, unified_diff
+from agent.errors import EditApplyError, FormatError, MulliganError, NoTests, BaselineTimedOut
+from agent.events import (
+    BaselineDone,
+    CandidateState,
+    CandidateUpdate,
+    EventBus,
+    ModelCall,
+    ResultStatus,
+    RoundFinished,
+    RunFinished,
+    RunStarted,
+    Status,
+)
+from agent.models.replay import call_key
+from agent.protocols import ChatModel, Completion, Sandbox, Usage
 from prompts import render
-from sandbox.api import Job
+from sandbox.api import Job, Limits, Outcome, RunStatus, TestReport
 from sandbox.depfiles import changed_dependency_files
-from sandbox.testpaths import is_test_path
-from sandbox.api import Limits, Outcome, RunStatus, TestReport
 from sandbox.snapshot import Snapshot
+from sandbox.testpaths import is_test_path
 
 REPRO_TEST_PATH = "tests/test_mulligan_repro.py"
 MESSAGE_CHARS = 1500
@@ -34,14 +41,10 @@ OUTPUT_CHARS = 3000
 TWO_PHASE_SUITE_S = 15.0
 
 
-class Sandbox(Protocol):
-    def run(self, job: Job) -> TestReport: ...
-
-
 @dataclass
 class Result:
     run_id: str
-    status: str  # solved | unsolved | nothing_to_fix | error
+    status: ResultStatus
     chosen: Candidate | None
     patch: str | None  # against the user's files as snapshotted
     candidates: list[Candidate]
@@ -55,7 +58,7 @@ class Result:
     def to_json(self) -> dict:
         return {
             "run_id": self.run_id,
-            "status": self.status,
+            "status": self.status.value,
             "patch": self.patch,
             "chosen": self.chosen.id if self.chosen else None,
             "reason": self.reason,
@@ -88,7 +91,6 @@ class Solver:
     run_id: str
     issue: str | None = None
     repo_label: str = ""
-    recorded: dict[str, list[ModelCall]] = field(default_factory=dict)  # for resume
     repo_map: RepoMap = field(default_factory=RepoMap)
 
     def __post_init__(self) -> None:
@@ -100,6 +102,7 @@ class Solver:
         self.limits = Limits(timeout_s=self.settings.test_timeout_s,
                              memory_mb=self.settings.memory_mb)
         self.stop_requested = False
+        self.baseline: Baseline | None = None  # set by the baseline run
         self._slots = asyncio.Semaphore(self.settings.workers)
 
     # -- the run ---------------------------------------------------------------------------
@@ -113,33 +116,29 @@ class Solver:
         self.base_files = self.original
         report = await self._test("", select=())
         if report.exit_code == 127 and not report.tests:
-            raise ConfigError(f"the test command was not found in the sandbox: {s.test_cmd!r} "
+            raise NoTests(f"the test command was not found in the sandbox: {s.test_cmd!r} "
                               f"({report.output.strip().splitlines()[-1][:200] if report.output.strip() else 'exit 127'})")
         if report.status is RunStatus.TIMED_OUT:
-            raise ConfigError(f"the unmodified tests timed out after {s.test_timeout_s:.0f}s: "
+            raise BaselineTimedOut(f"the unmodified tests timed out after {s.test_timeout_s:.0f}s: "
                               "raise --timeout or narrow --test-cmd")
         if report.exit_code == 5 and not report.tests and not self.issue:
-            raise ConfigError(f"no tests found by {s.test_cmd!r}")
+            raise NoTests(f"no tests found by {s.test_cmd!r}")
         self.baseline = Baseline.from_report(report)
         self.baseline_report = report
         self.bus.emit(BaselineDone(list(self.baseline.targets), list(self.baseline.keep),
                                    report.exit_code, report.wall_s, report.to_dict()))
         if not self.baseline.targets and not self.issue:
-            return self._finish("nothing_to_fix", None, "every test passes already")
-        preflight = getattr(self.model, "preflight", None)
-        if preflight is not None and not self.recorded:  # an unreachable server fails now
-            await preflight()
+            return self._finish(ResultStatus.NOTHING_TO_FIX, None, "every test passes already")
+        await self.model.preflight()  # an unreachable server fails now, before any sampling
         if not self.baseline.targets:
             try:
                 await self._reproduce()
             except BudgetExhausted as exc:
-                return self._finish("unsolved", None, str(exc))
+                return self._finish(ResultStatus.UNSOLVED, None, str(exc))
             if not self.baseline.targets:
-                return self._finish("unsolved", None,
+                return self._finish(ResultStatus.UNSOLVED, None,
                                     "no sampled test reproduced the issue on the current code")
-        prewarm = getattr(self.sandbox, "prewarm", None)
-        if prewarm is not None:  # containers start while the model samples
-            prewarm(self.limits, s.workers)
+        self.sandbox.prewarm(self.limits, s.workers)  # containers start while the model samples
         reason = f"no candidate passed in {s.rounds} round(s)"
         try:
             for round_no in range(1, s.rounds + 1):
@@ -160,14 +159,14 @@ class Solver:
             reason = str(exc)
         best = choose(self.candidates)
         if best is not None and best.solved:
-            return self._finish("solved", best, "")
+            return self._finish(ResultStatus.SOLVED, best, "")
         if best is not None and best.dependency_edits and best.report is not None \
                 and best.report.passed:
             reason = (f"dependencies changed: not verified (the best candidate edits "
                       f"{', '.join(best.dependency_edits)})")
-        return self._finish("unsolved", best, reason)
+        return self._finish(ResultStatus.UNSOLVED, best, reason)
 
-    def _finish(self, status: str, chosen: Candidate | None, reason: str) -> Result:
+    def _finish(self, status: ResultStatus, chosen: Candidate | None, reason: str) -> Result:
         patch = None
         if chosen is not None and chosen.files is not None:
             patch = unified_diff(self.original, chosen.files) or None
@@ -175,7 +174,7 @@ class Solver:
         self.bus.emit(RunFinished(status, chosen.id if chosen else None, patch, self.usage.total,
                                   self.cost, seconds, reason))
         return Result(self.run_id, status, chosen, patch, self.candidates,
-                      getattr(self, "baseline", None), self.usage, self.cost, seconds,
+                      self.baseline, self.usage, self.cost, seconds,
                       self.sandbox_seconds, reason)
 
     # -- model calls ----------------------------------------------------------------------
@@ -192,22 +191,12 @@ class Solver:
     async def _sample(self, purpose: str, messages: list[dict[str, str]], n: int,
                       seed: int | None) -> list[Completion]:
         self._check_budget()
-        key = hashlib.sha256(json.dumps([purpose, messages, n, seed]).encode()).hexdigest()[:24]
-        queue = self.recorded.get(key)
-        if queue:
-            call = queue.pop(0)
-            completions = [Completion(a, r, Usage(0, 0), 0.0, "replayed", 0.0)
-                           for a, r in zip(call.answers, call.finish_reasons)]
-            completions[0] = Completion(call.answers[0], call.finish_reasons[0],
-                                        Usage(call.prompt_tokens, call.completion_tokens),
-                                        call.cost_usd, "replayed", 0.0)
-        else:
-            completions = await self.model.sample(messages, n, seed=seed)
+        completions = await self.model.sample(messages, n, seed=seed)
         usage = sum((c.usage for c in completions), Usage())
         cost = sum(c.cost_usd for c in completions)
         self.usage = self.usage + usage
         self.cost += cost
-        self.bus.emit(ModelCall(key, purpose, messages, [c.text for c in completions],
+        self.bus.emit(ModelCall(call_key(messages, n, seed), purpose, messages, [c.text for c in completions],
                                 [c.finish_reason for c in completions], usage.prompt_tokens,
                                 usage.completion_tokens, cost,
                                 max((c.seconds for c in completions), default=0.0)))
@@ -459,4 +448,4 @@ def _lang(path: str) -> str:
         path.rsplit(".", 1)[-1], "")
 
 
-__all__ = ["Solver", "Result", "MulliganError"]
+__all__ = ["MulliganError", "Result", "Solver"]

@@ -1,19 +1,23 @@
 """One run from start to finish, shared by every front end: snapshot, sandbox, model,
-trajectory, solver, and cleanup on every exit path."""
+trajectory, solver, and cleanup on every exit path.
+
+This is an edge: it picks the backends (the Docker sandbox, the OpenAI client, the bundled
+local model), importing each only when the run needs it, so importing the core stays light.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.config import Settings
-from agent.environment import open_sandbox
-from agent.events import EventBus, RunError, Status
-from agent.models.local import LocalModel, start_local_model
-from agent.loop import Result, Sandbox, Solver
-from agent.models.client import ChatModel, ModelSettings, OpenAIChatModel
 from agent.context.repomap import RepoMap
+from agent.events import EventBus, RunError, Status
+from agent.loop import Result, Solver
+from agent.models.replay import ReplayModel
+from agent.protocols import ChatModel, Sandbox
 from agent.trajectory import (
     TrajectoryWriter,
     new_run_id,
@@ -23,6 +27,10 @@ from agent.trajectory import (
     runs_dir,
 )
 from sandbox.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from agent.models.client import OpenAIChatModel
+    from agent.models.local import LocalModel
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,8 @@ class RunRequest:
 
 
 def model_from(settings: Settings) -> OpenAIChatModel:
+    from agent.models.client import ModelSettings, OpenAIChatModel
+
     return OpenAIChatModel(ModelSettings(
         model=settings.model, base_url=settings.base_url, api_key=settings.api_key,
         temperature=settings.temperature, seed=settings.seed, max_tokens=settings.max_tokens,
@@ -64,7 +74,7 @@ class Run:
         self._given_snapshot = snapshot
         self._given_sandbox = sandbox
         self.snapshot: Snapshot | None = None
-        self.sandbox = None
+        self.sandbox: Sandbox | None = None  # the sandbox this run opened (and closes)
         self.snapshot_tree: str | None = None
         self.local: LocalModel | None = None  # the local model server, when one was started
         recorded = {}
@@ -89,6 +99,8 @@ class Run:
         settings = self.request.settings
         try:
             if model is None:  # no endpoint configured: start the local model (or ConfigError)
+                from agent.models.local import start_local_model
+
                 self.local = await start_local_model(
                     settings, lambda line: self.bus.emit(Status(line)))
                 settings = self.local.settings if self.local is not None else settings
@@ -102,14 +114,16 @@ class Run:
             self.snapshot_tree = snapshot.tree
             sandbox = self._given_sandbox
             if sandbox is None:
+                from agent.environment import open_sandbox
+
                 self.bus.emit(Status("preparing the sandbox image"))
                 sandbox = self.sandbox = await asyncio.to_thread(
                     open_sandbox, self.request.settings, snapshot,
                     lambda line: self.bus.emit(Status(line)))
-            self.solver = Solver(settings, model, sandbox, snapshot,
+            solver_model = ReplayModel(model, self.recorded) if self.recorded else model
+            self.solver = Solver(settings, solver_model, sandbox, snapshot,
                                  self.bus, self.run_id, self.request.issue,
-                                 str(self.request.repo), self.recorded,
-                                 RepoMap(cache_dir=repomap_cache_dir()))
+                                 str(self.request.repo), RepoMap(cache_dir=repomap_cache_dir()))
             return await self.solver.run()
         except Exception as exc:
             self.bus.emit(RunError(str(exc)))
@@ -119,7 +133,7 @@ class Run:
                 self.sandbox.close()
             if self.snapshot is not None:
                 self.snapshot.close()
-            if self.model is None and model is not None and hasattr(model, "aclose"):
+            if self.model is None and model is not None:  # the model this run made
                 await model.aclose()
             if self.local is not None:
                 await self.local.aclose()

@@ -7,11 +7,13 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
-from agent.errors import ConfigError
+from agent.errors import ConfigError, NoSuchRun
 from agent.events import Event, ModelCall, RunStarted, event_from_dict
 
 
@@ -32,7 +34,7 @@ def run_path(run: str) -> Path:
         return candidate
     path = runs_dir() / run / "trajectory.jsonl"
     if not path.is_file():
-        raise ConfigError(f"no run {run!r}: no trajectory at {path}")
+        raise NoSuchRun(f"no run {run!r}: no trajectory at {path}")
     return path
 
 
@@ -52,17 +54,25 @@ class TrajectoryWriter:
         self._file.close()
 
 
-def read_events(path: Path) -> list[Event]:
-    events = []
+def json_lines(path: Path) -> Iterator[Any]:
+    """Each non-blank line of a JSONL file, parsed; None for a line that is not JSON (one
+    cut short by a crash), so the reader decides whether it ends the usable part."""
     with path.open(encoding="utf-8") as fh:
         for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                events.append(event_from_dict(json.loads(line)))
-            except (ValueError, KeyError, TypeError):
-                break  # a line cut by a crash ends the usable part
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    yield None
+
+
+def read_events(path: Path) -> list[Event]:
+    events = []
+    for record in json_lines(path):
+        try:
+            events.append(event_from_dict(record))
+        except (ValueError, KeyError, TypeError):
+            break  # a line cut by a crash ends the usable part
     return events
 
 

@@ -55,6 +55,7 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path
 from agent.edits import Edit, apply_edits, parse_answer
 from agent.errors import EditApplyError, FormatError, MulliganError
 from agent.loop import MESSAGE_CHARS, _lang, _trim
+from agent.trajectory import json_lines
 from prompts import render
 
 DEFAULT_TASKS_DIR = ROOT.parent / "shared" / "benchmarks"
@@ -418,7 +419,7 @@ def append_rows(path: Path, rows: list[dict]) -> None:
 def read_results(path: Path) -> list[dict]:
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [row for row in json_lines(path) if row is not None]  # a cut last line is dropped
 
 
 def summarize(path: Path) -> None:

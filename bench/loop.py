@@ -4,7 +4,7 @@
                          [--candidates 4] [--rounds 3]
 
 THE MODEL IS SCRIPTED. The scripted OpenAI-compatible server of `mulligan bench
---scripted-p` (agent/bench_scripted.py, over real HTTP through the real `openai` client)
+--scripted-p` (agent/frontends/bench/scripted.py, over real HTTP through the real `openai` client)
 answers each choice with the task's reference fix with probability p (seeded), converted to
 SEARCH/REPLACE blocks built from the patch hunks, and otherwise with a wrong but well-formed
 edit (an operator or constant mutated near the bug). The figures measure the loop's machinery
@@ -12,8 +12,8 @@ edit (an operator or constant mutated near the bug). The figures measure the loo
 the loop finds a passing patch when each sample is right with probability p; they say
 nothing about any real model's ability to repair programs.
 
-The tasks are loaded by agent/bench_tasks.py and the reference fixes
-(`_fixes/TASKID.patch`) by agent/bench_scripted.py, used only to build the scripted answers;
+The tasks are loaded by agent/frontends/bench/tasks.py and the reference fixes
+(`_fixes/TASKID.patch`) by agent/frontends/bench/scripted.py, used only to build the scripted answers;
 they never enter a prompt, and the task's repository copy holds neither them nor
 task.json. Everything else is the real thing: git snapshot, Docker sandbox (image
 `mulligan/base:bookworm` unless --image says otherwise), parallel evaluation, beam revision.
@@ -67,7 +67,7 @@ GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@
 
 
 class RecordingResponder(ScriptedResponder):
-    """agent/bench_scripted.py's responder, also keeping the reference-fix answers it gave
+    """agent/frontends/bench/scripted.py's responder, also keeping the reference-fix answers it gave
     (to tell a candidate that passes by luck, a mutant, from a reference fix)."""
 
     def __init__(self, fix: ScriptedFix, p: float, seed: int) -> None:
@@ -134,6 +134,12 @@ class TimedSandbox:
         finally:
             self.spans.add(start, time.monotonic())
 
+    def prewarm(self, limits, count):
+        self.inner.prewarm(limits, count)
+
+    def close(self):
+        self.inner.close()
+
 
 class TimedModel:
     def __init__(self, inner, spans: Intervals) -> None:
@@ -146,6 +152,12 @@ class TimedModel:
             return await self.inner.sample(messages, n, seed=seed)
         finally:
             self.spans.add(start, time.monotonic())
+
+    async def preflight(self):
+        await self.inner.preflight()
+
+    async def aclose(self):
+        await self.inner.aclose()
 
 
 # -- one task ----------------------------------------------------------------------------------

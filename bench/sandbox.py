@@ -19,7 +19,6 @@ remove).
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import os
 import re
@@ -43,6 +42,7 @@ sys.path.insert(0, str(_HERE.parent))
 import docker.models.containers
 
 from sandbox.api import Job
+from sandbox.diff import unified_diff
 from sandbox.docker_backend import DockerSandbox, connect
 from sandbox.images import OFFLINE_IMAGE
 from sandbox.api import Limits
@@ -86,9 +86,7 @@ def make_repo(root: Path, n_tests: int) -> tuple[str, list[str]]:
     patches = []
     for i in range(CANDIDATES):
         fixed = src.replace("fib(n - 2) + 1  # the bug", f"fib(n - 2)  # fix {i}")
-        diff = difflib.unified_diff(src.splitlines(keepends=True), fixed.splitlines(keepends=True),
-                                    "a/calc.py", "b/calc.py")
-        patches.append("diff --git a/calc.py b/calc.py\n" + "".join(diff))
+        patches.append(unified_diff({"calc.py": src}, {"calc.py": fixed}))
     return src, patches
 
 

@@ -21,6 +21,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
+from sandbox.diff import diff_paths
 from sandbox.errors import DiskFull, DockerUnavailable, ImageMissing, SandboxError
 from sandbox.junit import parse_junit
 from sandbox.api import Job, Limits, RunStatus, TestReport
@@ -99,7 +100,7 @@ class DockerSandbox:
 
     def run(self, job: Job) -> TestReport:
         started = time.monotonic()
-        changed_tests = sorted({p for p in _patch_paths(job.patch) if is_test_path(p)})
+        changed_tests = sorted({p for p in diff_paths(job.patch) if is_test_path(p)})
         try:
             tree = job.snapshot.apply(job.patch)
         except PatchDoesNotApply as exc:
@@ -308,16 +309,6 @@ def _log_bytes(limits: Limits) -> int:
     """Room for the result line, which must never be rotated away: JSON escapes a byte as
     at most 6 ("\\u0001"), base64 adds a third, plus the runner's own lines."""
     return 8 * (limits.output_bytes + JUNIT_BYTES) + (1 << 20)
-
-
-def _patch_paths(patch: str) -> set[str]:
-    paths = set()
-    for line in patch.splitlines():
-        if line.startswith(("--- ", "+++ ")):
-            name = line[4:].split("\t")[0].strip()
-            if name != "/dev/null":
-                paths.add(name[2:] if name[:2] in ("a/", "b/") else name)
-    return paths
 
 
 def _report_from_logs(logs: str, nonce: str, exit_code: int | None, started: float) -> TestReport:

@@ -1,8 +1,20 @@
-"""Errors a user can meet when the sandbox cannot run at all (not a candidate's failure)."""
+"""The root of Mulligan's one exception tree, and the sandbox's errors under it.
+
+`MulliganError` is defined here because `sandbox` never imports `agent`; `agent.errors`
+re-exports it with the core's errors, so every part of the product raises from one tree and
+a front end renders any of them the same way (one line, `exit_code`).
+"""
 
 
-class SandboxError(Exception):
-    """Base class: the message is one plain line that says how to fix it."""
+class MulliganError(Exception):
+    """Base class; the CLI prints str(error) on one line and exits with `exit_code`."""
+
+    exit_code = 2
+
+
+class SandboxError(MulliganError):
+    """The sandbox cannot run at all (not a candidate's failure): the message is one plain
+    line that says how to fix it."""
 
 
 class DockerUnavailable(SandboxError):

@@ -13,14 +13,15 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import subprocess
 import tarfile
 import tempfile
 import threading
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from sandbox import git
 from sandbox.errors import SnapshotError
 
 MAX_TEXT_BYTES = 1 << 20
@@ -140,11 +141,9 @@ class Snapshot:
     def read_blobs(self, entries: list[TreeEntry]) -> dict[str, bytes]:
         if not entries:
             return {}
-        proc = subprocess.run(
-            ["git", "cat-file", "--batch"], input="".join(e.sha + "\n" for e in entries).encode(),
-            env=self._env(), capture_output=True, check=True,
-        )
-        data, out, pos = {}, proc.stdout, 0
+        out = git.run(["cat-file", "--batch"], env=self._env(), check=True,
+                      input="".join(e.sha + "\n" for e in entries)).stdout
+        data, pos = {}, 0
         for entry in entries:
             header_end = out.index(b"\n", pos)
             size = int(out[pos:header_end].split()[2])
@@ -156,15 +155,7 @@ class Snapshot:
     def text_files(self, tree: str | None = None) -> dict[str, str]:
         """Every UTF-8 text file up to 1 MiB, for the model and the edit applier."""
         entries = [e for e in self.entries(tree) if e.mode != "120000"]
-        result = {}
-        for path, blob in self.read_blobs(entries).items():
-            if len(blob) > MAX_TEXT_BYTES or b"\0" in blob:
-                continue
-            try:
-                result[path] = blob.decode("utf-8")
-            except UnicodeDecodeError:
-                continue
-        return result
+        return text_only(self.read_blobs(entries))
 
     # -- patching and export ------------------------------------------------------------
 
@@ -176,11 +167,9 @@ class Snapshot:
         env = self._env(index)
         try:
             _git(["read-tree", self.tree], env)
-            proc = subprocess.run(
-                ["git", "apply", "--cached", "--whitespace=nowarn", "-"],
-                input=patch.encode(), env=env, capture_output=True, cwd=self._store,
-            )
-            if proc.returncode != 0:
+            proc = git.run(["apply", "--cached", "--whitespace=nowarn", "-"],
+                           input=patch.encode(), env=env, cwd=self._store)
+            if not proc.ok:
                 message = proc.stderr.decode("utf-8", "replace").strip() or "git apply failed"
                 raise PatchDoesNotApply(message)
             return _git(["write-tree"], env).strip()
@@ -233,26 +222,28 @@ class Snapshot:
         return _env(self._store / "objects.git", index or self._store / "index")
 
 
+def text_only(blobs: Mapping[str, bytes]) -> dict[str, str]:
+    """The files that are UTF-8 text up to 1 MiB, decoded: what the model is shown."""
+    result = {}
+    for path, blob in blobs.items():
+        if len(blob) > MAX_TEXT_BYTES or b"\0" in blob:
+            continue
+        try:
+            result[path] = blob.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    return result
+
+
 def _init_store(store: Path) -> Path:
     git_dir = store / "objects.git"
-    subprocess.run(["git", "init", "-q", "--bare", str(git_dir)], check=True,
-                   capture_output=True, env=_clean_env())
+    git.run(["init", "-q", "--bare", str(git_dir)], check=True, env=git.clean_env())
     (git_dir / "info").mkdir(exist_ok=True)
     return git_dir
 
 
-def _clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(GIT_CONFIG_NOSYSTEM="1", GIT_TERMINAL_PROMPT="0",
-               GIT_AUTHOR_NAME="mulligan", GIT_AUTHOR_EMAIL="mulligan@localhost",
-               GIT_COMMITTER_NAME="mulligan", GIT_COMMITTER_EMAIL="mulligan@localhost")
-    return env
-
-
 def _env(git_dir: Path, index: Path, work_tree: Path | None = None) -> dict[str, str]:
-    env = _clean_env()
-    env["GIT_DIR"] = str(git_dir)
-    env["GIT_INDEX_FILE"] = str(index)
+    env = git.clean_env(GIT_DIR=str(git_dir), GIT_INDEX_FILE=str(index))
     if work_tree is not None:
         env["GIT_WORK_TREE"] = str(work_tree)
     return env
@@ -261,12 +252,11 @@ def _env(git_dir: Path, index: Path, work_tree: Path | None = None) -> dict[str,
 def _git_paths_of(root: Path) -> tuple[Path, Path] | None:
     """(git dir, common dir) when `root` is the top of a work tree; they differ in a linked
     worktree, whose objects live in the common dir."""
-    proc = subprocess.run(
-        ["git", "rev-parse", "--show-toplevel", "--absolute-git-dir", "--git-common-dir"],
-        cwd=root, capture_output=True, text=True, env=_clean_env())
-    if proc.returncode != 0:
+    proc = git.run(["rev-parse", "--show-toplevel", "--absolute-git-dir", "--git-common-dir"],
+                   cwd=root, env=git.clean_env())
+    if not proc.ok:
         return None
-    top, git_dir, common = proc.stdout.splitlines()[:3]
+    top, git_dir, common = proc.text.splitlines()[:3]
     if Path(top).resolve() != root:
         return None  # a subfolder of a repository: snapshot the folder as a plain tree
     return Path(git_dir), (root / common).resolve()
@@ -275,9 +265,9 @@ def _git_paths_of(root: Path) -> tuple[Path, Path] | None:
 def _listing_inside_repo(root: Path) -> list[str] | None:
     """The files under `root` that its enclosing repository does not ignore, or None when
     `root` is in no repository."""
-    proc = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                          cwd=root, capture_output=True, env=_clean_env())
-    if proc.returncode != 0:
+    proc = git.run(["ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
+                   env=git.clean_env())
+    if not proc.ok:
         return None
     names = proc.stdout.decode("utf-8", "surrogateescape").split("\0")
     return [n for n in dict.fromkeys(names) if n and os.path.lexists(root / n)]
@@ -299,9 +289,8 @@ def _copy_index(index: Path, dest: Path, store_git_dir: Path) -> None:
 
 def _git(args: list[str], env: dict[str, str], cwd: Path | None = None,
          stdin: str | None = None) -> str:
-    proc = subprocess.run(["git", *args], env=env, cwd=cwd, capture_output=True,
-                          input=stdin.encode("utf-8", "surrogateescape") if stdin else None)
-    if proc.returncode != 0:
-        message = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise SnapshotError(f"git {args[0]} failed: {message[-1] if message else proc.returncode}")
-    return proc.stdout.decode("utf-8", "replace")
+    """stdout of a git command on the store; its failure is a SnapshotError."""
+    proc = git.run(args, env=env, cwd=cwd, input=stdin or None)
+    if not proc.ok:
+        raise SnapshotError(f"git {args[0]} failed: {proc.last_line(str(proc.returncode))}")
+    return proc.text

@@ -658,9 +658,10 @@ def test_a_pull_request_cannot_reconfigure_the_endpoint_or_budgets(tmp_path):
 
 def test_comment_is_capped_below_githubs_limit():
     from agent.frontends.ci.bot import Outcome
+    from agent.events import ResultStatus
     from agent.loop import Result
 
-    result = Result("run", "solved", None, "+x\n" * 40_000, [], None)
+    result = Result("run", ResultStatus.SOLVED, None, "+x\n" * 40_000, [], None)
     o = Outcome(pr=1, mode="comment", head_sha="a" * 40, result=result)
     body = render_comment(o)
     assert body.startswith(MARKER) and len(body) < 65_536

@@ -617,7 +617,7 @@ async def test_end_to_end_with_the_real_model(tmp_path, monkeypatch):
     docs/local-model.md), so this checks the path end to end and that the model finds the
     fix in at least one answer; the patch is checked when the run is solved.
     """
-    from agent.events import EventBus, ModelCall, RunStarted
+    from agent.events import EventBus, ModelCall, ResultStatus, RunStarted
     from agent.run import Run, RunRequest
     from tests.support.sandbox_env import require_docker_image
 
@@ -643,8 +643,8 @@ async def test_end_to_end_with_the_real_model(tmp_path, monkeypatch):
     answers = [a for e in events if isinstance(e, ModelCall) for a in e.answers]
     assert len(answers) >= 2
     assert any("/ len(values)" in a for a in answers), answers
-    assert result.status in ("solved", "unsolved"), result.reason
-    if result.status == "solved":
+    assert result.status in (ResultStatus.SOLVED, ResultStatus.UNSOLVED), result.reason
+    if result.status is ResultStatus.SOLVED:
         assert "-    return sum(values) / (len(values) - 1)" in result.patch
     assert run.local is not None and not run.local.server.alive  # stopped after the run
     assert lm._live == set()

@@ -24,7 +24,8 @@ import pytest
 from agent.candidate import Candidate
 from agent.config import Settings
 from agent.errors import ModelError
-from agent.events import BaselineDone, CandidateState, CandidateUpdate, EventBus, ModelCall, Status
+from agent.events import (BaselineDone, CandidateState, CandidateUpdate, EventBus, ModelCall,
+                          ResultStatus, Status)
 from agent.loop import REPRO_TEST_PATH, Result
 from agent.models.client import ModelSettings, OpenAIChatModel
 from agent.run import Run, RunRequest
@@ -141,7 +142,7 @@ async def test_the_one_right_candidate_among_wrong_ones_is_chosen(tmp_path, open
     result, _ = await run_loop(repo, settings(openai_server, docker_image, candidates=4,
                                               rounds=2))
 
-    assert result.status == "solved"
+    assert result.status is ResultStatus.SOLVED
     assert result.baseline is not None and result.baseline.targets == (TEST_ADD,)
     assert result.chosen is not None and result.chosen.id == "r1c3"
     assert result.patch is not None and "+    return a + b" in result.patch
@@ -180,7 +181,7 @@ async def test_round_two_succeeds_because_the_revise_prompt_carries_the_assertio
     assert revise.messages[-2] == {"role": "assistant", "content": wrong}
     cands = by_id(result)
     assert cands["r1c1"].state is CandidateState.FAILED
-    assert result.status == "solved"
+    assert result.status is ResultStatus.SOLVED
     assert result.chosen is not None and result.chosen.round == 2
     assert result.chosen.parent in ("r1c1", "r1c2")
     # the final patch is against the original files, not the parent's
@@ -201,7 +202,7 @@ async def test_a_candidate_that_edits_the_tests_is_rejected_even_though_they_pas
     assert cheater.report is not None and cheater.report.passed  # its tests do pass
     assert cheater.state is CandidateState.REJECTED
     assert cheater.edited_tests == ["tests/test_calc.py"]
-    assert result.status == "unsolved"
+    assert result.status is ResultStatus.UNSOLVED
     assert result.chosen is not None and result.chosen.id == "r1c2"
     as_json = {c["id"]: c for c in result.to_json()["candidates"]}
     assert as_json["r1c1"]["state"] == "rejected"
@@ -227,7 +228,7 @@ async def test_budget_exhaustion_reports_the_best_partial_candidate(tmp_path, op
     result, _ = await run_loop(repo, settings(openai_server, docker_image, candidates=2,
                                               rounds=3, token_budget=1))
 
-    assert result.status == "unsolved"
+    assert result.status is ResultStatus.UNSOLVED
     assert "token budget of 1 spent" in result.reason
     assert len(openai_server.chat_requests) == 1  # no revision was paid for
     assert result.chosen is not None and result.chosen.id == "r1c2"
@@ -251,7 +252,7 @@ async def test_a_model_that_ignores_n_still_yields_n_candidates(tmp_path, openai
     assert sorted(c.answer for c in result.candidates) == sorted(answers)
     assert all(c.report is not None for c in result.candidates)  # every one was tested
     assert [r.n for r in openai_server.chat_requests] == [3, 1, 1]
-    assert result.status == "solved"
+    assert result.status is ResultStatus.SOLVED
     assert result.chosen is not None and "+    return a + b" in result.chosen.patch
 
 
@@ -275,7 +276,7 @@ async def test_a_format_error_becomes_feedback_in_the_next_rounds_prompt(
     assert "Your answer could not be used" in feedback
     assert first.format_error in feedback
     assert "def add(a, b):" in feedback  # the files are shown again
-    assert result.status == "solved"
+    assert result.status is ResultStatus.SOLVED
     assert result.chosen is not None and result.chosen.id == "r2c1"
     assert result.chosen.parent == "r1c1"
 
@@ -316,7 +317,7 @@ async def test_an_issue_without_a_failing_test_is_reproduced_then_fixed(
                for e in events)
     baselines = [e for e in events if isinstance(e, BaselineDone)]
     assert [b.targets for b in baselines] == [[], [repro_id]]
-    assert result.status == "solved"
+    assert result.status is ResultStatus.SOLVED
     assert result.chosen is not None and result.chosen.id == "r1c2"
     assert "+    return a + b" in (result.patch or "")
 
@@ -325,7 +326,7 @@ async def test_nothing_failing_and_no_issue_is_nothing_to_fix(tmp_path, openai_s
                                                               docker_image):
     repo = calc_repo(tmp_path, "    return a + b\n")
     result, _ = await run_loop(repo, settings(openai_server, docker_image))
-    assert result.status == "nothing_to_fix"
+    assert result.status is ResultStatus.NOTHING_TO_FIX
     assert result.patch is None and result.candidates == []
     assert openai_server.chat_requests == []  # the model was never asked
 

@@ -404,6 +404,35 @@ async def test_other_bad_request_is_not_retried(openai_server):
     assert len(openai_server.chat_requests) == 1
 
 
+async def test_transport_retries_are_the_sdks(openai_server):
+    # the openai SDK sends the retries (it numbers them in x-stainless-retry-count)
+    openai_server.script(error(500), error(429), "fixed")
+    async with make_model(openai_server) as model:
+        (out,) = await model.sample(PROMPT, 1)
+    assert out.text == "fixed"
+    assert [r.headers.get("x-stainless-retry-count") for r in openai_server.chat_requests] == \
+        ["0", "1", "2"]
+
+
+async def test_the_server_saying_do_not_retry_is_obeyed(openai_server):
+    openai_server.script(error(503, "down for maintenance", headers={"x-should-retry": "false"}),
+                         "never asked")
+    async with make_model(openai_server) as model:
+        with pytest.raises(ModelUnavailable, match="down for maintenance"):
+            await model.sample(PROMPT, 1)
+    assert len(openai_server.chat_requests) == 1
+
+
+async def test_the_model_check_and_listing_try_once():
+    base_url = f"http://127.0.0.1:{free_port()}/v1"
+    async with make_model(None, base_url=base_url, max_retries=3,
+                          retry_base_delay_s=5.0, retry_max_delay_s=5.0) as model:
+        start = time.monotonic()
+        with pytest.raises(ModelUnavailable, match="connection refused"):
+            await model.preflight()
+    assert time.monotonic() - start < 4  # no 5 s backoff: the check is not retried
+
+
 def test_usage_split_and_prices():
     shares = split_usage(Usage(10, 7), ["aaaa", "", "aa"])
     assert sum(shares, Usage()) == Usage(10, 7)

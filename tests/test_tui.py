@@ -16,7 +16,9 @@ from rich.syntax import Syntax
 from rich.text import Text
 from textual.widgets import Input, Static
 
-from agent.events import CandidateState, CandidateUpdate, RunError, RunFinished, RunStarted
+from agent import errors
+from agent.events import (CandidateState, CandidateUpdate, ResultStatus, RunError, RunFinished,
+                          RunStarted)
 from tests.support.openai_server import stall
 from tests.support.sandbox_env import docker_image  # noqa: F401 - a fixture
 from tui import demo
@@ -149,7 +151,7 @@ async def test_run_from_start_to_apply(repo: Path, openai_server, docker_image):
 
         view = app.view
         assert view.phase is Phase.FINISHED, view.status
-        assert view.finished.status == "solved" and view.finished.chosen == "r1c2"
+        assert view.finished.status is ResultStatus.SOLVED and view.finished.chosen == "r1c2"
         assert view.candidate("r1c1").state is CandidateState.FAILED
         assert view.candidate("r1c2").state is CandidateState.PASSED
         assert view.candidate("r1c2").targets_fixed == 1
@@ -210,7 +212,7 @@ async def test_stop_early_keeps_the_best_so_far(repo: Path, openai_server,
 
         view = app.view
         assert view.finished is not None
-        assert view.finished.status == "unsolved"
+        assert view.finished.status is ResultStatus.UNSOLVED
         assert view.finished.reason == "stopped by the user"
         assert view.finished.chosen == "r1c1"  # the best so far is kept
         assert sorted(view.candidates) == ["r1c1", "r1c2"]  # no second round
@@ -272,7 +274,7 @@ async def test_apply_is_refused_when_the_tree_changed(repo: Path, openai_server,
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+r")
         await run_to_end(pilot)
-        assert app.view.finished.status == "solved"
+        assert app.view.finished.status is ResultStatus.SOLVED
         edited = CALC + "# a change made while the run was going\n"
         (repo / "calc.py").write_text(edited)
         await pilot.press("a")
@@ -295,7 +297,7 @@ async def test_open_an_interrupted_run_and_resume_it(repo: Path, openai_server,
         await run_to_end(pilot)
         run_id = first.view.run_id
         trajectory = first.trajectory
-    assert first.view.finished.status == "solved" and run_id
+    assert first.view.finished.status is ResultStatus.SOLVED and run_id
     requests = len(openai_server.chat_requests)
 
     # cut the trajectory as if the process had been killed while round 1 was tested
@@ -316,7 +318,7 @@ async def test_open_an_interrupted_run_and_resume_it(repo: Path, openai_server,
         await pilot.press("r")
         await wait_for(pilot, lambda: app.view.attempts == 1 and app.view.live, "the resume")
         await run_to_end(pilot)
-        assert app.view.finished.status == "solved"
+        assert app.view.finished.status is ResultStatus.SOLVED
         assert len(openai_server.chat_requests) == requests  # the recorded answers were reused
         await pilot.press("a")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmApplyScreen), "the modal")
@@ -422,7 +424,7 @@ async def test_no_tests_found(repo: Path, openai_server, docker_image):  # noqa:
 
 async def test_outside_a_git_repository(tmp_path: Path):
     repo, problem = find_repo(tmp_path)
-    assert repo is None and "not inside a git repository" in problem
+    assert repo is None and "not inside a git repository" in str(problem)
     app = MulliganApp(None, startup_error=problem)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, FatalErrorScreen), "the error")
@@ -508,7 +510,7 @@ def test_which_patch_apply_save_and_copy_use():
     assert patch_of(view, "r1c1") == demo.PATCHES["r1c1"]  # can still be saved
     assert patch_of(view, "r1c2") is None  # a format error has no patch
     unsolved = reduce(replay(demo.mid_run_events()),
-                      RunFinished("unsolved", "r1c3", demo.PATCHES["r1c3"], 1, 0.0, 3.0,
+                      RunFinished(ResultStatus.UNSOLVED, "r1c3", demo.PATCHES["r1c3"], 1, 0.0, 3.0,
                                   "stopped by the user"))
     assert "does not pass" in applicable(unsolved, "r1c3").warning
     assert describe_changes(demo.PATCHES["r2c1"], ["calc.py"]) == [
@@ -522,24 +524,30 @@ def test_which_patch_apply_save_and_copy_use():
     assert describe_changes("not a diff", ["a.py"]) == [FileChange("a.py", "modified", 0, 0)]
 
 
-@pytest.mark.parametrize(("message", "kinds", "title"), [
+@pytest.mark.parametrize(("message", "kind", "title"), [
     ("the Docker daemon is not running (no socket at /var/run/docker.sock): start it",
-     ["DockerUnavailable"], "Docker is not available"),
+     errors.DockerUnavailable, "Docker is not available"),
     ("cannot reach the model server at http://x/v1: connection refused — is it running?",
-     ["ModelUnavailable", "ModelError"], "The model endpoint is not answering"),
-    ("model 'gpt-9' is not available at http://x/v1 (it serves: a, b)", ["ModelNotFound"],
+     errors.ModelUnavailable, "The model endpoint is not answering"),
+    ("model 'gpt-9' is not available at http://x/v1 (it serves: a, b)", errors.ModelNotFound,
      "The endpoint does not serve this model"),
-    ("no tests found by 'python -m pytest -q'", ["ConfigError"], "No tests to run"),
+    ("no tests found by 'python -m pytest -q'", errors.NoTests, "No tests to run"),
     (("no model endpoint is configured: set OPENAI_BASE_URL/OPENAI_API_KEY or run `mulligan "
-     "model setup` for the local model"), ["ConfigError"], "No model endpoint"),
-    ("/tmp is not inside a git repository (run `git init` first)", [],
+     "model setup` for the local model"), errors.NoModelEndpoint, "No model endpoint"),
+    ("/tmp is not inside a git repository (run `git init` first)", errors.NotARepository,
      "Not a git repository"),
-    ("no run 'x': no trajectory at /h/runs/x/trajectory.jsonl", ["ConfigError"],
+    ("no run 'x': no trajectory at /h/runs/x/trajectory.jsonl", errors.NoSuchRun,
      "No such run"),
-    ("something odd", ["RuntimeError"], "The run stopped with an error"),
+    ("something odd", RuntimeError, "The run stopped with an error"),
+    # by type, not by wording: a message that reads like another kind changes nothing
+    ("invalid setting: the Docker daemon timed out", errors.ConfigError,
+     "A setting is not valid"),
+    ("the model server at http://x/v1 rejected the API key (HTTP 401)", errors.ModelAuthError,
+     "The model endpoint rejected the API key"),
+    ("the Docker daemon is not running", None, "The run stopped with an error"),
 ])
-def test_errors_are_explained(message: str, kinds: list[str], title: str):
-    help = explain_error(message, kinds)
+def test_errors_are_explained(message: str, kind: type[BaseException] | None, title: str):
+    help = explain_error(message if kind is None else kind(message))
     assert help.title == title and help.message == message and help.fixes
 
 

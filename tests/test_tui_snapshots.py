@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.errors import ModelUnavailable
 from agent.config import Settings
 from tui import demo
 from tui.app import MulliganApp
@@ -80,7 +81,7 @@ def test_confirm_apply(snap_compare, size):
 @pytest.mark.parametrize("size", SIZES)
 def test_error_screen(snap_compare, size):
     async def fail(pilot) -> None:
-        pilot.app.show_error(ConnectionError(
+        pilot.app.show_error(ModelUnavailable(  # what the client raises: classified by type
             f"cannot reach the model server at {demo.BASE_URL}: connection refused — is it "
             "running? set OPENAI_BASE_URL or --base-url"))
         await pilot.pause()

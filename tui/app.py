@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
 import sys
 import threading
 import time
@@ -26,10 +25,12 @@ from textual.binding import Binding
 from textual.message import Message
 
 from agent.config import Settings, load_settings
-from agent.events import Event, EventBus, RunStarted
+from agent.errors import ConfigError, MulliganError, WorkspaceError, WorktreeChanged
+from agent.events import Event, EventBus, ResultStatus, RunStarted
+from agent.frontends.options import TUI_SETTINGS, add_tui_arguments, read_issue, setting_values
 from agent.run import Run, RunRequest
 from agent.trajectory import read_events, run_path, runs_dir
-from agent.workspace import apply_to_worktree, changed_paths
+from agent.workspace import apply_to_worktree, changed_paths, find_repo_root
 from tui.state import (
     ErrorHelp,
     Phase,
@@ -43,10 +44,6 @@ from tui.state import (
     replay,
 )
 
-SETTING_FLAGS = ("model", "base_url", "test_cmd", "image", "ca_bundle", "test_timeout_s",
-                 "candidates", "rounds", "beam", "workers", "temperature", "seed",
-                 "token_budget", "cost_budget_usd", "time_budget_s", "allow_test_edits",
-                 "trust_repo")
 CANCEL_WAIT_S = 60.0
 
 
@@ -81,7 +78,7 @@ class MulliganApp(App[int]):
                  settings: Settings | None = None, issue: str | None = None,
                  open_run: str | None = None, events: Sequence[Event] | None = None,
                  live: bool = False, clock: Callable[[], float] = time.monotonic,
-                 startup_error: str | None = None, theme: str | None = None) -> None:
+                 startup_error: BaseException | str | None = None, theme: str | None = None) -> None:
         """`repo`: the repository's top; `flags` override the repo's settings (like the
         CLI's); `open_run`: a run id or trajectory to show (and resume); `events`: a recorded
         run to show without running anything (`live`: as if it were still going);
@@ -177,12 +174,7 @@ class MulliganApp(App[int]):
     def show_error(self, error: BaseException | str, fatal: bool = False) -> None:
         from tui.screens import ErrorScreen, FatalErrorScreen
 
-        if isinstance(error, BaseException):
-            kinds = [cls.__name__ for cls in type(error).__mro__]
-            message = str(error) or type(error).__name__
-        else:
-            kinds, message = [], error
-        help = explain_error(message, kinds)
+        help = explain_error(error)
         self.errors.append(help)
         self.push_screen(FatalErrorScreen(help) if fatal else ErrorScreen(help))
 
@@ -315,10 +307,10 @@ class MulliganApp(App[int]):
             result = message.result
             if view.phase is not Phase.FINISHED:  # no run_finished event seen (should not be)
                 self.view = replace(view, phase=Phase.FINISHED, status=result.status)
-            if result.status == "solved":
+            if result.status is ResultStatus.SOLVED:
                 self.say(f"{result.chosen.id if result.chosen else 'a candidate'} passes every "
                          "test: a applies it, w saves it, y copies it.", title="Solved")
-            elif result.status == "nothing_to_fix":
+            elif result.status is ResultStatus.NOTHING_TO_FIX:
                 self.say("Every test passes already: nothing to fix.", title="Done")
             else:
                 self.say(f"No candidate passed ({result.reason}).", "warning", title="Unsolved")
@@ -446,7 +438,7 @@ class MulliganApp(App[int]):
                                               self.snapshot_tree)
         except Exception as exc:  # noqa: BLE001 - shown to the user
             message = str(exc)
-            if "changed since" in message:
+            if isinstance(exc, WorktreeChanged):
                 message = ("Your files changed since the run's snapshot, so the patch was not "
                            "applied. Save it (w) and apply it yourself with git apply, or "
                            "resume the run (r) to test it on your files as they are now.")
@@ -559,44 +551,18 @@ def recent_runs(limit: int = 30) -> list[tuple[str, str, str]]:
     return out
 
 
-def find_repo(path: Path) -> tuple[Path | None, str | None]:
+def find_repo(path: Path) -> tuple[Path | None, MulliganError | None]:
     """The top of the git checkout holding `path`, or why there is none."""
-    path = path.expanduser()
-    if not path.exists():
-        return None, f"{path} does not exist"
     try:
-        proc = subprocess.run(["git", "rev-parse", "--show-toplevel"], check=False,
-                              cwd=path if path.is_dir() else path.parent,
-                              capture_output=True, text=True)
-    except OSError:
-        return None, "git is not installed: install it (sudo apt-get install git)"
-    if proc.returncode != 0 or not proc.stdout.strip():
-        return None, f"{path.resolve()} is not inside a git repository (run `git init` first)"
-    return Path(proc.stdout.strip()).resolve(), None
+        return find_repo_root(path), None
+    except WorkspaceError as exc:
+        return None, exc
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mulligan tui", description="The Mulligan terminal UI.")
-    add_arguments(parser)
+    add_tui_arguments(parser)
     return parser
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", nargs="?", default=".")
-    parser.add_argument("--run", default=None, metavar="RUN",
-                        help="open a run from its trajectory (id or path); r resumes it")
-    parser.add_argument("--issue", default=None, help="issue statement (text)")
-    parser.add_argument("--model", default=None)
-    parser.add_argument("--base-url", default=None)
-    parser.add_argument("--test-cmd", default=None)
-    parser.add_argument("--image", default=None)
-    parser.add_argument("--timeout", dest="test_timeout_s", type=float, default=None,
-                        help="wall-time limit per test run, seconds")
-    parser.add_argument("--candidates", type=int, default=None)
-    parser.add_argument("--rounds", type=int, default=None)
-    parser.add_argument("--workers", type=int, default=None)
-    parser.add_argument("--demo", action="store_true",
-                        help="show a recorded example run (no Docker, no model)")
 
 
 def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
@@ -608,15 +574,12 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
         app = MulliganApp(Path(demo.REPO), events=demo.demo_events())
         app.run()
         return app.return_code or 0
-    flags = {name: getattr(args, name, None) for name in SETTING_FLAGS}
-    issue = getattr(args, "issue", None)
-    issue_file = getattr(args, "issue_file", None)
-    if issue_file is not None:
-        try:
-            issue = Path(issue_file).read_text()
-        except OSError as exc:
-            print(f"mulligan: error: cannot read {issue_file}: {exc.strerror}", file=sys.stderr)
-            return 2
+    flags = setting_values(args, TUI_SETTINGS)
+    try:
+        issue = read_issue(args)
+    except ConfigError as exc:
+        print(f"mulligan: error: {exc}", file=sys.stderr)
+        return 2
     repo, problem = find_repo(Path(getattr(args, "path", None) or "."))
     run_ref = getattr(args, "run", None)
     app = MulliganApp(repo, flags=flags, issue=issue, open_run=run_ref,

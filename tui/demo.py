@@ -12,6 +12,7 @@ from agent.events import (
     CandidateUpdate,
     Event,
     ModelCall,
+    ResultStatus,
     RoundFinished,
     RunFinished,
     RunStarted,
@@ -194,7 +195,7 @@ def demo_events() -> list[Event]:
         _update("r2c3", CandidateState.FAILED, "r1c1", tokens=tok2["r2c3"], targets_fixed=1,
                 patch=PATCHES["r2c3"], note="exact", report=_report({EMPTY: FAIL_EMPTY})),
         RoundFinished(2, "r2c1", True),
-        RunFinished("solved", "r2c1", PATCHES["r2c1"], 2279, 0.00105, 19.6),
+        RunFinished(ResultStatus.SOLVED, "r2c1", PATCHES["r2c1"], 2279, 0.00105, 19.6),
     ]
     return events
 

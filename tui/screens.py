@@ -30,6 +30,7 @@ from textual.widgets import (
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 from textual.widgets.option_list import Option
 
+from agent.frontends.options import bounds
 from tui.state import ErrorHelp, FileChange, Phase, RunView, applicable, patch_of
 from tui.widgets import (
     BaselinePanel,
@@ -52,7 +53,8 @@ if TYPE_CHECKING:
 SETUP_HELP = ("First the tests run on your code as it is: the ones that fail are the targets. "
               "Then candidates are sampled, each tested in its own sandbox, and the best "
               "revised. Your files change only when you apply a patch.")
-BUDGET_FIELDS = (("candidates", 1, 64), ("rounds", 1, 20), ("workers", 1, 64))
+# The budget inputs and the bounds Settings gives them.
+BUDGET_FIELDS = tuple((name, *bounds(name)) for name in ("candidates", "rounds", "workers"))
 
 
 class _AppScreen:
@@ -174,7 +176,23 @@ class SetupScreen(_AppScreen, Screen):
 # -- the run --------------------------------------------------------------------------------
 
 
-class RunScreen(_AppScreen, Screen):
+class _PatchActions(_AppScreen):
+    """Apply, save and copy the patch of the candidate the screen is showing."""
+
+    def shown(self) -> str | None:
+        raise NotImplementedError
+
+    def action_apply(self) -> None:
+        self.mulligan.request_apply(self.shown())
+
+    def action_save(self) -> None:
+        self.mulligan.request_save(self.shown())
+
+    def action_copy(self) -> None:
+        self.mulligan.copy_patch(self.shown())
+
+
+class RunScreen(_PatchActions, Screen):
     """The run, live: baseline, per-round progress, every candidate, totals."""
 
     HORIZONTAL_BREAKPOINTS: ClassVar = [(0, "-narrow"), (140, "-wide")]
@@ -290,6 +308,9 @@ class RunScreen(_AppScreen, Screen):
             body.update(diff_renderable(patch_of(view, cand.id) or cand.patch,
                                         self.app.current_theme.dark))
 
+    def shown(self) -> str | None:
+        return self.selected
+
     @property
     def selected(self) -> str | None:
         table = self.query_one(CandidateTable)
@@ -348,15 +369,6 @@ class RunScreen(_AppScreen, Screen):
         if self.selected:
             self.app.push_screen(InspectScreen(self.selected))
 
-    def action_apply(self) -> None:
-        self.mulligan.request_apply(self.selected)
-
-    def action_save(self) -> None:
-        self.mulligan.request_save(self.selected)
-
-    def action_copy(self) -> None:
-        self.mulligan.copy_patch(self.selected)
-
     def action_stop(self) -> None:
         self.mulligan.stop_run()
 
@@ -378,7 +390,7 @@ class RunScreen(_AppScreen, Screen):
 TABS = ("diff", "tests", "prompt", "answer")
 
 
-class InspectScreen(_AppScreen, Screen):
+class InspectScreen(_PatchActions, Screen):
     """One candidate: its diff, its test result, the prompt and the model's answer."""
 
     BINDINGS: ClassVar = [
@@ -399,6 +411,9 @@ class InspectScreen(_AppScreen, Screen):
         self.cid = cid
         self.initial_tab = tab
         self._drawn: Any = None
+
+    def shown(self) -> str | None:
+        return self.cid
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -463,15 +478,6 @@ class InspectScreen(_AppScreen, Screen):
         self.sub_title = f"candidate {self.cid}"
         self._drawn = None
         self.view_changed(self.mulligan.view)
-
-    def action_apply(self) -> None:
-        self.mulligan.request_apply(self.cid)
-
-    def action_save(self) -> None:
-        self.mulligan.request_save(self.cid)
-
-    def action_copy(self) -> None:
-        self.mulligan.copy_patch(self.cid)
 
 
 # -- modals ---------------------------------------------------------------------------------

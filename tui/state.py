@@ -7,23 +7,29 @@ round's progress is, which patch may be applied) is unit-testable on recorded ev
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from agent import errors
 from agent.events import (
     BaselineDone,
     CandidateState,
     CandidateUpdate,
     Event,
     ModelCall,
+    ResultStatus,
     RoundFinished,
     RunError,
     RunFinished,
     RunStarted,
     Status,
 )
+
+# Re-exported: the screens and the tests read them here.
+from agent.workspace import FileChange as FileChange
+from agent.workspace import describe_changes as describe_changes
 
 FINAL_STATES = frozenset({
     CandidateState.PASSED, CandidateState.FAILED, CandidateState.FORMAT_ERROR,
@@ -136,17 +142,6 @@ class BaselineView:
 
 
 @dataclass(frozen=True)
-class FinishView:
-    status: str  # solved | unsolved | nothing_to_fix
-    chosen: str | None
-    patch: str | None
-    tokens: int
-    cost_usd: float
-    seconds: float
-    reason: str = ""
-
-
-@dataclass(frozen=True)
 class RoundProgress:
     number: int
     total: int
@@ -193,7 +188,7 @@ class RunView:
     cost_usd: float = 0.0
     model_calls: int = 0
     extra_calls: tuple[ExtraCall, ...] = ()
-    finished: FinishView | None = None
+    finished: RunFinished | None = None  # the run's last event, as it came
     error: str | None = None
     started_at: float | None = None  # the injected clock's time when the run began
     attempts: int = 0  # RunStarted events seen (a resumed trajectory holds several)
@@ -279,12 +274,10 @@ def reduce(view: RunView, event: Event, now: float | None = None) -> RunView:
                        best=event.best, solved=event.solved, status=line,
                        log=_log(view.log, line))
     if isinstance(event, RunFinished):
-        finish = FinishView(event.status, event.chosen, event.patch, event.tokens,
-                            event.cost_usd, event.seconds, event.reason)
-        line = finish_line(finish)
-        return replace(view, phase=Phase.FINISHED, finished=finish, status=line,
+        line = finish_line(event)
+        return replace(view, phase=Phase.FINISHED, finished=event, status=line,
                        log=_log(view.log, line), best=event.chosen or view.best,
-                       solved=event.status == "solved")
+                       solved=event.status == ResultStatus.SOLVED)
     if isinstance(event, RunError):
         return replace(abandon(view), phase=Phase.ERROR, error=event.message,
                        status=f"error: {event.message}",
@@ -311,10 +304,10 @@ def abandon(view: RunView) -> RunView:
                                      for cid, c in view.candidates.items()})
 
 
-def finish_line(finish: FinishView) -> str:
-    if finish.status == "solved":
+def finish_line(finish: RunFinished) -> str:
+    if finish.status == ResultStatus.SOLVED:
         return f"solved: {finish.chosen} passes every test"
-    if finish.status == "nothing_to_fix":
+    if finish.status == ResultStatus.NOTHING_TO_FIX:
         return "nothing to fix: " + (finish.reason or "every test passes already")
     best = f"; best so far {finish.chosen}" if finish.chosen else ""
     return f"{finish.status}: {finish.reason or 'no candidate passed'}{best}"
@@ -393,7 +386,7 @@ def applicable(view: RunView, cid: str | None) -> Applicable:
     if cand is None:
         return Applicable(None, "select a candidate first")
     if view.finished is not None and cid == view.finished.chosen and view.finished.patch:
-        warning = "" if view.finished.status == "solved" else \
+        warning = "" if view.finished.status == ResultStatus.SOLVED else \
             f"{cid} does not pass every test: it is only the best so far"
         return Applicable(view.finished.patch, warning=warning)
     if not cand.passed:
@@ -412,41 +405,6 @@ def patch_of(view: RunView, cid: str | None) -> str | None:
     return cand.patch if cand is not None and cand.patch else None
 
 
-@dataclass(frozen=True)
-class FileChange:
-    path: str
-    kind: str  # modified | added | deleted | renamed
-    added: int
-    removed: int
-
-
-def describe_changes(patch: str, paths: Sequence[str] | None = None) -> list[FileChange]:
-    """Per-file line counts of a unified diff; `paths` (from the core's changed_paths) is the
-    authority on which files change when the diff cannot be parsed."""
-    from unidiff import PatchSet
-    from unidiff.errors import UnidiffParseError
-
-    files: list[FileChange] = []
-    named: set[str] = set()  # every name the parsed diff mentions (both sides of a rename)
-    try:
-        for pf in PatchSet(patch):
-            source, target = _strip(pf.source_file), _strip(pf.target_file)
-            kind = ("added" if pf.is_added_file else "deleted" if pf.is_removed_file
-                    else "renamed" if pf.is_rename else "modified")
-            files.append(FileChange(source if kind == "deleted" else target, kind, pf.added,
-                                    pf.removed))
-            named |= {source, target}
-    except (UnidiffParseError, ValueError):
-        files = []
-    if paths is not None:
-        files += [FileChange(p, "modified", 0, 0) for p in paths if p not in named]
-    return files
-
-
-def _strip(name: str) -> str:
-    return name[2:] if name[:2] in ("a/", "b/") else name
-
-
 # -- errors ---------------------------------------------------------------------------------
 
 
@@ -457,71 +415,55 @@ class ErrorHelp:
     fixes: tuple[str, ...]
 
 
-def explain_error(message: str, kinds: Sequence[str] = ()) -> ErrorHelp:
-    """A title and the steps that fix an error, from its message and exception class names
-    (the TUI never imports the sandbox to tell them apart)."""
-    low = message.lower()
-    kinds = set(kinds)
-    if "DockerUnavailable" in kinds or "docker daemon" in low or "docker is not" in low \
-            or "docker socket" in low:
-        return ErrorHelp("Docker is not available", message, (
-            ("Start the Docker engine: sudo systemctl start docker (or run scripts/setup.sh "
-             "as root)."),
-            "Check that it answers: docker info",
-            "mulligan doctor checks Docker, the sandbox image, the model and git at once.",
-        ))
-    if {"ImageMissing", "ImageBuildFailed"} & kinds or "image" in low and (
-            "not present" in low or "build" in low):
-        return ErrorHelp("The sandbox image is missing", message, (
-            "Build the offline image: sudo bash scripts/setup.sh",
-            "Or name an image you have: --image IMAGE (or MULLIGAN_IMAGE).",
-        ))
-    if "DiskFull" in kinds or "out of disk" in low:
-        return ErrorHelp("Docker is out of disk space", message,
-                         ("Free some: docker system prune", "Then start the run again."))
-    if "ModelNotFound" in kinds or ("model" in low and "is not available at" in low):
-        return ErrorHelp("The endpoint does not serve this model", message, (
-            ("Pick a model the endpoint serves: edit Model on the setup screen, "
-             "or --model / MULLIGAN_MODEL."),
-            "List what it serves: curl ENDPOINT/models",
-        ))
-    if "no model endpoint" in low:
-        return ErrorHelp("No model endpoint", message, (
-            ("Set the endpoint: x returns to the setup screen (or --base-url / "
-             "OPENAI_BASE_URL, with OPENAI_API_KEY when it needs a key)."),
-            "Or install the offline local model once: mulligan model setup",
-        ))
-    if "api key" in low or "http 401" in low:
-        return ErrorHelp("The model endpoint rejected the API key", message, (
-            "Set OPENAI_API_KEY to a key the endpoint accepts, then start again.",))
-    if {"ModelUnavailable", "ModelError"} & kinds or "model server" in low:
-        return ErrorHelp("The model endpoint is not answering", message, (
-            ("Start the model server, or fix the endpoint: x returns to the setup screen "
-             "(or --base-url / OPENAI_BASE_URL)."),
-            "OpenAI-compatible servers usually end in /v1, e.g. http://127.0.0.1:8000/v1",
-            "mulligan doctor checks that the endpoint answers.",
-        ))
-    if "no tests found" in low or "test command was not found" in low:
-        return ErrorHelp("No tests to run", message, (
-            ("Set the test command: Test command on the setup screen, --test-cmd, or "
-             "test_cmd under [tool.mulligan] in pyproject.toml."),
-            ("Mulligan fixes failing tests: add a test that shows the bug, or give an issue "
-             "statement so it writes one."),
-        ))
-    if "timed out" in low:
-        return ErrorHelp("The tests take too long", message, (
-            "Raise the limit with --timeout SECONDS, or narrow the test command.",))
-    if "not inside a git repository" in low or "not the top of a git repository" in low \
-            or "not a git repository" in low:
-        return ErrorHelp("Not a git repository", message, (
-            ("Run mulligan inside a git checkout (git init && git add . && git commit "
-             "makes one)."),))
-    if low.startswith("no run "):
-        return ErrorHelp("No such run", message, ("mulligan runs lists the recent runs.",))
-    if "ConfigError" in kinds or "invalid setting" in low or "toml" in low:
-        return ErrorHelp("A setting is not valid", message, (
-            ("Fix it on the setup screen, in the flags, or in [tool.mulligan] of "
-             "pyproject.toml / .mulligan.toml."),))
+# What to do about each kind of error, most specific first (the first isinstance match wins).
+_HELP: tuple[tuple[tuple[type[BaseException], ...], str, tuple[str, ...]], ...] = (
+    ((errors.DockerUnavailable,), "Docker is not available", (
+        "Start the Docker engine: sudo systemctl start docker (or run scripts/setup.sh as root).",
+        "Check that it answers: docker info",
+        "mulligan doctor checks Docker, the sandbox image, the model and git at once.")),
+    ((errors.ImageMissing, errors.ImageBuildFailed), "The sandbox image is missing", (
+        "Build the offline image: sudo bash scripts/setup.sh",
+        "Or name an image you have: --image IMAGE (or MULLIGAN_IMAGE).")),
+    ((errors.DiskFull,), "Docker is out of disk space", (
+        "Free some: docker system prune", "Then start the run again.")),
+    ((errors.ModelNotFound,), "The endpoint does not serve this model", (
+        "Pick a model the endpoint serves: edit Model on the setup screen, or --model / "
+        "MULLIGAN_MODEL.",
+        "List what it serves: curl ENDPOINT/models")),
+    ((errors.NoModelEndpoint,), "No model endpoint", (
+        "Set the endpoint: x returns to the setup screen (or --base-url / OPENAI_BASE_URL, "
+        "with OPENAI_API_KEY when it needs a key).",
+        "Or install the offline local model once: mulligan model setup")),
+    ((errors.ModelAuthError,), "The model endpoint rejected the API key", (
+        "Set OPENAI_API_KEY to a key the endpoint accepts, then start again.",)),
+    ((errors.ModelError,), "The model endpoint is not answering", (
+        "Start the model server, or fix the endpoint: x returns to the setup screen (or "
+        "--base-url / OPENAI_BASE_URL).",
+        "OpenAI-compatible servers usually end in /v1, e.g. http://127.0.0.1:8000/v1",
+        "mulligan doctor checks that the endpoint answers.")),
+    ((errors.NoTests,), "No tests to run", (
+        "Set the test command: Test command on the setup screen, --test-cmd, or test_cmd "
+        "under [tool.mulligan] in pyproject.toml.",
+        "Mulligan fixes failing tests: add a test that shows the bug, or give an issue "
+        "statement so it writes one.")),
+    ((errors.BaselineTimedOut,), "The tests take too long", (
+        "Raise the limit with --timeout SECONDS, or narrow the test command.",)),
+    ((errors.NotARepository,), "Not a git repository", (
+        "Run mulligan inside a git checkout (git init && git add . && git commit makes one).",)),
+    ((errors.NoSuchRun,), "No such run", ("mulligan runs lists the recent runs.",)),
+    ((errors.ConfigError,), "A setting is not valid", (
+        "Fix it on the setup screen, in the flags, or in [tool.mulligan] of pyproject.toml "
+        "/ .mulligan.toml.",)),
+)
+
+
+def explain_error(error: BaseException | str) -> ErrorHelp:
+    """A title and the steps that fix an error, by its type in the one error tree
+    (agent.errors); a bare message, or an error outside the tree, gets the general help."""
+    message = error if isinstance(error, str) else (str(error) or type(error).__name__)
+    for kinds, title, fixes in _HELP:
+        if isinstance(error, kinds):
+            return ErrorHelp(title, message, fixes)
     return ErrorHelp("The run stopped with an error", message, (
         "mulligan doctor checks Docker, the sandbox image, the model and git.",
         "The trajectory of the run has every step up to the error (mulligan replay RUN).",

@@ -13,7 +13,17 @@ from rich.console import Console
 
 from agent.config import load_settings
 from agent.errors import MulliganError
-from sandbox.errors import SandboxError
+from agent.events import ResultStatus
+from agent.frontends.options import (
+    DOCTOR_SETTINGS,
+    FIX_SETTINGS,
+    SANDBOX_RUN_SETTINGS,
+    add_issue_flags,
+    add_setting_flags,
+    add_tui_arguments,
+    read_issue,
+    setting_values,
+)
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -31,9 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return handler(args)
-    except (MulliganError, SandboxError) as exc:
+    except MulliganError as exc:
         err.print(f"[bold red]mulligan: error:[/] {exc}")
-        return getattr(exc, "exit_code", 2)
+        return exc.exit_code
     except KeyboardInterrupt:
         err.print("mulligan: interrupted")
         if getattr(args, "json", False):
@@ -49,31 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="check Docker, the sandbox image, the model, git")
     doctor.add_argument("path", nargs="?", default=".")
-    _model_flags(doctor)
-    doctor.add_argument("--image", default=None)
-    _trust_flag(doctor)
+    add_setting_flags(doctor, DOCTOR_SETTINGS)
     doctor.set_defaults(handler=cmd_doctor)
 
     fix = sub.add_parser("fix", help="find a patch that makes the failing tests pass")
     fix.add_argument("path", nargs="?", default=".")
-    issue = fix.add_mutually_exclusive_group()
-    issue.add_argument("--issue", default=None, help="issue statement (text)")
-    issue.add_argument("--issue-file", type=Path, default=None, help="issue statement (file)")
-    _model_flags(fix)
-    _sandbox_flags(fix)
-    fix.add_argument("--candidates", type=int, default=None, help="candidates per round")
-    fix.add_argument("--rounds", type=int, default=None, help="rounds (1 = no revision)")
-    fix.add_argument("--beam", type=int, default=None, help="candidates revised per round")
-    fix.add_argument("--workers", type=int, default=None, help="sandboxes at once")
-    fix.add_argument("--temperature", type=float, default=None)
-    fix.add_argument("--seed", type=int, default=None)
-    fix.add_argument("--token-budget", dest="token_budget", type=int, default=None)
-    fix.add_argument("--cost-budget", dest="cost_budget_usd", type=float, default=None)
-    fix.add_argument("--time-budget", dest="time_budget_s", type=float, default=None)
-    fix.add_argument("--allow-test-edits", action="store_true", default=None)
-    fix.add_argument("--edit-format", choices=("search_replace", "whole_file"), default=None,
-                     help="how the model writes edits (default: whole_file for the local "
-                          "model, search_replace otherwise)")
+    add_issue_flags(fix)
+    add_setting_flags(fix, FIX_SETTINGS)
     fix.add_argument("--apply", action="store_true", help="apply the patch to the working tree")
     fix.add_argument("--patch-out", type=Path, default=None, help="write the patch to FILE")
     fix.add_argument("--resume", default=None, metavar="RUN", help="continue an earlier run")
@@ -93,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = ssub.add_parser("run", help="test the working tree (optionally with a patch)")
     run.add_argument("path", nargs="?", default=".")
     run.add_argument("--patch", type=Path, help="a unified diff to apply first")
-    _sandbox_flags(run)
+    add_setting_flags(run, SANDBOX_RUN_SETTINGS)
     run.add_argument("--json", action="store_true", help="print the report as JSON")
     run.set_defaults(handler=cmd_sandbox_run)
     prune = ssub.add_parser("prune", help="remove containers left by killed runs")
@@ -120,16 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_subparser(sub)  # mulligan bench (strategies compared on benchmark tasks)
 
     tui = sub.add_parser("tui", help="the terminal UI (what plain `mulligan` opens)")
-    tui.add_argument("path", nargs="?", default=".")
-    tui.add_argument("--run", default=None, metavar="RUN",
-                     help="open a run from its trajectory (id or path); r resumes it")
-    tui.add_argument("--issue", default=None, help="issue statement (text)")
-    _model_flags(tui)
-    _sandbox_flags(tui)
-    tui.add_argument("--candidates", type=int, default=None, help="candidates per round")
-    tui.add_argument("--rounds", type=int, default=None, help="rounds (1 = no revision)")
-    tui.add_argument("--workers", type=int, default=None, help="sandboxes at once")
-    tui.add_argument("--demo", action="store_true", help="show a recorded example run")
+    add_tui_arguments(tui)
     tui.set_defaults(handler=cmd_tui)
     return parser
 
@@ -140,37 +123,11 @@ def cmd_tui(args: argparse.Namespace) -> int:
     return tui_main(args)
 
 
-def _model_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, help="model name (MULLIGAN_MODEL)")
-    p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (OPENAI_BASE_URL)")
-
-
-def _trust_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--trust-repo", dest="trust_repo", action="store_true", default=None,
-                   help="honour every key of the repository's own config this once (base_url, "
-                        "image, ca_bundle, ...; see `mulligan trust`)")
-
-
-def _sandbox_flags(p: argparse.ArgumentParser) -> None:
-    _trust_flag(p)
-    p.add_argument("--test-cmd", default=None, help="test command (default: python -m pytest -q)")
-    p.add_argument("--image", default=None,
-                   help="base image (default: python:3.12-slim, else mulligan/base:bookworm)")
-    p.add_argument("--ca-bundle", default=None, type=Path,
-                   help="CA bundle for a TLS-intercepting proxy, used when installing deps")
-    p.add_argument("--timeout", dest="test_timeout_s", type=float, default=None,
-                   help="wall-time limit per test run, seconds")
-
-
-def _flags(args: argparse.Namespace, *names: str) -> dict:
-    return {n: getattr(args, n, None) for n in names}
-
-
 def cmd_doctor(args: argparse.Namespace) -> int:
     from agent.frontends.doctor import run_checks
 
     repo = Path(args.path).resolve()
-    settings = load_settings(repo, _flags(args, "model", "base_url", "image", "trust_repo"))
+    settings = load_settings(repo, setting_values(args, DOCTOR_SETTINGS))
     all_ok = True
     for check in run_checks(repo, settings):
         mark = "[green]ok[/]  " if check.ok else "[red]FAIL[/]"
@@ -182,33 +139,21 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if all_ok else 1
 
 
-FIX_SETTINGS = ("model", "base_url", "test_cmd", "image", "ca_bundle", "test_timeout_s",
-                "candidates", "rounds", "beam", "workers", "temperature", "seed", "token_budget",
-                "cost_budget_usd", "time_budget_s", "allow_test_edits", "edit_format",
-                "trust_repo")
-
-
 def cmd_fix(args: argparse.Namespace) -> int:
-    from agent.environment import find_repo_root
     from agent.events import EventBus
     from agent.frontends.progress import ConsoleProgress
     from agent.run import Run, RunRequest
-    from agent.workspace import apply_to_worktree
+    from agent.workspace import apply_to_worktree, find_repo_root
 
     try:
         repo = find_repo_root(Path(args.path))
-        settings = load_settings(repo, _flags(args, *FIX_SETTINGS))
-        issue = args.issue
-        if args.issue_file is not None:
-            try:
-                issue = args.issue_file.read_text()
-            except OSError as exc:
-                raise MulliganError(f"cannot read {args.issue_file}: {exc.strerror}") from None
+        settings = load_settings(repo, setting_values(args, FIX_SETTINGS))
+        issue = read_issue(args)
         bus = EventBus()
         bus.subscribe(ConsoleProgress(err, verbose=args.verbose))
         run = Run(RunRequest(repo, settings, issue, args.resume), bus)
         result = asyncio.run(run.execute())
-    except (MulliganError, SandboxError) as exc:
+    except MulliganError as exc:
         _json_error(args, exc)  # --json: stdout still holds exactly one JSON object
         raise
     try:
@@ -218,7 +163,7 @@ def cmd_fix(args: argparse.Namespace) -> int:
             except OSError as exc:
                 raise MulliganError(f"cannot write {args.patch_out}: {exc.strerror}") from None
             err.print(f"patch written to {args.patch_out}")
-        if result.status == "solved" and args.apply and result.patch:
+        if result.status is ResultStatus.SOLVED and args.apply and result.patch:
             changed = apply_to_worktree(repo, result.patch, run.snapshot_tree or "")
             err.print(f"applied to the working tree: {', '.join(changed)}")
     except MulliganError as exc:
@@ -227,16 +172,16 @@ def cmd_fix(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_json()))
     elif result.patch:
-        label = "patch" if result.status == "solved" else "best partial patch (does not pass)"
+        label = "patch" if result.status is ResultStatus.SOLVED else "best partial patch (does not pass)"
         err.print(f"[bold]{label}[/] ({result.chosen.id if result.chosen else '-'}):")
         sys.stdout.write(result.patch)
     err.print(f"trajectory: {run.trajectory_path}")
-    return 0 if result.status in ("solved", "nothing_to_fix") else 1
+    return 0 if result.status in (ResultStatus.SOLVED, ResultStatus.NOTHING_TO_FIX) else 1
 
 
 def _json_error(args: argparse.Namespace, exc: Exception, result: dict | None = None) -> None:
     if args.json:
-        body = result or {"status": "error", "patch": None, "candidates": [], "totals": {}}
+        body = result or {"status": ResultStatus.ERROR.value, "patch": None, "candidates": [], "totals": {}}
         print(json.dumps({**body, "error": str(exc)}))
 
 
@@ -264,13 +209,13 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox_run(args: argparse.Namespace) -> int:
-    from agent.environment import find_repo_root, limits_from, open_sandbox
+    from agent.environment import limits_from, open_sandbox
+    from agent.workspace import find_repo_root
     from sandbox.api import Job
     from sandbox.snapshot import Snapshot
 
     repo = find_repo_root(Path(args.path))
-    settings = load_settings(repo, _flags(args, "test_cmd", "image", "ca_bundle",
-                                          "test_timeout_s", "trust_repo"))
+    settings = load_settings(repo, setting_values(args, SANDBOX_RUN_SETTINGS))
     patch = ""
     if args.patch is not None:
         try:

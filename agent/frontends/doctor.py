@@ -50,14 +50,13 @@ def run_checks(repo: Path, settings: Settings) -> Iterator[Check]:
 
 
 def _check_git(repo: Path) -> Check:
-    import git
+    from sandbox.git import find_repo
 
-    try:
-        found = git.Repo(repo, search_parent_directories=True)
+    found = find_repo(repo)
+    if found is not None:
         return Check("git repository", True, f"{found.working_tree_dir}")
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        return Check("git repository", False, f"{repo} is not inside a git repository",
-                     "run mulligan inside a repository, or `git init` one")
+    return Check("git repository", False, f"{repo} is not inside a git repository",
+                 "run mulligan inside a repository, or `git init` one")
 
 
 def _check_model(settings: Settings) -> Check:

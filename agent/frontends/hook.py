@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.errors import ConfigError, MulliganError
+from agent.events import ResultStatus
 from agent.frontends.hook_apply import (  # noqa: F401
     FixDoesNotApply,
     _with_index,
@@ -138,8 +139,6 @@ class Hook:
         print(text, file=sys.stderr, flush=True)  # plain: rich is imported only to solve
 
     def run(self) -> int:
-        from sandbox.errors import SandboxError
-
         try:
             return self._run()
         except KeyboardInterrupt:
@@ -147,7 +146,7 @@ class Hook:
                                                   else "nothing was changed"))
             return 130
         except Exception as exc:  # noqa: BLE001 -- any failure: say so, keep the work
-            known = isinstance(exc, (MulliganError, SandboxError))
+            known = isinstance(exc, MulliganError)
             what = "error" if known else f"crashed ({type(exc).__name__})"
             self.say(f"mulligan hook {what}: {exc}")
             self.say("the fix may be partly applied (your own changes are kept): see git status"
@@ -200,10 +199,10 @@ class Hook:
             result = asyncio.run(self._solve(settings, sandbox, snapshot))
         finally:
             sandbox.close()
-        if result.status == "nothing_to_fix":
+        if result.status is ResultStatus.NOTHING_TO_FIX:
             self.say("mulligan: the tests pass when run again (flaky?): the commit goes ahead")
             return 0
-        patch = result.patch if result.status == "solved" else None
+        patch = result.patch if result.status is ResultStatus.SOLVED else None
         # Under the pre-commit framework, which stashes and restores the unstaged changes
         # around its hooks, the hook never writes to the repository: the patch file only.
         terminal = None if os.environ.get("PRE_COMMIT") else open_terminal()

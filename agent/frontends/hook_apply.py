@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.errors import MulliganError
 from agent.frontends.hook_git import _git, _last_line
+from sandbox import git
 
 if TYPE_CHECKING:
     from sandbox.snapshot import Snapshot
@@ -48,9 +48,8 @@ def _merge3(ours: bytes, base: bytes, theirs: bytes) -> bytes | None:
         for label, data in (("ours", ours), ("base", base), ("theirs", theirs)):
             Path(tmp, label).write_bytes(data)
             names.append(str(Path(tmp, label)))
-        proc = subprocess.run(["git", "merge-file", "-p", "--quiet", *names],
-                              capture_output=True, check=False)
-    return proc.stdout if proc.returncode == 0 else None
+        proc = git.run(["merge-file", "-p", "--quiet", *names])
+    return proc.stdout if proc.ok else None
 
 
 def _worktree_plan(top: Path, snapshot: Snapshot, patch: str

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
 from agent.errors import MulliganError
+from sandbox import git
 
 
 class HookError(MulliganError):
@@ -15,10 +15,9 @@ class HookError(MulliganError):
 
 
 def _git(args: list[str], cwd: Path, env: Mapping[str, str] | None = None,
-         data: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-    proc = subprocess.run(["git", *args], cwd=cwd, env=env, input=data, capture_output=True,
-                          check=False)
-    if check and proc.returncode != 0:
+         data: bytes | None = None, check: bool = True) -> git.GitResult:
+    proc = git.run(args, cwd=cwd, env=env, input=data)
+    if check and not proc.ok:
         raise HookError(f"git {args[0]} failed: {_last_line(proc.stderr)}")
     return proc
 

@@ -7,9 +7,12 @@ each with its own seed (``seed + i``) when a seed is set.
 
 Failures:
 
-* timeouts, connection errors, 408/409/429 and 5xx, and malformed answers are retried with
-  exponential backoff and jitter (``Retry-After`` / ``retry-after-ms`` honoured, capped);
-  when retries run out: :class:`ModelUnavailable` (malformed answers: :class:`ModelError`);
+* timeouts, connection errors, 408/409/429 and 5xx are retried by the openai SDK itself
+  (``max_retries``; it honours ``Retry-After`` / ``retry-after-ms`` and ``x-should-retry``);
+  Mulligan only sets how long it waits (its backoff numbers, and a ``Retry-After`` longer
+  than the SDK accepts is waited up to a cap and retried, not given up on). Answers that are
+  not chat completions (invalid JSON, no choices) pass the SDK: they are retried here. When
+  retries run out: :class:`ModelUnavailable` (malformed answers: :class:`ModelError`);
 * unknown model (404): :class:`ModelNotFound` at once, listing the server's models when
   ``GET /models`` works;
 * 401/403 and other 4xx: :class:`ModelError` at once. A 400 that says a parameter is
@@ -20,33 +23,29 @@ Failures:
 Every error message is one line that names the base URL; the API key never appears in a
 message, a log line or the settings' repr.
 
-Usage and cost: the server reports usage per request. A request's prompt tokens are split
-evenly over the choices it returned and its completion tokens in proportion to each
-choice's text length (both with integer shares that add up exactly to the request's
-totals), so summing ``Completion.usage`` over all candidates gives exactly what was billed.
-Cost comes from a price table (:data:`DEFAULT_PRICES`, merged with ``ModelSettings.prices``);
-unknown and local models cost 0.0.
+Usage and cost: the server reports usage per request; agent.models.pricing splits it over
+the choices and prices it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import math
 import random
-import re
 import socket
 import ssl
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import Any, Self
 from urllib.parse import urlsplit, urlunsplit
 
 import openai
 
-from agent.errors import ModelError, ModelNotFound, ModelUnavailable
+from agent.errors import ModelAuthError, ModelError, ModelNotFound, ModelUnavailable
+from agent.models.pricing import DEFAULT_PRICES, cost_usd, price_for, split_usage
+from agent.protocols import ChatModel, Completion, Usage
 
 __all__ = [
     "DEFAULT_PRICES",
@@ -65,22 +64,6 @@ log = logging.getLogger(__name__)
 
 NO_KEY = "sk-no-key"
 """The API key sent when none is configured (local servers accept anything)."""
-
-DEFAULT_PRICES: dict[str, tuple[float, float]] = {
-    # model: (USD per 1M input tokens, USD per 1M output tokens), OpenAI list prices
-    "gpt-4o": (2.50, 10.00),
-    "gpt-4o-mini": (0.15, 0.60),
-    "gpt-4.1": (2.00, 8.00),
-    "gpt-4.1-mini": (0.40, 1.60),
-    "gpt-4.1-nano": (0.10, 0.40),
-    "o1": (15.00, 60.00),
-    "o3": (2.00, 8.00),
-    "o3-mini": (1.10, 4.40),
-    "o4-mini": (1.10, 4.40),
-}
-
-_SNAPSHOT_SUFFIX = re.compile(r"-\d{4}-\d{2}-\d{2}$|-\d{4}$")
-
 
 @dataclass(frozen=True)
 class ModelSettings:
@@ -101,98 +84,6 @@ class ModelSettings:
     retry_max_delay_s: float = 30.0
     retry_after_cap_s: float = 60.0  # a server's Retry-After is honoured up to this
     max_concurrent_requests: int = 8  # per model instance
-
-
-@dataclass(frozen=True)
-class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    @property
-    def total(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def __add__(self, other: object) -> Usage:
-        if not isinstance(other, Usage):
-            return NotImplemented
-        return Usage(
-            self.prompt_tokens + other.prompt_tokens,
-            self.completion_tokens + other.completion_tokens,
-        )
-
-    def __radd__(self, other: object) -> Usage:  # so that sum(usages) works
-        if other == 0:
-            return self
-        return self.__add__(other)
-
-
-@dataclass(frozen=True)
-class Completion:
-    text: str
-    finish_reason: str  # "stop", "length", ... ("unknown" when the server gave none)
-    usage: Usage  # this choice's share of its request's usage (see the module docstring)
-    cost_usd: float
-    request_id: str  # the completion id from the server (its x-request-id when none)
-    seconds: float  # wall time of the request that produced it, retries included
-
-
-@runtime_checkable
-class ChatModel(Protocol):
-    async def sample(
-        self, messages: list[dict], n: int, *, seed: int | None = None
-    ) -> list[Completion]: ...
-
-
-# -- prices and usage ---------------------------------------------------------------------
-
-
-def price_for(
-    model: str, prices: dict[str, tuple[float, float]] | None = None
-) -> tuple[float, float] | None:
-    """The (input, output) USD per 1M tokens for ``model``, or None when unknown.
-
-    Dated snapshots ("gpt-4o-2024-08-06") are priced as their family ("gpt-4o").
-    """
-    table = DEFAULT_PRICES if prices is None else prices
-    if model in table:
-        return table[model]
-    base = _SNAPSHOT_SUFFIX.sub("", model)
-    return table.get(base)
-
-
-def cost_usd(
-    model: str, usage: Usage, prices: dict[str, tuple[float, float]] | None = None
-) -> float:
-    price = price_for(model, prices)
-    if price is None:
-        return 0.0
-    return (usage.prompt_tokens * price[0] + usage.completion_tokens * price[1]) / 1_000_000
-
-
-def _shares(total: int, weights: Sequence[int]) -> list[int]:
-    """Split ``total`` into integer shares proportional to ``weights`` (largest remainder)."""
-    if not weights:
-        return []
-    if sum(weights) <= 0:
-        weights = [1] * len(weights)
-    wsum = sum(weights)
-    exact = [total * w / wsum for w in weights]
-    shares = [math.floor(x) for x in exact]
-    order = sorted(range(len(weights)), key=lambda i: (shares[i] - exact[i], i))
-    for i in order[: total - sum(shares)]:
-        shares[i] += 1
-    return shares
-
-
-def split_usage(usage: Usage, texts: Sequence[str]) -> list[Usage]:
-    """Split one request's usage over its choices.
-
-    Prompt tokens are split evenly (the prompt was read once for all of them), completion
-    tokens in proportion to each text's length; the shares add up exactly to ``usage``.
-    """
-    prompt = _shares(usage.prompt_tokens, [1] * len(texts))
-    completion = _shares(usage.completion_tokens, [len(t) for t in texts])
-    return [Usage(p, c) for p, c in zip(prompt, completion)]
 
 
 # -- error text helpers ---------------------------------------------------------------------
@@ -230,42 +121,6 @@ class _NUnsupported(Exception):
     """The server rejected ``n`` > 1."""
 
 
-class _Retryable(Exception):
-    def __init__(self, kind: str, detail: str, exc: BaseException, delay: float | None = None):
-        super().__init__(detail)
-        self.kind = kind  # "connect" | "timeout" | "status" | "malformed"
-        self.detail = detail
-        self.exc = exc
-        self.delay = delay  # from Retry-After, already capped
-
-
-def _retry_after(headers: Any, cap: float) -> float | None:
-    if headers is None:
-        return None
-    value: float | None = None
-    ms = headers.get("retry-after-ms")
-    if ms is not None:
-        try:
-            value = float(ms) / 1000
-        except ValueError:
-            value = None
-    if value is None:
-        raw = headers.get("retry-after")
-        if raw is None:
-            return None
-        try:
-            value = float(raw)
-        except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(raw)
-            except (TypeError, ValueError):
-                return None
-            value = when.timestamp() - time.time()
-    if not math.isfinite(value):
-        return None
-    return min(max(value, 0.0), cap)
-
-
 def _connect_reason(exc: BaseException) -> str:
     """A few words for why a connection failed, from the exception chain."""
     chain: list[BaseException] = []
@@ -291,8 +146,51 @@ def _connect_reason(exc: BaseException) -> str:
 # -- the client ----------------------------------------------------------------------------
 
 
+def _backoff(settings: ModelSettings, attempt: int) -> float:
+    """The wait before retry ``attempt + 1``: exponential, capped, with jitter."""
+    delay = min(settings.retry_max_delay_s, settings.retry_base_delay_s * 2**attempt)
+    return random.uniform(delay / 2, delay)
+
+
+class _SDKClient(openai.AsyncOpenAI):
+    """The SDK's client, retrying as the SDK does (what to retry, ``Retry-After``,
+    ``x-should-retry``); only the waits are Mulligan's: ``ModelSettings``' backoff, and a
+    ``Retry-After`` beyond the SDK's own limit waited up to ``retry_after_cap_s`` and retried
+    (a rate-limited local server that asks for an hour still gets its retries)."""
+
+    def __init__(self, *, mulligan: ModelSettings | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._mulligan = mulligan
+
+    def copy(self, **kwargs: Any) -> _SDKClient:  # with_options: the copy keeps the waits
+        clone = super().copy(**kwargs)
+        clone._mulligan = self._mulligan
+        return clone
+
+    with_options = copy
+
+    def _calculate_retry_timeout(self, remaining_retries: int, options: Any,
+                                 response_headers: Any = None) -> float:
+        retry_after = self._parse_retry_after_header(response_headers)
+        if retry_after is not None and math.isfinite(retry_after) and retry_after > 0:
+            return min(retry_after, self._settings.retry_after_cap_s)
+        attempt = options.get_max_retries(self.max_retries) - remaining_retries
+        return _backoff(self._settings, attempt)
+
+    @property
+    def _settings(self) -> ModelSettings:
+        assert self._mulligan is not None
+        return self._mulligan
+
+    def _should_retry(self, response: Any) -> bool:
+        # The SDK decides on the same answer without its Retry-After: the wait is capped above.
+        headers = {k: v for k, v in response.headers.items()
+                   if k.lower() not in ("retry-after", "retry-after-ms")}
+        return super()._should_retry(type(response)(response.status_code, headers=headers))
+
+
 class OpenAIChatModel:
-    """:class:`ChatModel` over ``openai.AsyncOpenAI`` (retries done here, not by the SDK).
+    """:class:`ChatModel` over ``openai.AsyncOpenAI`` (the SDK retries; see the module doc).
 
     Use one instance per event loop (the HTTP client is created on first use); close it
     with ``await model.aclose()`` or ``async with``.
@@ -320,13 +218,19 @@ class OpenAIChatModel:
     def client(self) -> openai.AsyncOpenAI:
         if self._client is None:
             s = self.settings
-            self._client = openai.AsyncOpenAI(
+            self._client = _SDKClient(
+                mulligan=s,
+                max_retries=s.max_retries,
                 base_url=s.base_url,
                 api_key=self._api_key,
-                max_retries=0,
                 timeout=openai.Timeout(s.timeout_s, connect=min(s.timeout_s, 10.0)),
             )
         return self._client
+
+    @property
+    def _listing_client(self) -> openai.AsyncOpenAI:
+        """For GET /models: one try (a check that fails fast, or a best-effort listing)."""
+        return self.client.with_options(max_retries=0)
 
     @property
     def base_url(self) -> str:
@@ -339,7 +243,7 @@ class OpenAIChatModel:
         """Fail fast, before any test runs, when the server cannot be reached at all. Only the
         connection is judged: servers differ in what /models lists (llama.cpp serves any name)."""
         try:
-            await self.client.models.list(timeout=min(self.settings.timeout_s, 10.0))
+            await self._listing_client.models.list(timeout=min(self.settings.timeout_s, 10.0))
         except (openai.APIConnectionError, openai.APITimeoutError) as exc:
             raise ModelUnavailable(
                 f"cannot reach the model server at {self.base_url}: {_connect_reason(exc)} — is it "
@@ -428,7 +332,9 @@ class OpenAIChatModel:
         return params
 
     async def _request(self, messages: list[dict], n: int, seed: int | None) -> list[Completion]:
-        """One chat completion request (with retries) -> its choices as Completions."""
+        """One chat completion request -> its choices as Completions. The SDK retries
+        transport failures; this loop retries malformed answers and re-sends once per
+        parameter the server said it does not support."""
         s = self.settings
         started = time.monotonic()
         attempt = 0
@@ -444,24 +350,18 @@ class OpenAIChatModel:
                     except openai.APIError as exc:
                         self._classify(exc, n)  # raises
                     except ValueError as exc:  # invalid JSON in a 200 answer
-                        raise _Retryable("malformed", f"invalid JSON ({exc})", exc) from exc
-                    try:
-                        return self._completions(response, messages, started)
-                    except _Malformed as exc:
-                        raise _Retryable("malformed", str(exc), exc) from exc
-            except _Retryable as err:
+                        raise _Malformed(f"invalid JSON ({exc})") from exc
+                    return self._completions(response, messages, started)
+            except _Malformed as err:
                 if attempt >= s.max_retries:
-                    raise self._give_up(err, attempt + 1) from err.exc
-                delay = err.delay if err.delay is not None else self._backoff(attempt)
+                    raise ModelError(
+                        f"the model server at {self.base_url} kept sending malformed answers "
+                        f"({_attempts(attempt + 1)}): {self._line(str(err), 160)} — is it an "
+                        "OpenAI-compatible endpoint?") from err
+                delay = _backoff(s, attempt)
                 attempt += 1
-                log.debug(
-                    "model request failed (%s: %s); retry %d/%d in %.2fs",
-                    err.kind,
-                    self._line(err.detail),
-                    attempt,
-                    s.max_retries,
-                    delay,
-                )
+                log.debug("malformed answer (%s); retry %d/%d in %.2fs", self._line(str(err)),
+                          attempt, s.max_retries, delay)
                 await asyncio.sleep(delay)
             except _NotFound as nf:
                 raise await self._not_found(nf.exc) from None
@@ -473,27 +373,28 @@ class OpenAIChatModel:
                         "parameters"
                     ) from None
 
-    def _backoff(self, attempt: int) -> float:
-        s = self.settings
-        delay = min(s.retry_max_delay_s, s.retry_base_delay_s * 2**attempt)
-        return random.uniform(delay / 2, delay)
-
     def _classify(self, exc: openai.APIError, n: int) -> None:
-        """Raise what ``exc`` means: _Retryable, _Adapted, _NUnsupported or a ModelError."""
+        """Raise what ``exc`` means: _Malformed, _Adapted, _NUnsupported or a ModelError.
+        Transport failures arrive here after the SDK's retries: they are final."""
         url = self.base_url
         s = self.settings
+        tries = _attempts(s.max_retries + 1)
         if isinstance(exc, openai.APITimeoutError):
-            raise _Retryable("timeout", f"no answer within {s.timeout_s:g}s", exc)
+            raise ModelUnavailable(
+                f"the model server at {url} did not answer within {s.timeout_s:g}s ({tries}) — "
+                "is it overloaded? raise the model timeout or use a smaller model") from None
         if isinstance(exc, openai.APIConnectionError):
-            raise _Retryable("connect", _connect_reason(exc), exc)
+            raise ModelUnavailable(
+                f"cannot reach the model server at {url}: {_connect_reason(exc)} — is it "
+                "running? set OPENAI_BASE_URL or --base-url") from None
         if isinstance(exc, openai.APIResponseValidationError):
-            raise _Retryable("malformed", self._line(_server_message(exc)), exc)
+            raise _Malformed(self._line(_server_message(exc))) from exc
         if not isinstance(exc, openai.APIStatusError):
             raise ModelError(f"the model server at {url} failed: {self._line(str(exc))}") from exc
         status = exc.status_code
         message = self._line(_server_message(exc))
         if isinstance(exc, openai.AuthenticationError):
-            raise ModelError(
+            raise ModelAuthError(
                 f"the model server at {url} rejected the API key (HTTP 401) — "
                 "set OPENAI_API_KEY or --api-key"
             ) from None
@@ -504,9 +405,15 @@ class OpenAIChatModel:
             ) from None
         if isinstance(exc, openai.NotFoundError):
             raise _NotFound(exc)
-        if status in (408, 409, 429) or status >= 500:
-            delay = _retry_after(exc.response.headers, s.retry_after_cap_s)
-            raise _Retryable("status", f"HTTP {status}: {message}", exc, delay)
+        if status == 429:
+            raise ModelUnavailable(
+                f"the model server at {url} kept rate-limiting the requests ({tries}): "
+                f"HTTP 429: {self._line(message, 200)} — wait, or sample fewer candidates"
+            ) from None
+        if status in (408, 409) or status >= 500:
+            raise ModelUnavailable(
+                f"the model server at {url} kept failing ({tries}): "
+                f"HTTP {status}: {self._line(message, 200)}") from None
         if isinstance(exc, openai.BadRequestError):
             self._adapt(exc, n)  # raises _Adapted / _NUnsupported when it can cure it
         raise ModelError(
@@ -537,35 +444,6 @@ class OpenAIChatModel:
             self._max_tokens_param = "max_completion_tokens"
             raise _Adapted()
 
-    def _give_up(self, err: _Retryable, attempts: int) -> ModelError:
-        url = self.base_url
-        tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
-        if err.kind == "connect":
-            return ModelUnavailable(
-                f"cannot reach the model server at {url}: {err.detail} — is it running? "
-                "set OPENAI_BASE_URL or --base-url"
-            )
-        if err.kind == "timeout":
-            return ModelUnavailable(
-                f"the model server at {url} did not answer within "
-                f"{self.settings.timeout_s:g}s ({tries}) — is it overloaded? "
-                "raise the model timeout or use a smaller model"
-            )
-        if err.kind == "malformed":
-            return ModelError(
-                f"the model server at {url} kept sending malformed answers ({tries}): "
-                f"{self._line(err.detail, 160)} — is it an OpenAI-compatible endpoint?"
-            )
-        status = getattr(err.exc, "status_code", None)
-        if status == 429:
-            return ModelUnavailable(
-                f"the model server at {url} kept rate-limiting the requests ({tries}): "
-                f"{self._line(err.detail, 200)} — wait, or sample fewer candidates"
-            )
-        return ModelUnavailable(
-            f"the model server at {url} kept failing ({tries}): {self._line(err.detail, 200)}"
-        )
-
     async def _not_found(self, exc: openai.NotFoundError) -> ModelError:
         url = self.base_url
         model = self.settings.model
@@ -577,7 +455,8 @@ class OpenAIChatModel:
                 f"{message}) — check the base URL (OpenAI-compatible servers usually end in /v1)"
             )
         try:
-            page = await self.client.models.list(timeout=min(self.settings.timeout_s, 10.0))
+            page = await self._listing_client.models.list(
+                timeout=min(self.settings.timeout_s, 10.0))
             names = sorted(m.id for m in page.data)
         except (openai.OpenAIError, ValueError, AttributeError, TypeError):  # best effort
             names = None
@@ -630,6 +509,10 @@ class OpenAIChatModel:
             )
             for text, reason, share in zip(texts, reasons, split_usage(total, texts))
         ]
+
+
+def _attempts(count: int) -> str:
+    return f"{count} attempt{'s' if count != 1 else ''}"
 
 
 class _Adapted(Exception):

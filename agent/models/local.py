@@ -55,7 +55,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
-from agent.errors import ConfigError, ModelError, ModelUnavailable, MulliganError
+from agent.errors import (ConfigError, ModelError, ModelUnavailable, MulliganError,
+                          NoModelEndpoint)
 
 if TYPE_CHECKING:
     from agent.config import Settings
@@ -1136,7 +1137,7 @@ async def start_local_model(settings: Settings, log: Log = lambda _line: None,
     st = local_status(root)
     if not st.ready:
         detail = f" ({'; '.join(st.problems)})" if st.problems else ""
-        raise ConfigError("no model endpoint is configured: set OPENAI_BASE_URL/OPENAI_API_KEY "
+        raise NoModelEndpoint("no model endpoint is configured: set OPENAI_BASE_URL/OPENAI_API_KEY "
                           f"or run `mulligan model setup` for the local model{detail}")
     assert st.server is not None and st.weights is not None
     server = LocalServer(st.server, st.weights, parallel=min(16, max(1, settings.candidates)),

@@ -8,6 +8,9 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
+
+from agent.trajectory import json_lines
 
 STRATEGY_ORDER = ("single", "best-of-n", "revise-only", "mulligan")
 
@@ -34,16 +37,11 @@ def read_results(path: Path) -> list[dict]:
     latest: dict[tuple[str, str], dict] = {}
     if not path.is_file():
         return []
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rec = json.loads(line)
-                latest[(rec["task"], rec["strategy"])] = rec
-            except (ValueError, KeyError, TypeError):
-                continue
+    for rec in json_lines(path):
+        try:
+            latest[(rec["task"], rec["strategy"])] = rec
+        except (KeyError, TypeError):
+            continue
     return list(latest.values())
 
 
@@ -178,29 +176,25 @@ def render_markdown(records: Sequence[dict], config: dict, plots: dict[str, str]
     kmax = max((max(s["pass_at_k"]) for s in summary.values() if s["pass_at_k"]), default=0)
     if kmax:
         ks = [k for k in (1, 2, 3, 4, 5, 8, 10, 16, 20, 32, 64) if k <= kmax]
-        lines += ["", "## pass@k from the round-1 samples", "",
-                  ("Unbiased estimator 1 - C(n-c,k)/C(n,k) over each task's n round-1 candidates "
-                  "(c of them passing the tests in the run), averaged over tasks."), "",
-                  "| strategy | n | " + " | ".join(f"pass@{k}" for k in ks) + " |",
-                  "|---|---|" + "---|" * len(ks)]
-        for name, s in summary.items():
-            if not s["pass_at_k"]:
-                continue
-            n = s["params"].get("candidates", "?")
-            lines.append(f"| {name} | {n} | " + " | ".join(
-                _pct(s["pass_at_k"].get(k)) if k in s["pass_at_k"] else "" for k in ks) + " |")
+        lines += _section(
+            "pass@k from the round-1 samples",
+            "Unbiased estimator 1 - C(n-c,k)/C(n,k) over each task's n round-1 candidates (c of "
+            "them passing the tests in the run), averaged over tasks.",
+            ["strategy", "n", *(f"pass@{k}" for k in ks)],
+            [[name, s["params"].get("candidates", "?"),
+              *(_pct(s["pass_at_k"].get(k)) if k in s["pass_at_k"] else "" for k in ks)]
+             for name, s in summary.items() if s["pass_at_k"]])
     # equal tokens
     levels = sorted({round(s["tokens_mean"]) for s in summary.values() if s["tokens_mean"] > 0})
     if levels:
         groups = _by_strategy(records)
-        lines += ["", "## At equal tokens", "",
-                  ("Solve rate counting only tasks solved with at most T tokens spent through the "
-                  "round that found the patch (T = each strategy's mean spend per task)."), "",
-                  "| strategy | " + " | ".join(f"T={t}" for t in levels) + " |",
-                  "|---|" + "---|" * len(levels)]
-        for name, recs in groups.items():
-            lines.append(f"| {name} | " + " | ".join(
-                _pct(solved_within(recs, "tokens_to_solve", t)) for t in levels) + " |")
+        lines += _section(
+            "At equal tokens",
+            "Solve rate counting only tasks solved with at most T tokens spent through the round "
+            "that found the patch (T = each strategy's mean spend per task).",
+            ["strategy", *(f"T={t}" for t in levels)],
+            [[name, *(_pct(solved_within(recs, "tokens_to_solve", t)) for t in levels)]
+             for name, recs in groups.items()])
     if plots:
         lines += ["", "## Plots", ""]
         for title, rel in plots.items():
@@ -264,15 +258,8 @@ def write_plots(records: Sequence[dict], out_dir: Path, config: dict) -> dict[st
             ax.plot(ks, [curve[k] for k in ks], "--o", color=colors[name], markersize=3,
                     alpha=0.8, label=f"{name}: pass@k of round-1 samples")
     ax.set_xlabel("samples per task (square: final solve rate)")
-    ax.set_ylabel(f"solve rate ({ntasks} tasks)")
-    ax.set_ylim(0, 1.02)
-    ax.set_title(f"Solve rate vs samples\n{subtitle}", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(out_dir / "solve_vs_samples.png", dpi=120)
-    plt.close(fig)
-    files["Solve rate vs samples"] = "solve_vs_samples.png"
+    files["Solve rate vs samples"] = _save(plt, fig, ax, out_dir / "solve_vs_samples.png",
+                                           f"Solve rate vs samples\n{subtitle}", ntasks, 7)
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     spent = [r.get("tokens", 0) for r in records if r.get("tokens")]
@@ -290,16 +277,33 @@ def write_plots(records: Sequence[dict], out_dir: Path, config: dict) -> dict[st
     ax.set_xscale("log")
     ax.set_xlim(low, top * 1.1)
     ax.set_xlabel("tokens per task (prompt + completion); dot = mean spend, final solve rate")
+    files["Solve rate vs tokens"] = _save(plt, fig, ax, out_dir / "solve_vs_tokens.png",
+                                          f"Solve rate vs tokens\n{subtitle}", ntasks, 8)
+    return files
+
+
+def _save(plt: Any, fig: Any, ax: Any, path: Path, title: str, ntasks: int,
+          legend_size: int) -> str:
+    """Finish a solve-rate plot (axis, title, legend), write it as PNG; its file name."""
     ax.set_ylabel(f"solve rate ({ntasks} tasks)")
     ax.set_ylim(0, 1.02)
-    ax.set_title(f"Solve rate vs tokens\n{subtitle}", fontsize=10)
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=legend_size, loc="lower right")
     fig.tight_layout()
-    fig.savefig(out_dir / "solve_vs_tokens.png", dpi=120)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
-    files["Solve rate vs tokens"] = "solve_vs_tokens.png"
-    return files
+    return path.name
+
+
+def _section(title: str, note: str, header: Sequence[object],
+             rows: Iterable[Sequence[object]]) -> list[str]:
+    """A report section: a heading, a note, and a Markdown table."""
+    def row(cells: Sequence[object]) -> str:
+        return "| " + " | ".join(str(c) for c in cells) + " |"
+
+    return ["", f"## {title}", "", note, "", row(header), "|" + "---|" * len(header),
+            *(row(r) for r in rows)]
 
 
 def write_report(out_dir: Path, config: dict, records: Sequence[dict] | None = None) -> Path:

@@ -23,7 +23,6 @@ import hashlib
 import json
 import random
 import re
-import subprocess
 import tempfile
 import threading
 import time
@@ -33,11 +32,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Self
 
-from unidiff import PatchSet
-
-from agent.frontends.bench.tasks import FIXES_DIR, BenchTask
 from agent.edits import apply_edits, parse_answer, unified_diff
 from agent.errors import ConfigError, EditApplyError, FormatError
+from agent.frontends.bench.tasks import FIXES_DIR, BenchTask
+from sandbox import git
+from sandbox.diff import parse_patch
 
 LABEL = ("SCRIPTED MODEL (not a real model): each sample is the task's reference fix with "
          "probability p, otherwise a wrong but well-formed edit")
@@ -58,7 +57,7 @@ def blocks_from_diff(diff: str) -> str:
     """SEARCH/REPLACE blocks from a unified diff's hunks (context + removed lines -> context +
     added lines), one block per hunk."""
     parts = []
-    for patched in PatchSet(diff):
+    for patched in parse_patch(diff) or []:
         for hunk in patched:
             search = "".join(_line(x.value) for x in hunk if x.is_context or x.is_removed)
             replace = "".join(_line(x.value) for x in hunk if x.is_context or x.is_added)
@@ -120,7 +119,7 @@ def load_fix(task: BenchTask, fixes_dir: Path | None = None) -> ScriptedFix:
     if fixed != _git_apply(files, patch, path):
         raise ConfigError(f"{path}: its SEARCH/REPLACE form does not reproduce `git apply`")
     regions = {p.path: [(h.source_start - 1, h.source_start - 1 + h.source_length) for h in p]
-               for p in PatchSet(patch)}
+               for p in parse_patch(patch) or []}
     return ScriptedFix(task.id, files, fixed, answer, regions)
 
 
@@ -130,9 +129,8 @@ def _git_apply(files: dict[str, str], patch: str, where: Path) -> dict[str, str]
             target = Path(tmp, rel)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text, encoding="utf-8")
-        proc = subprocess.run(["git", "apply", "--whitespace=nowarn", "-"], input=patch.encode(),
-                              cwd=tmp, capture_output=True, check=False)
-        if proc.returncode != 0:
+        proc = git.run(["apply", "--whitespace=nowarn", "-"], input=patch.encode(), cwd=tmp)
+        if not proc.ok:
             raise ConfigError(f"{where}: `git apply` fails: "
                               f"{proc.stderr.decode(errors='replace').strip()[:300]}")
         return {rel: Path(tmp, rel).read_text(encoding="utf-8") for rel in files}

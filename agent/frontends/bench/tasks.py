@@ -26,13 +26,14 @@ from __future__ import annotations
 import io
 import json
 import re
-import subprocess
 import tarfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.errors import ConfigError
+from sandbox import git
+from sandbox.snapshot import text_only
 
 FIXES_DIR = "_fixes"
 # Folders that hold reference solutions by convention.
@@ -89,13 +90,8 @@ class BenchTask:
         return self.fail_to_pass + self.pass_to_pass
 
     def text_files(self) -> dict[str, str]:
-        out = {}
-        for path, data in self.files.items():
-            try:
-                out[path] = data.decode("utf-8")
-            except UnicodeDecodeError:
-                continue
-        return out
+        """The task's files as the agent sees them (the snapshot's text rule)."""
+        return text_only(self.files)
 
     def materialize(self, dest: Path) -> Path:
         """Write the task's repository (as the agent sees it: no task.json, no fix) to
@@ -110,18 +106,16 @@ class BenchTask:
         if self.unavailable:
             raise ConfigError(f"task {self.id}: {self.unavailable}")
         assert self.repo and self.base_commit
-        proc = subprocess.run(["git", "-C", self.repo, "archive", "--format=tar",
-                               self.base_commit], capture_output=True, check=False)
-        if proc.returncode != 0:
+        proc = git.run(["-C", self.repo, "archive", "--format=tar", self.base_commit])
+        if not proc.ok:
             raise ConfigError(f"task {self.id}: git archive {self.base_commit} failed in "
                               f"{self.repo}: {proc.stderr.decode(errors='replace').strip()[:300]}")
         with tarfile.open(fileobj=io.BytesIO(proc.stdout), mode="r") as tar:
             tar.extractall(dest, filter="data")
         if self.test_patch:
-            applied = subprocess.run(["git", "apply", "--whitespace=nowarn", "-"],
-                                     input=self.test_patch.encode(), cwd=dest,
-                                     capture_output=True, check=False)
-            if applied.returncode != 0:
+            applied = git.run(["apply", "--whitespace=nowarn", "-"],
+                              input=self.test_patch.encode(), cwd=dest)
+            if not applied.ok:
                 raise ConfigError(f"task {self.id}: test_patch does not apply at "
                                   f"{self.base_commit}: "
                                   f"{applied.stderr.decode(errors='replace').strip()[:300]}")
@@ -350,9 +344,8 @@ def _instance(inst: dict, where: str, base: Path, repos_dir: Path | None) -> Ben
         unavailable = (f"no local clone of {repo_name}: `git clone https://github.com/"
                        f"{repo_name} REPOS/{slug}` and pass --repos-dir REPOS")
     else:
-        known = subprocess.run(["git", "-C", str(repo), "cat-file", "-e", f"{commit}^{{commit}}"],
-                               capture_output=True, check=False)
-        if known.returncode != 0:
+        known = git.run(["-C", str(repo), "cat-file", "-e", f"{commit}^{{commit}}"])
+        if not known.ok:
             unavailable = (f"{repo} lacks commit {commit}: "
                            f"`git -C {repo} fetch origin {commit}`")
     return BenchTask(task_id, "swebench", issue, str(test_cmd), where, repo=str(repo) if repo

@@ -31,6 +31,7 @@ from typing import Any, TextIO
 from rich.console import Console
 
 from agent.errors import ConfigError, MulliganError
+from agent.events import ResultStatus
 from agent.frontends.ci.context import MODES, Context, ci_settings, load_context
 from agent.frontends.ci.github import GitHub, GitHubError
 from agent.frontends.ci.gitops import BOT_NAME as BOT_LOGIN
@@ -45,13 +46,7 @@ from agent.frontends.ci.render import (
     render_summary,
 )
 from agent.frontends.ci.suggestions import Suggestion, suggestions_for, touched_lines  # noqa: F401
-from sandbox.errors import SandboxError
-
-CI_SETTINGS = ("model", "base_url", "test_cmd", "image", "ca_bundle", "test_timeout_s",
-               "candidates", "rounds", "beam", "workers", "temperature", "seed", "token_budget",
-               "cost_budget_usd", "time_budget_s", "allow_test_edits")
-
-
+from agent.frontends.options import CI_SETTINGS, add_setting_flags, setting_values
 
 # -- the command --------------------------------------------------------------------------
 
@@ -82,26 +77,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="do not post ```suggestion review comments")
     p.add_argument("--result-file", type=Path, default=Path("mulligan-result.json"),
                    help="where to write the JSON result (default: mulligan-result.json)")
-    p.add_argument("--model", default=None, help="model name (MULLIGAN_MODEL)")
-    p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint "
-                                                     "(OPENAI_BASE_URL)")
-    p.add_argument("--test-cmd", default=None)
-    p.add_argument("--image", default=None, help="sandbox base image")
-    p.add_argument("--ca-bundle", default=None, type=Path)
-    p.add_argument("--timeout", dest="test_timeout_s", type=float, default=None,
-                   help="wall-time limit per test run, seconds")
-    p.add_argument("--candidates", type=int, default=None)
-    p.add_argument("--rounds", type=int, default=None)
-    p.add_argument("--beam", type=int, default=None)
-    p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--temperature", type=float, default=None)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--token-budget", dest="token_budget", type=int, default=None)
-    p.add_argument("--cost-budget", dest="cost_budget_usd", type=float, default=None,
-                   help="stop sampling once this many US dollars are spent")
-    p.add_argument("--time-budget", dest="time_budget_s", type=float, default=None,
-                   help="stop sampling after this many seconds")
-    p.add_argument("--allow-test-edits", action="store_true", default=None)
+    add_setting_flags(p, CI_SETTINGS)
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(handler=cmd_ci)
     return p
@@ -141,7 +117,7 @@ class CiBot:
             finally:
                 if self.gh is not None:
                     self.gh.close()
-        except (MulliganError, SandboxError) as exc:
+        except MulliganError as exc:
             o.error = self.redact(" ".join(str(exc).split())) or type(exc).__name__
             o.exit_code = 2
             self.log(f"mulligan: error: {o.error}")
@@ -160,7 +136,7 @@ class CiBot:
     # -- the steps -------------------------------------------------------------------------
 
     def _run(self) -> None:
-        from agent.environment import find_repo_root
+        from agent.workspace import find_repo_root
 
         o, args = self.outcome, self.args
         ctx = self.ctx = load_context(self.environ, args.pr)
@@ -174,7 +150,7 @@ class CiBot:
             self.log(f"mulligan: nothing to do: {ctx.skip_reason}")
             return
         repo = find_repo_root(Path(args.path))
-        settings, ignored = ci_settings(repo, {n: getattr(args, n, None) for n in CI_SETTINGS},
+        settings, ignored = ci_settings(repo, setting_values(args, CI_SETTINGS),
                                         self.environ, getattr(args, "trust_repo_config", False))
         if ignored:
             self.log(f"mulligan: ignoring {', '.join(ignored)} from the repository's config "
@@ -208,7 +184,8 @@ class CiBot:
 
         result = self._solve(repo, settings)
         o.result = result
-        o.exit_code = 0 if result.status in ("solved", "nothing_to_fix") else 1
+        o.exit_code = 0 if result.status in (ResultStatus.SOLVED,
+                                             ResultStatus.NOTHING_TO_FIX) else 1
         if o.mode == "check" or self.gh is None:
             return
         self._report(repo, pr, local_head)
@@ -232,7 +209,7 @@ class CiBot:
         head = pr.get("head") or {}
         same_repo = ((head.get("repo") or {}).get("full_name") or ctx.repository) \
             == ctx.repository
-        if result.status == "solved" and result.patch:
+        if result.status is ResultStatus.SOLVED and result.patch:
             if o.mode == "push":
                 if not same_repo:
                     o.notes.append("The pull request comes from a fork, where Mulligan cannot "
@@ -272,7 +249,7 @@ class CiBot:
         o, gh = self.outcome, self.gh
         assert gh is not None and o.pr is not None
         existing = self._own_comment(gh.issue_comments(o.pr))
-        if existing is None and o.status == "nothing_to_fix":
+        if existing is None and o.status == ResultStatus.NOTHING_TO_FIX:
             self.log("mulligan: the tests pass; no comment needed")
             return
         body = self.redact(render_comment(o))

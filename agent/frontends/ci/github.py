@@ -1,10 +1,12 @@
 """A small GitHub REST client for `mulligan ci`.
 
-It honours ``GITHUB_API_URL`` (GitHub Enterprise Server answers under ``/api/v3``), retries
-rate limits (403/429 with ``x-ratelimit-remaining: 0`` or ``retry-after``, waiting until the
-reset, within a cap) and server errors (5xx, connection failures) with exponential backoff,
-and turns every other failure into a `GitHubError` whose message is one line. The token is
-only ever sent in the Authorization header; it never appears in a message.
+It honours ``GITHUB_API_URL`` (GitHub Enterprise Server answers under ``/api/v3``). Server
+errors (5xx) and lost connections are retried by urllib3's ``Retry`` (mounted on the
+requests session) with exponential backoff; what is GitHub's own is handled here: its rate
+limits (403/429 with ``x-ratelimit-remaining: 0`` and a reset time, ``retry-after``, or a
+secondary-limit message), waited out within a cap and retried. Every other failure becomes a
+`GitHubError` whose message is one line. The token is only ever sent in the Authorization
+header; it never appears in a message.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from agent.errors import MulliganError
 
@@ -42,6 +46,30 @@ _HINTS = {
 }
 
 
+class _Retry(Retry):
+    """urllib3's retries, waiting through the client's `sleep` (tests pass a recorder), and
+    from the first retry on: backoff * 2**(retry - 1), capped (urllib3 retries the first at
+    once)."""
+
+    sleeper: Callable[[float], None] = staticmethod(time.sleep)
+
+    def new(self, **kw: Any) -> _Retry:
+        retry = super().new(**kw)
+        retry.sleeper = self.sleeper
+        return retry
+
+    def get_backoff_time(self) -> float:
+        retries = len(self.history)
+        if retries == 0:
+            return 0.0
+        return min(self.backoff_max, self.backoff_factor * 2 ** (retries - 1))
+
+    def sleep(self, response: Any = None) -> None:
+        wait = self.get_backoff_time()
+        if wait > 0:
+            self.sleeper(wait)
+
+
 class GitHub:
     def __init__(self, token: str | None, repository: str, api_url: str | None = None, *,
                  max_retries: int = 4, backoff_s: float = 1.0, max_wait_s: float = 60.0,
@@ -62,7 +90,14 @@ class GitHub:
         self.sleep = sleep
         self.session = session or requests.Session()
         self.session.trust_env = True  # proxies from the environment, as a runner may need
-        self.requests_made = 0
+        retry = _Retry(total=max_retries, backoff_factor=backoff_s, backoff_max=max_wait_s,
+                       status_forcelist=range(500, 600), allowed_methods=None,
+                       raise_on_status=False,  # the last answer becomes a GitHubError here
+                       respect_retry_after_header=False)  # rate limits are GitHub's: below
+        retry.sleeper = sleep
+        adapter = HTTPAdapter(max_retries=retry)
+        for scheme in ("http://", "https://"):
+            self.session.mount(scheme, adapter)
 
     def __repr__(self) -> str:  # never show the token
         return f"GitHub({self.repository!r}, api_url={self.api_url!r})"
@@ -90,19 +125,14 @@ class GitHub:
                  params: dict[str, Any] | None = None) -> tuple[Any, requests.Response]:
         url = path if path.startswith(("http://", "https://")) else f"{self.api_url}{path}"
         what = f"{method} {path.split('?')[0]}"
-        attempt = 0
+        waited = 0
         while True:
-            attempt += 1
-            try:
-                self.requests_made += 1
+            try:  # 5xx and connection failures are retried inside, by urllib3
                 resp = self.session.request(method, url, json=json, params=params,
                                             headers=self._headers(), timeout=self.timeout_s)
             except requests.RequestException as exc:
-                if attempt > self.max_retries:
-                    raise GitHubError(f"GitHub API unreachable at {self.api_url} ({what}): "
-                                      f"{type(exc).__name__}") from None
-                self.sleep(self._backoff(attempt))
-                continue
+                raise GitHubError(f"GitHub API unreachable at {self.api_url} ({what}): "
+                                  f"{type(exc).__name__}") from None
             status = resp.status_code
             if status < 400:
                 if status == 204 or not resp.content:
@@ -113,14 +143,11 @@ class GitHub:
                     raise GitHubError(f"GitHub API answered {what} with a body that is not "
                                       "JSON", status) from None
             wait = self._rate_limit_wait(resp)
-            retryable = wait is not None or status >= 500
-            if retryable and attempt <= self.max_retries:
-                self.sleep(wait if wait is not None else self._backoff(attempt))
+            if wait is not None and waited < self.max_retries:
+                waited += 1
+                self.sleep(wait)
                 continue
             raise self._error(resp, what, rate_limited=wait is not None)
-
-    def _backoff(self, attempt: int) -> float:
-        return min(self.max_wait_s, self.backoff_s * 2 ** (attempt - 1))
 
     def _rate_limit_wait(self, resp: requests.Response) -> float | None:
         """Seconds to wait before retrying a rate-limited answer; None if it is not one."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import os
-import subprocess
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,6 +12,7 @@ from urllib.parse import urlsplit
 
 from agent.errors import MulliganError
 from agent.frontends.ci.redact import Redactor
+from sandbox import git
 
 BOT_NAME = "github-actions[bot]"
 BOT_EMAIL = "41898282+github-actions[bot]@users.noreply.github.com"
@@ -20,16 +20,13 @@ BOT_EMAIL = "41898282+github-actions[bot]@users.noreply.github.com"
 
 def _git(repo: Path, *args: str, env: Mapping[str, str] | None = None,
          input: str | None = None, redact: Redactor | None = None) -> str:
-    proc = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
-                          env=dict(env) if env is not None else None, input=input,
-                          check=False)
-    if proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout).strip().splitlines()
-        line = detail[-1] if detail else f"exit {proc.returncode}"
+    proc = git.run(args, cwd=repo, env=env, input=input)
+    if not proc.ok:
+        line = proc.last_line()
         if redact is not None:
             line = redact(line)
         raise MulliganError(f"git {args[0]} failed: {line}")
-    return proc.stdout.strip()
+    return proc.text.strip()
 
 
 def _head_sha(repo: Path) -> str | None:
@@ -74,9 +71,8 @@ def push_env(repo: Path, remote: str, token: str | None, server_url: str) -> dic
     server = urlsplit(server_url)
     if urlsplit(url).hostname != server.hostname:
         return env
-    configured = subprocess.run(["git", "config", "--get-regexp", r"^http\..*extraheader$"],
-                                cwd=repo, capture_output=True, text=True, check=False)
-    if configured.stdout.strip():
+    configured = git.run(["config", "--get-regexp", r"^http\..*extraheader$"], cwd=repo)
+    if configured.text.strip():
         return env
     basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
     count = int(env.get("GIT_CONFIG_COUNT", "0") or 0)

@@ -7,6 +7,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.events import ResultStatus
+from sandbox.diff import diff_stats
+
 MARKER = "<!-- mulligan -->"
 COMMENT_LIMIT = 60_000  # GitHub refuses bodies above 65,536 characters
 
@@ -25,18 +28,6 @@ def code(text: object) -> str:
 def fence(text: str, char: str = "`") -> str:
     longest = max((len(m) for m in re.findall(f"{re.escape(char)}+", text)), default=0)
     return char * max(3, longest + 1)
-
-
-def _patch_stats(patch: str) -> tuple[int, int, int]:
-    files = added = removed = 0
-    for line in patch.splitlines():
-        if line.startswith("diff --git "):
-            files += 1
-        elif line.startswith("+") and not line.startswith("+++ "):
-            added += 1
-        elif line.startswith("-") and not line.startswith("--- "):
-            removed += 1
-    return files, added, removed
 
 
 def _details(summary: str, patch: str, limit: int) -> str:
@@ -87,18 +78,18 @@ class Outcome:
     @property
     def status(self) -> str:
         if self.error is not None:
-            return "error"
+            return ResultStatus.ERROR
         if self.skipped is not None:
             return "skipped"
-        return self.result.status if self.result is not None else "error"
+        return self.result.status if self.result is not None else ResultStatus.ERROR
 
     def title(self) -> str:
         return {
-            "solved": "✅ Mulligan found a fix for the failing tests",
-            "unsolved": "❌ Mulligan could not fix the failing tests",
-            "nothing_to_fix": "✅ The tests pass: nothing to fix",
+            ResultStatus.SOLVED: "✅ Mulligan found a fix for the failing tests",
+            ResultStatus.UNSOLVED: "❌ Mulligan could not fix the failing tests",
+            ResultStatus.NOTHING_TO_FIX: "✅ The tests pass: nothing to fix",
             "skipped": "Mulligan: nothing to do",
-            "error": "⚠️ Mulligan could not run",
+            ResultStatus.ERROR: "⚠️ Mulligan could not run",
         }.get(self.status, f"Mulligan: {self.status}")
 
     def totals_rows(self) -> list[tuple[str, str]]:
@@ -132,13 +123,13 @@ def render_comment(o: Outcome) -> str:
     r = o.result
     sha = (o.head_sha or "")[:7]
     parts = [MARKER, f"### {o.title()}", ""]
-    if o.status == "nothing_to_fix":
+    if o.status == ResultStatus.NOTHING_TO_FIX:
         parts.append(f"The tests of {code(sha)} pass, so there is nothing to fix.")
     elif r is not None:
         count = len(r.baseline.targets) if r.baseline else 0
         parts.append(f"{_n(count, 'test')} {'fails' if count == 1 else 'fail'} on {code(sha)}:\n")
         parts.append(o.failing_list())
-        if o.status == "solved":
+        if o.status == ResultStatus.SOLVED:
             chosen = r.chosen
             parts.append(f"Mulligan tested a patch that makes them pass without breaking the "
                          f"others (candidate {code(chosen.id if chosen else '-')}, "
@@ -156,12 +147,12 @@ def render_comment(o: Outcome) -> str:
     for note in o.notes:
         parts.append(f"\n> {note}")
     if r is not None and r.patch:
-        files, added, removed = _patch_stats(r.patch)
-        label = "Patch" if o.status == "solved" else "Best attempt (does not pass)"
+        files, added, removed = diff_stats(r.patch)
+        label = "Patch" if o.status == ResultStatus.SOLVED else "Best attempt (does not pass)"
         parts.append("")
         parts.append(_details(f"{label}: {_n(files, 'file')}, +{added} −{removed}", r.patch,
                               COMMENT_LIMIT - 4000))
-        if o.status == "solved":
+        if o.status == ResultStatus.SOLVED:
             parts.append("To apply it locally: save it as `fix.patch` and run "
                          "`git apply fix.patch`.\n")
     rows = o.totals_rows()
@@ -219,8 +210,8 @@ def render_summary(o: Outcome) -> str:
                          f"{len(unusable)} | {tokens:,} | {_cell(code(best.id))} "
                          f"({len(best.fixed)} fixed, {len(best.regressions)} regressions) |")
     if r is not None and r.patch:
-        files, added, removed = _patch_stats(r.patch)
-        label = "Patch" if r.status == "solved" else "Best attempt (does not pass)"
+        files, added, removed = diff_stats(r.patch)
+        label = "Patch" if r.status == ResultStatus.SOLVED else "Best attempt (does not pass)"
         parts += ["", _details(f"{label}: {_n(files, 'file')}, +{added} −{removed}", r.patch,
                                200_000)]
     return "\n".join(parts).rstrip() + "\n\n"

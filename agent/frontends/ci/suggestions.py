@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.frontends.ci.render import fence as _fence
+from sandbox.diff import parse_patch
 
 SUGGESTION_MARKER = "<!-- mulligan-suggestion:{} -->"
 SUGGESTION_MAX_LINES = 12
@@ -73,15 +74,8 @@ def suggestions_for(patch: str, touched: Mapping[str, set[int]],
                     max_lines: int = SUGGESTION_MAX_LINES) -> list[Suggestion]:
     """GitHub suggestions for the files the fix changes in one small hunk, where every line
     it replaces is one the pull request added or changed."""
-    from unidiff import PatchSet
-    from unidiff.errors import UnidiffParseError
-
-    try:
-        files = PatchSet(patch)
-    except UnidiffParseError:
-        return []
     out = []
-    for pf in files:
+    for pf in parse_patch(patch) or []:
         if pf.is_added_file or pf.is_removed_file or pf.is_binary_file or len(pf) != 1:
             continue
         path = pf.path

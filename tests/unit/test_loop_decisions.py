@@ -1,0 +1,405 @@
+"""The loop's decisions, without Docker or HTTP: a scripted model and an in-process sandbox.
+
+Selection and the vote, the beam's choice of parents, token/cost/time budgets, resume from
+a trajectory, reproduction from an issue, format errors, rejected test edits, stopping, and
+the baseline's verdicts. Each run takes milliseconds; the real-Docker, real-HTTP versions of
+the same flows are in tests/test_loop_e2e.py (marked `docker`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from agent.config import Settings
+from agent.context.repomap import RepoMap
+from agent.errors import ConfigError, ModelUnavailable
+from agent.events import (
+    BaselineDone,
+    CandidateState,
+    CandidateUpdate,
+    Event,
+    EventBus,
+    ModelCall,
+    ResultStatus,
+    RoundFinished,
+    RunFinished,
+    event_from_dict,
+)
+from agent.loop import REPRO_TEST_PATH, Result, Solver
+from agent.models.replay import REPLAYED, ReplayModel
+from agent.trajectory import recorded_calls
+from tests.support.fake_sandbox import FakeSandbox, MemorySnapshot, contains, python_check
+from tests.support.scripted_model import ScriptedModel
+
+CALC = {
+    "calc.py": "def add(a, b):\n    return a - b\n",
+    "tests/test_calc.py": ("from calc import add\n\n\ndef test_add():\n    assert add(3, 3) == 6\n"
+                           "\n\ndef test_zero():\n    assert add(0, 0) == 0\n"),
+}
+TEST_ADD = "tests/test_calc.py::test_add"
+TEST_ZERO = "tests/test_calc.py::test_zero"
+CHECKS = {TEST_ADD: python_check("calc.py", "add(3, 3) == 6"),
+          TEST_ZERO: python_check("calc.py", "add(0, 0) == 0")}
+
+
+def sr(search: str, replace: str, path: str = "calc.py") -> str:
+    """A model answer with one SEARCH/REPLACE block."""
+    return (f"Here is the change.\n\n{path}\n```python\n<<<<<<< SEARCH\n{search}\n=======\n"
+            f"{replace}\n>>>>>>> REPLACE\n```\n")
+
+
+RIGHT = sr("    return a - b", "    return a + b")
+RIGHT_TOO = sr("    return a - b", "    return b + a")
+WRONG = sr("    return a - b", "    return a * b")  # add(3, 3) == 9; add(0, 0) still 0
+OVERFIT = sr("    return a - b", "    return 6")  # fixes the target, breaks test_zero
+PROSE = "I am not sure what to change here."
+
+
+class Run:
+    """One Solver run over in-memory parts, with everything it emitted."""
+
+    def __init__(self, model, *, files=None, checks=None, issue=None, sandbox=None,
+                 on_event=None, **overrides):
+        values = {"model": "test-model", "candidates": 2, "rounds": 1, "beam": 1,
+                  "workers": 2, "test_timeout_s": 30.0}
+        self.settings = Settings(**{**values, **overrides})
+        self.model = model
+        self.sandbox = sandbox or FakeSandbox(CHECKS if checks is None else checks)
+        self.events: list[Event] = []
+        bus = EventBus()
+        bus.subscribe(self.events.append)
+        if on_event is not None:
+            bus.subscribe(lambda event: on_event(self, event))
+        self.bus = bus
+        self.solver = Solver(self.settings, model, self.sandbox,
+                             MemorySnapshot(CALC if files is None else files), bus, "run-1",
+                             issue, "repo", RepoMap())
+
+    def result(self) -> Result:
+        result = asyncio.run(self.solver.run())
+        assert not self.bus.errors, self.bus.errors
+        return result
+
+    def of(self, kind: type) -> list:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    def final_states(self) -> dict[str, CandidateState]:
+        return {e.id: e.state for e in self.of(CandidateUpdate)}
+
+
+def solve(answers, **kwargs) -> tuple[Result, Run]:
+    run = Run(ScriptedModel(answers), **kwargs)
+    return run.result(), run
+
+
+# -- selection ---------------------------------------------------------------------------
+
+
+def test_a_passing_candidate_is_chosen_and_the_run_stops():
+    result, run = solve([WRONG, RIGHT], rounds=3)
+    assert result.status is ResultStatus.SOLVED
+    assert result.chosen is not None and result.chosen.id == "r1c2"
+    assert "+    return a + b" in result.patch and "-    return a - b" in result.patch
+    assert len(run.model.requests) == 1  # solved in round 1: no revision was asked for
+    assert run.final_states() == {"r1c1": CandidateState.FAILED, "r1c2": CandidateState.PASSED}
+    assert run.of(RoundFinished) == [RoundFinished(1, "r1c2", True)]
+    assert run.sandbox.prewarmed == [(run.solver.limits, 2)]
+    assert run.model.preflights == 1
+
+
+def test_the_vote_picks_the_fix_most_candidates_agree_on():
+    result, _ = solve([RIGHT_TOO, RIGHT, RIGHT], candidates=3)
+    assert result.status is ResultStatus.SOLVED
+    assert [c.solved for c in result.candidates] == [True, True, True]
+    # two of three wrote `a + b`: the earlier of those wins over the lone `b + a`
+    assert result.chosen.id == "r1c2"
+
+
+def test_without_a_majority_the_smallest_fix_wins():
+    longer = sr("    return a - b", "    total = a + b\n    return total")
+    result, _ = solve([longer, RIGHT])
+    assert result.status is ResultStatus.SOLVED and result.chosen.id == "r1c2"
+
+
+def test_fixing_the_target_while_breaking_a_passing_test_is_not_a_fix():
+    result, _ = solve([OVERFIT, WRONG])
+    assert result.status is ResultStatus.UNSOLVED
+    overfit = result.candidates[0]
+    assert overfit.fixed == [TEST_ADD] and [t.nodeid for t in overfit.regressions] == [TEST_ZERO]
+    assert result.chosen is overfit  # the best partial candidate is still offered
+    assert result.reason == "no candidate passed in 1 round(s)"
+    assert result.to_json()["status"] == "unsolved" and result.to_json()["chosen"] == "r1c1"
+
+
+# -- the beam ------------------------------------------------------------------------------
+
+
+def test_the_beam_revises_the_most_promising_candidate_with_its_failures():
+    revision = sr("    return 6", "    return a + b")
+    result, run = solve([WRONG, OVERFIT, revision, revision], rounds=2, beam=1)
+    assert result.status is ResultStatus.SOLVED
+    assert result.chosen.round == 2 and result.chosen.parent == "r1c2"  # OVERFIT fixed more
+    assert [r.n for r in run.model.requests] == [2, 2]  # candidates // beam per parent
+    revise = run.model.requests[1]
+    assert revise.messages[-2] == {"role": "assistant", "content": OVERFIT}
+    assert TEST_ZERO in revise.user  # the regression is in the feedback
+    assert "+    return a + b" in result.patch and "return 6" not in result.patch
+
+
+def test_each_parent_of_a_wider_beam_gets_its_own_request_and_seed():
+    result, run = solve([WRONG, OVERFIT, WRONG, WRONG], rounds=2, beam=2, seed=7)
+    assert result.status is ResultStatus.UNSOLVED
+    parents = {r.messages[-2]["content"] for r in run.model.requests[1:]}
+    assert parents == {WRONG, OVERFIT}
+    assert [r.seed for r in run.model.requests] == [7 + 1000, 7 + 2000, 7 + 2001]
+    assert sorted(c.parent for c in result.candidates if c.round == 2) == ["r1c1", "r1c2"]
+
+
+# -- budgets -------------------------------------------------------------------------------
+
+
+def test_the_token_budget_stops_before_the_next_request():
+    # a request costs 100 prompt + 10 per answer = 120 tokens
+    result, run = solve([WRONG, WRONG, WRONG, WRONG], rounds=3, token_budget=100)
+    assert result.status is ResultStatus.UNSOLVED
+    assert result.reason == "token budget of 100 spent"
+    assert len(run.model.requests) == 1 and result.usage.total == 120
+
+
+def test_the_cost_budget_stops_before_the_next_request():
+    run = Run(ScriptedModel([WRONG] * 6, cost_per_answer_usd=0.01), rounds=3,
+              cost_budget_usd=0.03)
+    result = run.result()
+    assert result.reason == "cost budget of $0.03 spent"
+    assert len(run.model.requests) == 2 and result.cost_usd == pytest.approx(0.04)
+
+
+def test_the_time_budget_stops_before_any_request_once_spent():
+    result, run = solve([RIGHT, RIGHT], time_budget_s=1e-9)
+    assert result.status is ResultStatus.UNSOLVED and result.reason == "time budget of 0s spent"
+    assert run.model.requests == [] and result.chosen is None
+
+
+# -- resume --------------------------------------------------------------------------------
+
+
+def test_a_resumed_run_replays_every_recorded_answer_and_asks_nothing():
+    first, earlier = solve([WRONG, OVERFIT], rounds=1)
+    recorded = recorded_calls(earlier.of(ModelCall))
+    inner = ScriptedModel([])  # any request reaching it fails the test
+    run = Run(ReplayModel(inner, recorded), rounds=1)
+    again = run.result()
+    assert inner.requests == [] and inner.preflights == 0  # no server needed to replay
+    assert again.status is first.status and again.chosen.id == first.chosen.id
+    assert again.patch == first.patch
+    assert again.usage == first.usage and again.cost_usd == first.cost_usd
+    assert [c.answer for c in again.candidates] == [WRONG, OVERFIT]
+    assert [e.key for e in run.of(ModelCall)] == [e.key for e in earlier.of(ModelCall)]
+
+
+def test_a_resumed_run_asks_the_model_only_what_was_never_answered():
+    _, earlier = solve([WRONG, WRONG], rounds=1)
+    inner = ScriptedModel([RIGHT, RIGHT])
+    run = Run(ReplayModel(inner, recorded_calls(earlier.of(ModelCall))), rounds=2)
+    result = run.result()
+    assert result.status is ResultStatus.SOLVED and result.chosen.round == 2
+    assert len(inner.requests) == 1 and inner.requests[0].messages[-2]["content"] == WRONG
+    assert inner.preflights == 0
+
+
+def test_replayed_usage_is_counted_once_per_request():
+    _, earlier = solve([WRONG, WRONG])
+    replay = ReplayModel(ScriptedModel([]), recorded_calls(earlier.of(ModelCall)))
+    call = earlier.of(ModelCall)[0]
+    completions = asyncio.run(replay.sample(call.messages, 2, seed=None))
+    assert [c.text for c in completions] == [WRONG, WRONG]
+    assert {c.request_id for c in completions} == {REPLAYED}
+    assert sum(c.usage.total for c in completions) == call.prompt_tokens + call.completion_tokens
+
+
+def test_a_changed_setting_is_a_new_request_not_a_replay():
+    _, earlier = solve([WRONG, WRONG], seed=1)
+    inner = ScriptedModel([RIGHT, RIGHT])
+    result = Run(ReplayModel(inner, recorded_calls(earlier.of(ModelCall))), seed=2).result()
+    assert result.status is ResultStatus.SOLVED and len(inner.requests) == 1
+
+
+# -- reproduction from an issue ------------------------------------------------------------
+
+
+ISSUE = "add(2, 2) returns 0 instead of 4"
+REPRO_ID = f"{REPRO_TEST_PATH}::test_repro"
+REPRO_TEST = ("from calc import add\n\n\ndef test_repro():\n    assert add(2, 2) == 4\n")
+WHOLE_REPRO = f"{REPRO_TEST_PATH}\n```python\n{REPRO_TEST}```\n"
+ISSUE_FILES = {"calc.py": CALC["calc.py"],
+               "tests/test_calc.py": "from calc import add\n\n\ndef test_zero():\n"
+                                     "    assert add(0, 0) == 0\n"}
+ISSUE_CHECKS = {TEST_ZERO: CHECKS[TEST_ZERO],
+                REPRO_ID: lambda f: contains(REPRO_TEST_PATH, "add(2, 2) == 4")(f) is True
+                and python_check("calc.py", "add(2, 2) == 4")(f)}
+
+
+def test_an_issue_without_a_failing_test_is_reproduced_then_fixed():
+    triple = sr("    return a - b", "    return a * 3")  # add(2, 2) == 6: still failing
+    result, run = solve([PROSE, WHOLE_REPRO, triple, RIGHT], files=ISSUE_FILES,
+                        checks=ISSUE_CHECKS, issue=ISSUE)
+    assert result.status is ResultStatus.SOLVED and result.chosen.id == "r1c2"
+    assert [r.n for r in run.model.requests] == [2, 2]
+    assert ISSUE in run.model.requests[0].user
+    baselines = run.of(BaselineDone)
+    assert [b.targets for b in baselines] == [[], [REPRO_ID]]
+    assert result.baseline.targets == (REPRO_ID,) and result.baseline.keep == (TEST_ZERO,)
+    # the reproduction test ran alone, on the unmodified code
+    assert [j.select for j in run.sandbox.jobs[:2]] == [(), (REPRO_TEST_PATH,)]
+    assert "+    return a + b" in result.patch
+
+
+def test_an_issue_no_sampled_test_reproduces_is_unsolved():
+    passing = WHOLE_REPRO.replace("add(2, 2) == 4", "add(2, 2) == 0")
+    result, run = solve([PROSE, passing], files=ISSUE_FILES, checks={
+        TEST_ZERO: CHECKS[TEST_ZERO],
+        REPRO_ID: lambda f: "== 0" in f[REPRO_TEST_PATH]}, issue=ISSUE)
+    assert result.status is ResultStatus.UNSOLVED
+    assert result.reason == "no sampled test reproduced the issue on the current code"
+    assert len(run.model.requests) == 1 and result.candidates == []
+
+
+# -- unusable answers ----------------------------------------------------------------------
+
+
+def test_an_answer_without_edits_is_format_feedback_not_a_crash():
+    result, run = solve([PROSE, WRONG, RIGHT, RIGHT], rounds=2, beam=1)
+    states = run.final_states()
+    assert states["r1c1"] is CandidateState.FORMAT_ERROR
+    first = result.candidates[0]
+    assert first.format_error and first.report is None
+    assert len(run.sandbox.jobs) == 1 + 1 + 2  # baseline, r1c2, both revisions: r1c1 never ran
+    assert result.status is ResultStatus.SOLVED
+
+
+def test_a_format_error_parent_is_asked_to_answer_again_in_the_format():
+    result, run = solve([PROSE, PROSE, RIGHT, RIGHT], rounds=2, beam=1)
+    assert result.status is ResultStatus.SOLVED
+    revise = run.model.requests[1]
+    assert revise.user.startswith("Your answer could not be used:")
+    assert result.candidates[0].format_error in revise.user
+
+
+def test_an_edit_whose_search_text_is_not_in_the_file_is_a_format_error():
+    result, run = solve([sr("    return nothing", "    return a + b"), RIGHT])
+    assert run.final_states()["r1c1"] is CandidateState.FORMAT_ERROR
+    assert result.status is ResultStatus.SOLVED and result.chosen.id == "r1c2"
+
+
+def test_an_edit_that_changes_nothing_is_a_format_error():
+    result, _ = solve([sr("    return a - b", "    return a - b"), WRONG])
+    assert result.candidates[0].format_error == "the edits changed nothing"
+
+
+# -- test edits ----------------------------------------------------------------------------
+
+
+CHEAT = RIGHT + "\n" + sr("    assert add(3, 3) == 6", "    assert True", "tests/test_calc.py")
+
+
+def test_a_candidate_that_edits_the_tests_is_rejected_even_when_they_pass():
+    result, run = solve([CHEAT, WRONG, WRONG, WRONG], rounds=2, beam=1)
+    cheat = result.candidates[0]
+    assert cheat.edited_tests == ["tests/test_calc.py"] and cheat.report.passed
+    assert run.final_states()["r1c1"] is CandidateState.REJECTED
+    assert not cheat.solved and result.status is ResultStatus.UNSOLVED
+    # an honest failure ranks above it: that one is revised, and the cheat is not chosen
+    assert {c.parent for c in result.candidates if c.round == 2} == {"r1c2"}
+    assert result.chosen is not cheat
+
+
+def test_a_rejected_parent_is_told_to_leave_the_tests_alone():
+    # the revision is applied to the parent's files: it has to undo the test edit
+    undo = sr("    assert True", "    assert add(3, 3) == 6", "tests/test_calc.py")
+    result, run = solve([CHEAT, CHEAT, undo, undo], rounds=2, beam=1)
+    assert "edited test files (tests/test_calc.py)" in run.model.requests[1].user
+    assert result.status is ResultStatus.SOLVED and result.chosen.parent == "r1c1"
+    assert "tests/test_calc.py" not in result.patch
+
+
+def test_test_edits_are_accepted_when_allowed():
+    result, _ = solve([CHEAT, WRONG], allow_test_edits=True)
+    assert result.status is ResultStatus.SOLVED and result.chosen.id == "r1c1"
+
+
+# -- stopping, baselines, the model's seams ------------------------------------------------
+
+
+def test_stop_requested_finishes_after_the_current_round_with_the_best_so_far():
+    def stop_after_round_one(run: Run, event: Event) -> None:
+        if isinstance(event, RoundFinished):
+            run.solver.stop_requested = True
+
+    run = Run(ScriptedModel([OVERFIT, WRONG] + [WRONG] * 4), rounds=3,
+              on_event=stop_after_round_one)
+    result = run.result()
+    assert result.status is ResultStatus.UNSOLVED and result.reason == "stopped by the user"
+    assert len(run.model.requests) == 1 and result.chosen.id == "r1c1"
+
+
+def test_a_passing_suite_is_nothing_to_fix_and_asks_no_model():
+    files = {**CALC, "calc.py": "def add(a, b):\n    return a + b\n"}
+    result, run = solve([], files=files)
+    assert result.status is ResultStatus.NOTHING_TO_FIX and result.reason
+    assert run.model.requests == [] and run.model.preflights == 0
+    assert result.to_json()["status"] == "nothing_to_fix"
+
+
+def test_an_unreachable_model_fails_before_any_candidate():
+    run = Run(ScriptedModel([RIGHT, RIGHT], unreachable=True))
+    with pytest.raises(ModelUnavailable):
+        run.result()
+    assert len(run.sandbox.jobs) == 1 and run.of(CandidateUpdate) == []
+
+
+def test_a_suite_without_tests_is_a_config_error():
+    with pytest.raises(ConfigError, match="no tests found"):
+        solve([], checks={})
+
+
+def test_a_slow_suite_runs_the_targets_first_and_the_rest_only_if_they_pass():
+    result, run = solve([WRONG, RIGHT], sandbox=FakeSandbox(CHECKS, wall_s=20.0))
+    assert result.status is ResultStatus.SOLVED
+    selects = sorted(j.select for j in run.sandbox.jobs[1:])
+    assert selects == [(), (TEST_ADD,), (TEST_ADD,)]  # WRONG stopped after the targets
+
+
+def test_a_timed_out_candidate_is_reported_and_does_not_win():
+    hangs = sr("    return a - b", "    while True:\n        pass")
+    sandbox = FakeSandbox(CHECKS, timeout_if=lambda f: "while True" in f["calc.py"])
+    result, run = solve([hangs, RIGHT], sandbox=sandbox)
+    assert run.final_states()["r1c1"] is CandidateState.TIMED_OUT
+    assert result.status is ResultStatus.SOLVED and result.chosen.id == "r1c2"
+
+
+def test_a_patch_the_sandbox_cannot_apply_is_patch_failed():
+    class Drifting(FakeSandbox):
+        def run(self, job):  # the snapshot moved under the candidate: its context is stale
+            if job.patch:
+                job = type(job)(job.snapshot, job.patch.replace(" b\n", " c\n"),
+                                job.test_command, job.select, job.limits)
+            return super().run(job)
+
+    result, run = solve([WRONG, RIGHT], sandbox=Drifting(CHECKS))
+    assert set(run.final_states().values()) == {CandidateState.PATCH_FAILED}
+    assert result.status is ResultStatus.UNSOLVED
+    assert "patch does not apply" in result.candidates[0].report.patch_error
+
+
+def test_the_finished_event_carries_the_status_as_a_string_in_json():
+    result, run = solve([WRONG, RIGHT])
+    finished = run.of(RunFinished)[0]
+    assert finished.status is ResultStatus.SOLVED
+    data = finished.to_dict()
+    assert json.dumps(data["status"]) == '"solved"'
+    restored = event_from_dict(json.loads(json.dumps(data)))
+    assert restored.status is ResultStatus.SOLVED and restored == finished
+    assert json.loads(json.dumps(result.to_json()))["status"] == "solved"
