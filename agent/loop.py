@@ -12,7 +12,7 @@ from agent.candidate import Baseline, Candidate, choose
 from agent.config import Settings
 from agent.context.repomap import RepoMap, TracebackHit, parse_traceback_locations
 from agent.edits import apply_edits, parse_answer, unified_diff
-from agent.errors import EditApplyError, FormatError, MulliganError, NoTests, BaselineTimedOut
+from agent.errors import BaselineTimedOut, EditApplyError, FormatError, MulliganError, NoTests
 from agent.events import (
     BaselineDone,
     CandidateState,

@@ -214,8 +214,8 @@ class Hook:
             terminal.close()
 
     def _green(self, report: TestReport, command: str) -> bool:
-        from sandbox.testpaths import uses_pytest
         from sandbox.api import RunStatus
+        from sandbox.testpaths import uses_pytest
 
         if report.passed:
             self.say(f"mulligan: {len(report.tests) or 'the'} tests pass "
