@@ -17,9 +17,10 @@ from agent.events import ResultStatus
 from agent.frontends.options import (
     DOCTOR_SETTINGS,
     FIX_SETTINGS,
-    SANDBOX_RUN_SETTINGS,
+    SANDBOX,
     add_issue_flags,
     add_setting_flags,
+    add_trust_flag,
     add_tui_arguments,
     read_issue,
     setting_values,
@@ -60,12 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check Docker, the sandbox image, the model, git")
     doctor.add_argument("path", nargs="?", default=".")
     add_setting_flags(doctor, DOCTOR_SETTINGS)
+    add_trust_flag(doctor)
     doctor.set_defaults(handler=cmd_doctor)
 
     fix = sub.add_parser("fix", help="find a patch that makes the failing tests pass")
     fix.add_argument("path", nargs="?", default=".")
     add_issue_flags(fix)
     add_setting_flags(fix, FIX_SETTINGS)
+    add_trust_flag(fix)
     fix.add_argument("--apply", action="store_true", help="apply the patch to the working tree")
     fix.add_argument("--patch-out", type=Path, default=None, help="write the patch to FILE")
     fix.add_argument("--resume", default=None, metavar="RUN", help="continue an earlier run")
@@ -85,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = ssub.add_parser("run", help="test the working tree (optionally with a patch)")
     run.add_argument("path", nargs="?", default=".")
     run.add_argument("--patch", type=Path, help="a unified diff to apply first")
-    add_setting_flags(run, SANDBOX_RUN_SETTINGS)
+    add_setting_flags(run, SANDBOX)
+    add_trust_flag(run)
     run.add_argument("--json", action="store_true", help="print the report as JSON")
     run.set_defaults(handler=cmd_sandbox_run)
     prune = ssub.add_parser("prune", help="remove containers left by killed runs")
@@ -215,7 +219,7 @@ def cmd_sandbox_run(args: argparse.Namespace) -> int:
     from sandbox.snapshot import Snapshot
 
     repo = find_repo_root(Path(args.path))
-    settings = load_settings(repo, setting_values(args, SANDBOX_RUN_SETTINGS))
+    settings = load_settings(repo, setting_values(args, SANDBOX))
     patch = ""
     if args.patch is not None:
         try:

@@ -24,14 +24,13 @@ __all__ = [
     "FIX_SETTINGS",
     "MODEL",
     "SANDBOX",
-    "SANDBOX_RUN_SETTINGS",
     "SEARCH",
     "SETTING_FLAGS",
-    "TRUST",
     "TUI_SETTINGS",
     "SettingFlag",
     "add_issue_flags",
     "add_setting_flags",
+    "add_trust_flag",
     "add_tui_arguments",
     "bounds",
     "read_issue",
@@ -73,10 +72,6 @@ SETTING_FLAGS: tuple[SettingFlag, ...] = (
     SettingFlag("edit_format", "--edit-format", str,
                 "how the model writes edits (default: whole_file for the local model, "
                 "search_replace otherwise)", choices=("search_replace", "whole_file")),
-    # Not a Settings field: agent.config.load_settings takes it from the flags (TRUST_FLAG).
-    SettingFlag("trust_repo", "--trust-repo", None,
-                "honour every key of the repository's own config this once (base_url, "
-                "image, ca_bundle, ...; see `mulligan trust` and docs/security.md)"),
 )
 _BY_FIELD = {f.field: f for f in SETTING_FLAGS}
 
@@ -86,14 +81,20 @@ SANDBOX = ("test_cmd", "image", "ca_bundle", "test_timeout_s")
 SEARCH = ("candidates", "rounds", "beam", "workers", "temperature", "seed")
 BUDGET = ("token_budget", "cost_budget_usd", "time_budget_s")
 
-TRUST = ("trust_repo",)
-
-# What each front end offers (`mulligan ci` has its own --trust-repo-config / --trust-repo).
-DOCTOR_SETTINGS = (*MODEL, "image", *TRUST)
-FIX_SETTINGS = (*MODEL, *SANDBOX, *SEARCH, *BUDGET, "allow_test_edits", "edit_format", *TRUST)
-SANDBOX_RUN_SETTINGS = (*SANDBOX, *TRUST)
+# What each front end offers.
+DOCTOR_SETTINGS = (*MODEL, "image")
+FIX_SETTINGS = (*MODEL, *SANDBOX, *SEARCH, *BUDGET, "allow_test_edits", "edit_format")
 CI_SETTINGS = (*MODEL, *SANDBOX, *SEARCH, *BUDGET, "allow_test_edits")
-TUI_SETTINGS = (*MODEL, *SANDBOX, "candidates", "rounds", "workers", *TRUST)
+TUI_SETTINGS = (*MODEL, *SANDBOX, "candidates", "rounds", "workers")
+
+
+def add_trust_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--trust-repo: not a Settings field but how far the repository's own config is honoured
+    (agent/config.py takes `trust_repo` from the flags; `mulligan ci` spells it
+    --trust-repo-config too)."""
+    parser.add_argument("--trust-repo", dest="trust_repo", action="store_true", default=None,
+                        help="honour every key of the repository's own config this once "
+                             "(base_url, image, ca_bundle, ...; see `mulligan trust`)")
 
 
 def add_setting_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
@@ -116,7 +117,10 @@ def setting_values(args: argparse.Namespace | Mapping[str, Any],
     """The settings flags given on a parsed command line (field -> value, None: not given)."""
     get = args.get if isinstance(args, Mapping) else lambda n: getattr(args, n, None)
     names = _BY_FIELD if fields is None else fields
-    return {name: get(name) for name in names}
+    values = {name: get(name) for name in names}
+    if get("trust_repo"):
+        values["trust_repo"] = True  # add_trust_flag's switch
+    return values
 
 
 def bounds(field: str) -> tuple[float | None, float | None]:
@@ -135,6 +139,7 @@ def add_tui_arguments(parser: argparse.ArgumentParser) -> None:
                         help="open a run from its trajectory (id or path); r resumes it")
     add_issue_flags(parser)
     add_setting_flags(parser, TUI_SETTINGS)
+    add_trust_flag(parser)
     parser.add_argument("--demo", action="store_true",
                         help="show a recorded example run (no Docker, no model)")
 
