@@ -91,8 +91,10 @@ class Settings(BaseModel):
     allow_test_edits: bool = False
     # How the model is asked to write edits; None: whole files for the bundled 1.5B model (it
     # follows that format far more reliably, see docs/local-model.md), SEARCH/REPLACE otherwise.
-    edit_format: Literal["search_replace", "whole_file"] | None = None
+    edit_format: Literal["search_replace", "whole_file", "function"] | None = None
     context_tokens: int = Field(default=6000, ge=256, le=1_048_576)
+    # Constrain answers to the edit format with the server's grammar support (llama.cpp).
+    constrained_decoding: bool = True
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
 
 

@@ -4,20 +4,24 @@ sandbox, revise the best few with their failures (a beam search over patches), s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from agent.candidate import Baseline, Candidate, choose
 from agent.config import Settings
+from agent.context.localize import TRACE_ALL_BELOW_S, Suspect, parse_trace, trace_job
 from agent.context.repomap import RepoMap, TracebackHit, parse_traceback_locations
 from agent.edits import apply_edits, parse_answer, unified_diff
-from agent.errors import BaselineTimedOut, EditApplyError, FormatError, MulliganError, NoTests
+from agent.edits.grammar import grammar_for
+from agent.errors import EditApplyError, FormatError, MulliganError, NoTests, BaselineTimedOut
 from agent.events import (
     BaselineDone,
     CandidateState,
     CandidateUpdate,
     EventBus,
+    Localized,
     ModelCall,
     ResultStatus,
     RoundFinished,
@@ -27,6 +31,7 @@ from agent.events import (
 )
 from agent.models.replay import call_key
 from agent.protocols import ChatModel, Completion, Sandbox, Usage
+from agent.verdict import confirmed_winner, second_opinion_job, unsolved_detail
 from prompts import render
 from sandbox.api import Job, Limits, Outcome, RunStatus, TestReport
 from sandbox.depfiles import changed_dependency_files
@@ -66,7 +71,7 @@ class Result:
             "candidates": [
                 {"id": c.id, "round": c.round, "parent": c.parent, "state": c.state.value,
                  "targets_fixed": len(c.fixed), "regressions": len(c.regressions),
-                 "edited_tests": c.edited_tests, "tokens": c.tokens}
+                 "edited_tests": c.edited_tests, "rejection": c.rejection, "tokens": c.tokens}
                 for c in self.candidates
             ],
             "totals": {"prompt_tokens": self.usage.prompt_tokens,
@@ -103,6 +108,8 @@ class Solver:
                              memory_mb=self.settings.memory_mb)
         self.stop_requested = False
         self.baseline: Baseline | None = None  # set by the baseline run
+        self.suspects: list[Suspect] = []
+        self._partial_sources = False  # a file was shown in part: never ask for whole files
         self._slots = asyncio.Semaphore(self.settings.workers)
 
     # -- the run ---------------------------------------------------------------------------
@@ -138,6 +145,7 @@ class Solver:
             if not self.baseline.targets:
                 return self._finish(ResultStatus.UNSOLVED, None,
                                     "no sampled test reproduced the issue on the current code")
+        await self._localize()
         self.sandbox.prewarm(self.limits, s.workers)  # containers start while the model samples
         reason = f"no candidate passed in {s.rounds} round(s)"
         try:
@@ -157,14 +165,17 @@ class Solver:
                     break
         except BudgetExhausted as exc:
             reason = str(exc)
-        best = choose(self.candidates)
+        best = await confirmed_winner(  # a second opinion before "solved" (agent/verdict.py)
+            self.candidates, self.baseline, lambda c: second_opinion_job(
+                self.work, c, self.baseline, self.settings.test_cmd, self.limits),
+            lambda job: asyncio.to_thread(self.sandbox.run, job), self.bus, self._record)
         if best is not None and best.solved:
             return self._finish(ResultStatus.SOLVED, best, "")
         if best is not None and best.dependency_edits and best.report is not None \
                 and best.report.passed:
             reason = (f"dependencies changed: not verified (the best candidate edits "
                       f"{', '.join(best.dependency_edits)})")
-        return self._finish(ResultStatus.UNSOLVED, best, reason)
+        return self._finish(ResultStatus.UNSOLVED, best, reason + unsolved_detail(best))
 
     def _finish(self, status: ResultStatus, chosen: Candidate | None, reason: str) -> Result:
         patch = None
@@ -191,6 +202,10 @@ class Solver:
     async def _sample(self, purpose: str, messages: list[dict[str, str]], n: int,
                       seed: int | None) -> list[Completion]:
         self._check_budget()
+        # the model's grammar seam (llama.cpp GBNF), where the client has one
+        constrain = getattr(self.model, "constrain", None)
+        if constrain is not None and self.settings.constrained_decoding:
+            constrain(grammar_for(self.edit_format) if purpose != "reproduce" else None)
         completions = await self.model.sample(messages, n, seed=seed)
         usage = sum((c.usage for c in completions), Usage())
         cost = sum(c.cost_usd for c in completions)
@@ -213,8 +228,46 @@ class Solver:
             text += "\n" + report.output
         return parse_traceback_locations(text, self.base_files.keys())
 
-    def _sources(self, files: dict[str, str], focus: list[TracebackHit]) -> dict[str, str]:
+    async def _localize(self) -> None:
+        """Rank the functions that may hold the bug: static signals, plus the lines the
+        failing and some passing tests execute in a traced sandbox run (pytest only)."""
+        started = time.monotonic()
+        job = trace_job(self.work, self.settings.test_cmd, self.baseline.targets,
+                        sorted(self.baseline.keep), self.limits,
+                        whole_suite=self.baseline_report.wall_s < TRACE_ALL_BELOW_S)
+        spectrum = None
+        if job is not None:
+            self.bus.emit(Status("localizing: tracing the failing tests"))
+            report = await self._run_job(job)
+            spectrum = parse_trace(report.output)
+            if job.select and (spectrum is None or not spectrum.failing):
+                # a sampled id pytest cannot find aborts the run: trace the whole suite
+                job = trace_job(self.work, self.settings.test_cmd, self.baseline.targets, (),
+                                self.limits, whole_suite=True)
+                spectrum = parse_trace((await self._run_job(job)).output) if job else None
+        focus = self._focus(self.baseline_report, self.baseline_report.failing())
+        self.suspects = self.repo_map.localize(self.base_files, focus, spectrum)
+        self.bus.emit(Localized([s.to_dict() for s in self.suspects], spectrum is not None,
+                                time.monotonic() - started))
+
+    def _context_budget(self) -> int:
+        """Tokens of source per prompt: the setting, within the server's real window less
+        the answer and the rest of the prompt (instructions, failures, repository map)."""
         budget = self.settings.context_tokens
+        window = getattr(self.model, "window", None)
+        if window is not None:
+            answer = self.settings.max_tokens or 2048
+            budget = min(budget, max(256, (window.tokens - answer) // 2))
+        return budget
+
+    def _sources(self, files: dict[str, str], focus: list[TracebackHit]) -> dict[str, str]:
+        budget = self._context_budget()
+        if self.suspects:
+            sources, partial = self.repo_map.function_source(files, self.suspects,
+                                                             token_budget=budget)
+            if sources:
+                self._partial_sources = self._partial_sources or partial
+                return sources
         sources = self.repo_map.implicated_source(files, focus, token_budget=budget)
         if not sources:
             sources = {p: t for p, t in files.items() if p.endswith(".py") and not is_test_path(p)}
@@ -238,7 +291,7 @@ class Solver:
         sources = self._sources(self.base_files, focus)
         repo_map = self.repo_map.render(self.base_files, focus=focus,
                                         mentioned=_words(self.issue),
-                                        token_budget=max(256, self.settings.context_tokens // 4))
+                                        token_budget=max(256, self._context_budget() // 4))
         failures = self._failure_views(failing)
         if not failures and self.baseline.targets:
             failures = [{"nodeid": t, "message": _trim(self.baseline_report.output, OUTPUT_CHARS)}
@@ -316,9 +369,11 @@ class Solver:
 
     @property
     def edit_format(self) -> str:
-        if self.settings.edit_format:
-            return self.settings.edit_format
-        return "whole_file" if self.settings.model == "local" else "search_replace"
+        chosen = self.settings.edit_format or (
+            "whole_file" if self.settings.model == "local" else "search_replace")
+        if chosen == "whole_file" and self._partial_sources:
+            return "function"  # a file shown in part cannot be given back whole
+        return chosen
 
     def _render(self, name: str, **context: object) -> str:
         return render(name, lang=_lang, edit_format=self.edit_format, **context)
@@ -329,7 +384,8 @@ class Solver:
 
     def _apply(self, cand: Candidate, base: dict[str, str]) -> None:
         try:
-            edits = parse_answer(cand.answer, known_paths=base.keys())
+            edits = parse_answer(cand.answer, known_paths=base.keys(),
+                                 functions=self.edit_format == "function")
             applied = apply_edits(base, edits)
         except (FormatError, EditApplyError) as exc:
             cand.format_error = str(exc)
@@ -367,7 +423,10 @@ class Solver:
         return await self._test(patch, select=())
 
     async def _test(self, patch: str, select: Sequence[str]) -> TestReport:
-        job = Job(self.work, patch, self.settings.test_cmd, tuple(select), self.limits)
+        return await self._run_job(
+            Job(self.work, patch, self.settings.test_cmd, tuple(select), self.limits))
+
+    async def _run_job(self, job: Job) -> TestReport:
         async with self._slots:
             started = time.monotonic()
             report = await asyncio.to_thread(self.sandbox.run, job)
@@ -378,7 +437,7 @@ class Solver:
         """Sample reproduction tests for the issue; keep one that fails on the current code."""
         self.bus.emit(Status("no failing test: sampling tests that reproduce the issue"))
         repo_map = self.repo_map.render(self.base_files, mentioned=_words(self.issue),
-                                        token_budget=max(256, self.settings.context_tokens // 4))
+                                        token_budget=max(256, self._context_budget() // 4))
         sources = self._sources(self.base_files, [])
         user = self._render("reproduce", issue=self.issue, repo_map=repo_map, sources=sources,
                             test_path=REPRO_TEST_PATH)
@@ -401,8 +460,8 @@ class Solver:
             if report.status is RunStatus.COMPLETED and failing:
                 self.work = self.snapshot.with_tree(self.snapshot.apply(patch))
                 self.base_files = {**self.base_files, **added}
-                self.baseline = Baseline(tuple(t.nodeid for t in failing), self.baseline.keep,
-                                         True)
+                self.baseline = dataclasses.replace(  # keeps what the baseline skipped
+                    self.baseline, targets=tuple(t.nodeid for t in failing), per_test=True)
                 self.baseline_report = report
                 self.bus.emit(Status(f"reproduced the issue with {len(failing)} failing test(s) "
                                      f"in {', '.join(sorted(added))}"))
@@ -418,7 +477,7 @@ class Solver:
 
     def _update(self, cand: Candidate, state: CandidateState) -> CandidateUpdate:
         note = cand.format_error or (cand.report.patch_error if cand.report else None) or \
-            ", ".join(cand.strategies)
+            cand.rejection or cand.second_opinion_note or ", ".join(cand.strategies)
         return CandidateUpdate(
             cand.id, cand.round, cand.parent, state, cand.tokens, len(cand.fixed),
             len(self.baseline.targets), len(cand.regressions), list(cand.edited_tests),

@@ -13,7 +13,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from sandbox.depfiles import REQUIREMENTS_RE, TEST_EXTRAS
+from sandbox import requirements
 from sandbox.errors import ImageMissing
 from sandbox.layerbuild import BuildLimits, BuildNetwork, build_layer, build_plan, ca_digest
 from sandbox.snapshot import Snapshot
@@ -32,6 +32,8 @@ class DependencySpec:
 
     files: dict[str, bytes]
     pyproject_requirements: tuple[str, ...]
+    roots: tuple[str, ...] = ()  # the files installed with -r; the others are their includes
+    notes: tuple[str, ...] = ()  # include lines left out, and why
 
     @property
     def empty(self) -> bool:
@@ -51,24 +53,28 @@ class DependencySpec:
 
 
 def detect_dependencies(snapshot: Snapshot) -> DependencySpec:
-    entries = [e for e in snapshot.entries() if REQUIREMENTS_RE.match(e.path)
-               or e.path == "pyproject.toml"]
-    blobs = snapshot.read_blobs(entries)
-    pyproject = blobs.pop("pyproject.toml", None)
-    requirements: list[str] = []
+    by_path = {e.path: e for e in snapshot.entries()}
+
+    def read(path: str) -> bytes | None:
+        entry = by_path.get(path)
+        return snapshot.read_blobs([entry]).get(path) if entry is not None else None
+
+    chosen = requirements.plan(by_path, read)
+    pyproject = read("pyproject.toml")
+    wanted: list[str] = []
     if pyproject is not None:
         try:
             project = tomllib.loads(pyproject.decode()).get("project", {})
         except (tomllib.TOMLDecodeError, UnicodeDecodeError):
             project = {}
-        requirements.extend(project.get("dependencies", []) or [])
+        wanted.extend(project.get("dependencies", []) or [])
         extras = project.get("optional-dependencies", {}) or {}
-        for name in TEST_EXTRAS:
-            requirements.extend(extras.get(name, []) or [])
+        wanted.extend(requirements.pyproject_extras(extras))
     # A project's own name among its extras (e.g. "pkg[test]") cannot be installed from PyPI.
     own = _canonical(project.get("name") or "") if pyproject is not None else ""
-    requirements = [r for r in requirements if not own or _canonical(_req_name(r)) != own]
-    return DependencySpec(blobs, tuple(dict.fromkeys(requirements)))
+    wanted = [r for r in wanted if not own or _canonical(_req_name(r)) != own]
+    return DependencySpec(chosen.files, tuple(dict.fromkeys(wanted)), chosen.roots,
+                          chosen.notes)
 
 
 LOCAL_REQUIREMENT = re.compile(rb"^\s*(-e\s|--editable\s|\.|/|file:)")
@@ -126,7 +132,8 @@ def build_inputs(spec: DependencySpec, ca_bundle: Path | None
         files[f"deps/{path}"] = _without_local_requirements(data)
     if spec.pyproject_requirements:
         files["pyproject-requirements.txt"] = "\n".join(spec.pyproject_requirements).encode()
-    plan = build_plan(spec.files, bool(spec.pyproject_requirements), ca_bundle is not None)
+    plan = build_plan(spec.roots or sorted(spec.files), bool(spec.pyproject_requirements),
+                      ca_bundle is not None)
     return files, plan
 
 

@@ -72,7 +72,7 @@ def build_plan(requirement_files: Iterable[str], pyproject_requirements: bool,
            "PYTHONDONTWRITEBYTECODE": "1"}
     if ca_bundle:
         env["PIP_CERT"] = f"{MOUNT}/ca-bundle.pem"  # pip's CA for the index, build only
-    steps = [[*PIP, "-r", path] for path in sorted(requirement_files)]
+    steps = [[*PIP, "-r", path] for path in requirement_files]  # in the order given
     if pyproject_requirements:
         steps.append([*PIP, "-r", f"{MOUNT}/pyproject-requirements.txt"])
     return {"socket": f"{MOUNT}/proxy.sock", "cwd": f"{MOUNT}/deps", "env": env,

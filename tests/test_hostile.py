@@ -292,7 +292,7 @@ def test_the_build_cannot_connect_to_the_host(docker_client, docker_image, tmp_p
 
 
 @pytest.mark.docker
-def test_hostile_requirements_stop_with_one_clear_error(tmp_path, docker_image):
+def test_hostile_requirements_reach_nothing_and_the_run_completes(tmp_path, docker_image):
     listener = Listener()
     try:
         import docker
@@ -303,9 +303,12 @@ def test_hostile_requirements_stop_with_one_clear_error(tmp_path, docker_image):
         repo = make_repo(tmp_path / "repo", {"requirements.txt": reqs, "test_a.py":
                                              "def test_a():\n    pass\n"})
         proc = mulligan(user_env(tmp_path), repo, "sandbox", "run")
-        assert proc.returncode == 2, proc.stderr[-2000:]
+        # The build fails (nothing it names is reachable); the tests still run, on the base
+        # image, and pass: the run completes.
         assert "installing the repository's dependencies failed" in proc.stderr
-        assert "Traceback" not in proc.stderr and len(error_lines(proc.stderr)) == 1
+        assert "running the tests without the dependency layer" in proc.stderr
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr and error_lines(proc.stderr) == []
         assert listener.connections == []
     finally:
         listener.close()

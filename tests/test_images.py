@@ -66,9 +66,9 @@ def test_requirement_files_are_detected():
         "requirements/test.txt": "hypothesis\n", "requirements/nested/x.txt": "no\n",
         "docs/requirements.txt": "sphinx\n", "requirements.in": "no\n", "app.py": "x = 1\n",
     })
-    assert set(spec.files) == {"requirements.txt", "requirements-dev.txt",
-                               "requirements/test.txt"}
-    assert spec.files["requirements-dev.txt"] == b"pytest\n"
+    # the test requirements (and the project's own requirements.txt), not the dev/docs ones
+    assert set(spec.files) == {"requirements.txt", "requirements/test.txt"}
+    assert spec.roots == ("requirements.txt", "requirements/test.txt")
     assert spec.pyproject_requirements == ()
     assert not spec.empty
 
@@ -76,8 +76,9 @@ def test_requirement_files_are_detected():
 def test_pyproject_dependencies_and_test_extras():
     spec = spec_of({"pyproject.toml": PYPROJECT, "demo/__init__.py": ""})
     assert spec.files == {}  # the pyproject itself is not a requirements file
+    # the test extras; the dev extra only where no test extra exists
     assert spec.pyproject_requirements == (
-        "requests>=2", "attrs", "pytest>=7", "hypothesis", "coverage", "ruff")
+        "requests>=2", "attrs", "pytest>=7", "hypothesis", "coverage")
     assert "sphinx" not in spec.pyproject_requirements  # not a test extra
     assert not any(r.startswith("demo") for r in spec.pyproject_requirements)
 
@@ -218,6 +219,7 @@ def test_ensure_image_reports_a_failed_install(docker_client, docker_image):
         ensure_image(docker_client, docker_image, snap, pull=False)
     message = str(failure.value)
     assert "Invalid requirement" in message
+    assert "installing from requirements.txt failed" in message
     assert "--ca-bundle" in message
 
 

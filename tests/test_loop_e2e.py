@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+import docker.errors
 import pytest
 
 from agent.candidate import Candidate
@@ -374,7 +375,11 @@ def test_ctrl_c_while_candidates_test_cleans_up_and_exits_130(tmp_path, openai_s
 
         def running_candidates():
             by_session: dict[str, list] = {}
-            for c in docker_client.containers.list(filters={"label": LABEL}):
+            try:  # a container removed while listed (the localization's traced run) 404s
+                listed = docker_client.containers.list(filters={"label": LABEL})
+            except docker.errors.NotFound:
+                return None
+            for c in listed:
                 if c.id not in known:
                     by_session.setdefault(c.labels[LABEL], []).append(c)
             return next((cs for cs in by_session.values() if len(cs) == 2), None)

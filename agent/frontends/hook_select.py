@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 from agent.errors import ConfigError
 from agent.frontends.hook_git import _git
+from sandbox.testpaths import CONFIG_FILES, is_test_module
 
 if TYPE_CHECKING:
     from agent.config import Settings
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
-FULL_SUITE_FILES = ("conftest.py", "pytest.ini")  # a change here can affect every test
+# A change to test infrastructure other than a test module can affect every test.
+FULL_SUITE_FILES = CONFIG_FILES
 
 
 @dataclass(frozen=True)
@@ -74,10 +76,6 @@ def staged_paths(top: Path, env: Mapping[str, str]) -> list[str]:
     return [p for p in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
 
 
-def _is_test_file(name: str) -> bool:
-    return name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py"))
-
-
 def related_tests(changed: Iterable[str], paths: Iterable[str]) -> list[str]:
     """The test files to run for the staged `changed` paths, among `paths`: staged test files,
     and for a staged `m.py` (or package `m/__init__.py`) every `test_m.py` / `m_test.py`.
@@ -86,7 +84,7 @@ def related_tests(changed: Iterable[str], paths: Iterable[str]) -> list[str]:
     by_name: dict[str, list[str]] = {}
     for path in present:
         name = posixpath.basename(path)
-        if _is_test_file(name):
+        if is_test_module(name):
             by_name.setdefault(name, []).append(path)
     selected: set[str] = set()
     for path in changed:
@@ -95,7 +93,7 @@ def related_tests(changed: Iterable[str], paths: Iterable[str]) -> list[str]:
             return []
         if not name.endswith(".py"):
             continue
-        if _is_test_file(name):
+        if is_test_module(name):
             if path in present:
                 selected.add(path)
             continue

@@ -71,7 +71,7 @@ SETTING_FLAGS: tuple[SettingFlag, ...] = (
                 "let candidates edit the tests and the test configuration"),
     SettingFlag("edit_format", "--edit-format", str,
                 "how the model writes edits (default: whole_file for the local model, "
-                "search_replace otherwise)", choices=("search_replace", "whole_file")),
+                "search_replace otherwise)", choices=("search_replace", "whole_file", "function")),
 )
 _BY_FIELD = {f.field: f for f in SETTING_FLAGS}
 

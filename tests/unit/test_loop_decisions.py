@@ -270,14 +270,21 @@ def test_an_issue_no_sampled_test_reproduces_is_unsolved():
 # -- unusable answers ----------------------------------------------------------------------
 
 
+def evaluations(run) -> list:
+    """The sandbox jobs that evaluate code: not the localization trace, not second opinions."""
+    return [j for j in run.sandbox.jobs
+            if not j.second_opinion and "MULLIGAN_TRACER" not in j.env]
+
+
 def test_an_answer_without_edits_is_format_feedback_not_a_crash():
     result, run = solve([PROSE, WRONG, RIGHT, RIGHT], rounds=2, beam=1)
     states = run.final_states()
     assert states["r1c1"] is CandidateState.FORMAT_ERROR
     first = result.candidates[0]
     assert first.format_error and first.report is None
-    assert len(run.sandbox.jobs) == 1 + 1 + 2  # baseline, r1c2, both revisions: r1c1 never ran
+    assert len(evaluations(run)) == 1 + 1 + 2  # baseline, r1c2, both revisions: r1c1 never ran
     assert result.status is ResultStatus.SOLVED
+    assert [j.patch for j in run.sandbox.jobs if j.second_opinion] == [result.chosen.patch]
 
 
 def test_a_format_error_parent_is_asked_to_answer_again_in_the_format():
@@ -368,7 +375,7 @@ def test_a_suite_without_tests_is_a_config_error():
 def test_a_slow_suite_runs_the_targets_first_and_the_rest_only_if_they_pass():
     result, run = solve([WRONG, RIGHT], sandbox=FakeSandbox(CHECKS, wall_s=20.0))
     assert result.status is ResultStatus.SOLVED
-    selects = sorted(j.select for j in run.sandbox.jobs[1:])
+    selects = sorted(j.select for j in evaluations(run)[1:])
     assert selects == [(), (TEST_ADD,), (TEST_ADD,)]  # WRONG stopped after the targets
 
 
