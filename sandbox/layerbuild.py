@@ -24,6 +24,7 @@ from docker.types import Mount
 
 from sandbox.buildproxy import DEFAULT_INDEX_HOSTS, BuildProxy
 from sandbox.errors import ImageBuildFailed
+from sandbox.requirements import explain_failure
 
 BUILD_SOURCE = Path(__file__).with_name("buildstep.py").read_text()
 MOUNT = "/mulligan-build"  # in the build container only; never committed
@@ -101,8 +102,9 @@ def build_layer(client: docker.DockerClient, base_image, tag: str, files: Mappin
     if output is not None:
         hint = f" (the build proxy refused: {'; '.join(sorted(set(refused)))[:300]})" \
             if refused else ""
+        failure = explain_failure(output.split(" | "))
         raise ImageBuildFailed(
-            f"installing the repository's dependencies failed{hint}; behind a "
+            f"installing the repository's dependencies failed{hint}: {failure}; behind a "
             f"TLS-intercepting proxy pass --ca-bundle. Last lines: {output[-400:]}")
     return refused
 
