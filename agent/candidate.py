@@ -62,6 +62,9 @@ class Candidate:
     still_failing: list[TestCase] = field(default_factory=list)
     regressions: list[TestCase] = field(default_factory=list)
     edited_tests: list[str] = field(default_factory=list)
+    # Dependency files the patch changes: its tests ran on the layer of the old ones, so a
+    # pass is "dependencies changed: not verified", never solved (docs/security.md).
+    dependency_edits: list[str] = field(default_factory=list)
     tampering: list[str] = field(default_factory=list)  # why it is suspect, one reason a line
     allow_test_edits: bool = False
     second_opinion: TestReport | None = None  # the winner's confirming run (agent/verdict.py)
@@ -118,7 +121,8 @@ class Candidate:
     @property
     def solved(self) -> bool:
         return (self.report is not None and self.report.passed and not self.still_failing
-                and not self.regressions and not self.rejected and self.confirmed is not False)
+                and not self.regressions and not self.rejected and self.confirmed is not False
+                and not self.dependency_edits)
 
     @property
     def rejected(self) -> bool:

@@ -34,6 +34,7 @@ from agent.protocols import ChatModel, Completion, Sandbox, Usage
 from agent.verdict import confirmed_winner, second_opinion_job, unsolved_detail
 from prompts import render
 from sandbox.api import Job, Limits, Outcome, RunStatus, TestReport
+from sandbox.depfiles import changed_dependency_files
 from sandbox.snapshot import Snapshot
 from sandbox.testpaths import is_test_path
 
@@ -170,6 +171,10 @@ class Solver:
             lambda job: asyncio.to_thread(self.sandbox.run, job), self.bus, self._record)
         if best is not None and best.solved:
             return self._finish(ResultStatus.SOLVED, best, "")
+        if best is not None and best.dependency_edits and best.report is not None \
+                and best.report.passed:
+            reason = (f"dependencies changed: not verified (the best candidate edits "
+                      f"{', '.join(best.dependency_edits)})")
         return self._finish(ResultStatus.UNSOLVED, best, reason + unsolved_detail(best))
 
     def _finish(self, status: ResultStatus, chosen: Candidate | None, reason: str) -> Result:
@@ -341,6 +346,10 @@ class Solver:
             focus = self._focus(self.baseline_report, self.baseline_report.failing())
             return self._render("format_error", error=parent.format_error or "no usable edits",
                                 sources=self._sources(self.base_files, focus))
+        if parent.dependency_edits and not parent.rejected:
+            focus = self._focus(self.baseline_report, self.baseline_report.failing())
+            return self._render("dependency_edit", files=parent.dependency_edits,
+                                patch=parent.patch, sources=self._sources(self.base_files, focus))
         if parent.rejected:
             focus = self._focus(self.baseline_report, self.baseline_report.failing())
             return self._render("test_edit", files=parent.edited_tests, patch=parent.patch,
@@ -398,6 +407,7 @@ class Solver:
             self.bus.emit(self._update(cand, CandidateState.TESTING))
             cand.report = await self._test_candidate(cand.patch)
             cand.score(self.baseline)
+            cand.dependency_edits = changed_dependency_files(self.base_files, cand.files or {})
             self._record(cand)
 
         self.candidates.extend(batch)

@@ -124,6 +124,10 @@ def explain_failure(log_lines: Iterable[str]) -> BuildFailure:
             found = _RUN_RE.search(line)
             failure.requirement_file = found.group(1).strip('"') if found else None
             failure.error = ""
+        elif line.startswith("$ ") and "pip install" in line:  # sandbox/buildstep.py's steps
+            words = line.split()
+            failure.requirement_file = words[-1] if "-r" in words[-2:-1] else None
+            failure.error = ""
         if "ERROR:" in line and not failure.error:
             match = _PIP_ERROR_RE.search(line)
             failure.error = match.group(1).strip() if match else line

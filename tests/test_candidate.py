@@ -259,3 +259,31 @@ def test_a_disagreeing_second_opinion_takes_the_pass_away():
     c.confirmed = False
     assert not c.solved and c.state is CandidateState.FAILED
     assert choose([c]) is c and not choose([c]).solved
+
+
+# -- dependency edits --------------------------------------------------------------------------
+
+
+def test_changed_dependency_files():
+    from sandbox.depfiles import changed_dependency_files
+
+    before = {"requirements.txt": "a\n", "pyproject.toml": '[project]\ndependencies = ["a"]\n'
+              "[tool.x]\ny = 1\n", "m.py": "x\n"}
+    assert changed_dependency_files(before, {**before, "m.py": "y\n"}) == []
+    assert changed_dependency_files(before, {**before, "requirements.txt": "b\n"}) == [
+        "requirements.txt"]
+    assert changed_dependency_files(before, {**before, "requirements-dev.txt": "c\n"}) == [
+        "requirements-dev.txt"]
+    tool_only = before["pyproject.toml"].replace("y = 1", "y = 2")
+    assert changed_dependency_files(before, {**before, "pyproject.toml": tool_only}) == []
+    deps = before["pyproject.toml"].replace('["a"]', '["a", "b"]')
+    assert changed_dependency_files(before, {**before, "pyproject.toml": deps}) == [
+        "pyproject.toml"]
+
+
+def test_a_candidate_that_edits_dependencies_is_never_solved():
+    cand = scored("r1", report({"t::a": P, "t::b": P, "t::c": P, "t::d": P}), BASE)
+    assert cand.solved
+    cand.dependency_edits = ["requirements.txt"]
+    assert not cand.solved
+    assert choose([cand]) is cand  # still the best attempt, shown as not verified
