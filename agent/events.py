@@ -73,6 +73,17 @@ class BaselineDone(Event):
 
 
 @dataclass(frozen=True)
+class Localized(Event):
+    """The functions most likely to hold the bug, best first (see agent/context/localize.py):
+    each a dict with path, function, line, end_line, score and the signals that named it."""
+
+    kind: ClassVar[str] = "localized"
+    suspects: list[dict[str, Any]]
+    traced: bool  # whether the dynamic signal (a traced test run) was available
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
 class ModelCall(Event):
     """One request to the model and its answers: enough to replay or resume it."""
 
@@ -127,6 +138,19 @@ class RunFinished(Event):
 
 
 @dataclass(frozen=True)
+class SecondOpinion(Event):
+    """The winner's confirming run in a fresh container with another runner (agent/verdict.py)."""
+
+    kind: ClassVar[str] = "second_opinion"
+    candidate: str
+    agreed: bool
+    seconds: float
+    reason: str = ""
+    first: dict[str, Any] | None = None  # the two reports
+    second: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class RunError(Event):
     kind: ClassVar[str] = "error"
     message: str
@@ -156,8 +180,8 @@ class EventBus:
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.kind: cls for cls in (RunStarted, Status, BaselineDone, ModelCall, CandidateUpdate,
-                              RoundFinished, RunFinished, RunError)
+    cls.kind: cls for cls in (RunStarted, Status, BaselineDone, Localized, ModelCall,
+                              CandidateUpdate, RoundFinished, RunFinished, SecondOpinion, RunError)
 }
 
 

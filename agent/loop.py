@@ -6,6 +6,7 @@ question twice), select. Width and sandboxes follow agent.schedule."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,8 +18,10 @@ from agent.models.hints import Hints, hinted
 from agent.novelty import NO_CHANGE, Revisions, Variant, semantic_key
 from agent.schedule import Activity, Ask, Planner, Schedule, ServerInfo, probe
 from agent.threads import in_daemon_thread
+from agent.context.localize import TRACE_ALL_BELOW_S, Suspect, parse_trace, trace_job
 from agent.context.repomap import RepoMap, TracebackHit, parse_traceback_locations
 from agent.edits import apply_edits, parse_answer, unified_diff
+from agent.edits.grammar import grammar_for
 from agent.errors import (BaselineTimedOut, EditApplyError, FormatError, ModelAuthError,
                           ModelError, ModelNotFound, MulliganError, NoTests)
 from agent.events import (
@@ -26,6 +29,7 @@ from agent.events import (
     CandidateState,
     CandidateUpdate,
     EventBus,
+    Localized,
     ModelCall,
     ResultStatus,
     RoundFinished,
@@ -35,8 +39,10 @@ from agent.events import (
 )
 from agent.models.replay import call_key
 from agent.protocols import ChatModel, Completion, Sandbox, Usage
+from agent.verdict import confirmed_winner, second_opinion_job, unsolved_detail
 from prompts import render
 from sandbox.api import Job, Limits, Outcome, RunStatus, TestReport
+from sandbox.depfiles import changed_dependency_files
 from sandbox.snapshot import Snapshot
 from sandbox.testpaths import is_test_path
 
@@ -76,7 +82,7 @@ class Result:
             "candidates": [
                 {"id": c.id, "round": c.round, "parent": c.parent, "state": c.state.value,
                  "targets_fixed": len(c.fixed), "regressions": len(c.regressions),
-                 "edited_tests": c.edited_tests, "tokens": c.tokens}
+                 "edited_tests": c.edited_tests, "rejection": c.rejection, "tokens": c.tokens}
                 for c in self.candidates
             ],
             "totals": {"prompt_tokens": self.usage.prompt_tokens,
@@ -117,6 +123,8 @@ class Solver:
                              memory_mb=self.settings.memory_mb)
         self.stop_requested = False
         self.baseline: Baseline | None = None  # set by the baseline run
+        self.suspects: list[Suspect] = []
+        self._partial_sources = False  # a file was shown in part: never ask for whole files
         self._slots = asyncio.Semaphore(self.settings.workers)
         self.server = ServerInfo(False, None, False)
         self.planner = Planner(Schedule(self.settings.schedule), self.settings.candidates,
@@ -171,6 +179,7 @@ class Solver:
         self._requests = asyncio.Semaphore(self.planner.parallel())
         self.bus.emit(Status(self.planner.describe(workers)))
         self._workers = workers
+        await self._localize()
         reason = f"no candidate passed in {s.rounds} round(s)"
         try:
             for round_no in range(1, s.rounds + 1):
@@ -198,10 +207,17 @@ class Solver:
                     break
         except BudgetExhausted as exc:
             reason = str(exc)
-        best = choose(self.candidates)
+        best = await confirmed_winner(  # a second opinion before "solved" (agent/verdict.py)
+            self.candidates, self.baseline, lambda c: second_opinion_job(
+                self.work, c, self.baseline, self.settings.test_cmd, self.limits),
+            lambda job: asyncio.to_thread(self.sandbox.run, job), self.bus, self._record)
         if best is not None and best.solved:
             return self._finish(ResultStatus.SOLVED, best, "")
-        return self._finish(ResultStatus.UNSOLVED, best, reason)
+        if best is not None and best.dependency_edits and best.report is not None \
+                and best.report.passed:
+            reason = (f"dependencies changed: not verified (the best candidate edits "
+                      f"{', '.join(best.dependency_edits)})")
+        return self._finish(ResultStatus.UNSOLVED, best, reason + unsolved_detail(best))
 
     def _finish(self, status: ResultStatus, chosen: Candidate | None, reason: str) -> Result:
         patch = None
@@ -262,8 +278,46 @@ class Solver:
             text += "\n" + report.output
         return parse_traceback_locations(text, self.base_files.keys())
 
-    def _sources(self, files: dict[str, str], focus: list[TracebackHit]) -> dict[str, str]:
+    async def _localize(self) -> None:
+        """Rank the functions that may hold the bug: static signals, plus the lines the
+        failing and some passing tests execute in a traced sandbox run (pytest only)."""
+        started = time.monotonic()
+        job = trace_job(self.work, self.settings.test_cmd, self.baseline.targets,
+                        sorted(self.baseline.keep), self.limits,
+                        whole_suite=self.baseline_report.wall_s < TRACE_ALL_BELOW_S)
+        spectrum = None
+        if job is not None:
+            self.bus.emit(Status("localizing: tracing the failing tests"))
+            report = await self._run_job(job)
+            spectrum = parse_trace(report.output)
+            if job.select and (spectrum is None or not spectrum.failing):
+                # a sampled id pytest cannot find aborts the run: trace the whole suite
+                job = trace_job(self.work, self.settings.test_cmd, self.baseline.targets, (),
+                                self.limits, whole_suite=True)
+                spectrum = parse_trace((await self._run_job(job)).output) if job else None
+        focus = self._focus(self.baseline_report, self.baseline_report.failing())
+        self.suspects = self.repo_map.localize(self.base_files, focus, spectrum)
+        self.bus.emit(Localized([s.to_dict() for s in self.suspects], spectrum is not None,
+                                time.monotonic() - started))
+
+    def _context_budget(self) -> int:
+        """Tokens of source per prompt: the setting, within the server's real window less
+        the answer and the rest of the prompt (instructions, failures, repository map)."""
         budget = self.settings.context_tokens
+        window = getattr(self.model, "window", None)
+        if window is not None:
+            answer = self.settings.max_tokens or 2048
+            budget = min(budget, max(256, (window.tokens - answer) // 2))
+        return budget
+
+    def _sources(self, files: dict[str, str], focus: list[TracebackHit]) -> dict[str, str]:
+        budget = self._context_budget()
+        if self.suspects:
+            sources, partial = self.repo_map.function_source(files, self.suspects,
+                                                             token_budget=budget)
+            if sources:
+                self._partial_sources = self._partial_sources or partial
+                return sources
         sources = self.repo_map.implicated_source(files, focus, token_budget=budget)
         if not sources:
             sources = {p: t for p, t in files.items() if p.endswith(".py") and not is_test_path(p)}
@@ -287,7 +341,7 @@ class Solver:
         sources = self._sources(self.base_files, focus)
         repo_map = self.repo_map.render(self.base_files, focus=focus,
                                         mentioned=_words(self.issue),
-                                        token_budget=max(256, self.settings.context_tokens // 4))
+                                        token_budget=max(256, self._context_budget() // 4))
         failures = self._failure_views(failing)
         if not failures and self.baseline.targets:
             failures = [{"nodeid": t, "message": _trim(self.baseline_report.output, OUTPUT_CHARS)}
@@ -300,7 +354,8 @@ class Solver:
         messages = [{"role": "system", "content": self._system(sources, fmt)},
                     {"role": "user", "content": user}]
         return [Ask(f"r{round_no}c{i + 1}", round_no, None, messages, self.base_files,
-                    self._seed(round_no, i), lineage=i) for i in range(self.settings.candidates)]
+                    self._seed(round_no, i), lineage=i, fmt=fmt)
+                for i in range(self.settings.candidates)]
 
     def _revisions(self, round_no: int) -> list[Ask]:
         """Revise the best distinct candidates; a round after one without progress asks a
@@ -396,9 +451,11 @@ class Solver:
             raise
 
     async def _answer(self, ask: Ask, done: asyncio.Event) -> None:
+        grammar = grammar_for(ask.fmt or self.edit_format) \
+            if self.settings.constrained_decoding and ask.purpose != "reproduce" else None
         hints = Hints(temperature=ask.temperature, extra_body={
             "cache_prompt": True, "id_slot": ask.lineage % max(1, self.server.slots or 1)}
-            if self.server.llama_cpp else {})
+            if self.server.llama_cpp else {}, grammar=grammar)
         async with self._requests:
             completion = (await self._sample(ask.purpose, ask.messages, 1, ask.seed, hints))[0]
         cand = Candidate(ask.id, ask.round, ask.parent.id if ask.parent else None,
@@ -467,6 +524,10 @@ class Solver:
             focus = self._focus(self.baseline_report, self.baseline_report.failing())
             return self._render("format_error", error=parent.format_error or "no usable edits",
                                 sources=self._sources(self.base_files, focus))
+        if parent.dependency_edits and not parent.rejected:
+            focus = self._focus(self.baseline_report, self.baseline_report.failing())
+            return self._render("dependency_edit", files=parent.dependency_edits,
+                                patch=parent.patch, sources=self._sources(self.base_files, focus))
         if parent.rejected:
             focus = self._focus(self.baseline_report, self.baseline_report.failing())
             return self._render("test_edit", files=parent.edited_tests, patch=parent.patch,
@@ -486,9 +547,11 @@ class Solver:
 
     @property
     def edit_format(self) -> str:
-        if self.settings.edit_format:
-            return self.settings.edit_format
-        return "whole_file" if self.settings.model == "local" else "search_replace"
+        chosen = self.settings.edit_format or (
+            "whole_file" if self.settings.model == "local" else "search_replace")
+        if chosen == "whole_file" and self._partial_sources:
+            return "function"  # a file shown in part cannot be given back whole
+        return chosen
 
     def _other_format(self) -> str:
         return "search_replace" if self.edit_format == "whole_file" else "whole_file"
@@ -502,7 +565,8 @@ class Solver:
 
     def _apply(self, cand: Candidate, base: dict[str, str]) -> None:
         try:
-            edits = parse_answer(cand.answer, known_paths=base.keys())
+            edits = parse_answer(cand.answer, known_paths=base.keys(),
+                                 functions=self.edit_format == "function")
             applied = apply_edits(base, edits)
         except (FormatError, EditApplyError) as exc:
             cand.format_error = str(exc)
@@ -511,6 +575,7 @@ class Solver:
         cand.files = applied.files
         cand.strategies = sorted({a.strategy.value for a in applied.applied})
         cand.patch = unified_diff(self.base_files, cand.files)
+        cand.dependency_edits = changed_dependency_files(self.base_files, cand.files)
         if not cand.patch:
             cand.format_error = "the edits changed nothing"
             self._record(cand)
@@ -527,7 +592,14 @@ class Solver:
         return await self._test(patch, select=())
 
     async def _test(self, patch: str, select: Sequence[str]) -> TestReport:
-        job = Job(self.work, patch, self.settings.test_cmd, tuple(select), self.limits)
+        started = time.monotonic()
+        report = await self._run_job(
+            Job(self.work, patch, self.settings.test_cmd, tuple(select), self.limits))
+        if not select and patch:  # a whole candidate run: what the next round's tests cost
+            self.planner.speed.test_s.append(time.monotonic() - started)
+        return report
+
+    async def _run_job(self, job: Job) -> TestReport:
         async with self._slots:
             started = time.monotonic()
             self.activity.change(tests=1)
@@ -535,17 +607,14 @@ class Solver:
                 report = await in_daemon_thread(self.sandbox.run, job, name="mulligan-test")
             finally:
                 self.activity.change(tests=-1)
-            elapsed = time.monotonic() - started
-            self.sandbox_seconds += elapsed
-            if select == () and patch:
-                self.planner.speed.test_s.append(elapsed)
+            self.sandbox_seconds += time.monotonic() - started
         return report
 
     async def _reproduce(self) -> None:
         """Sample reproduction tests for the issue; keep one that fails on the current code."""
         self.bus.emit(Status("no failing test: sampling tests that reproduce the issue"))
         repo_map = self.repo_map.render(self.base_files, mentioned=_words(self.issue),
-                                        token_budget=max(256, self.settings.context_tokens // 4))
+                                        token_budget=max(256, self._context_budget() // 4))
         sources = self._sources(self.base_files, [])
         user = self._render("reproduce", issue=self.issue, repo_map=repo_map, sources=sources,
                             test_path=REPRO_TEST_PATH)
@@ -568,8 +637,8 @@ class Solver:
             if report.status is RunStatus.COMPLETED and failing:
                 self.work = self.snapshot.with_tree(self.snapshot.apply(patch))
                 self.base_files = {**self.base_files, **added}
-                self.baseline = Baseline(tuple(t.nodeid for t in failing), self.baseline.keep,
-                                         True)
+                self.baseline = dataclasses.replace(  # keeps what the baseline skipped
+                    self.baseline, targets=tuple(t.nodeid for t in failing), per_test=True)
                 self.baseline_report = report
                 self.bus.emit(Status(f"reproduced the issue with {len(failing)} failing test(s) "
                                      f"in {', '.join(sorted(added))}"))
@@ -585,7 +654,7 @@ class Solver:
 
     def _update(self, cand: Candidate, state: CandidateState) -> CandidateUpdate:
         note = cand.format_error or (cand.report.patch_error if cand.report else None) or \
-            ", ".join(cand.strategies)
+            cand.rejection or cand.second_opinion_note or ", ".join(cand.strategies)
         return CandidateUpdate(
             cand.id, cand.round, cand.parent, state, cand.tokens, len(cand.fixed),
             len(self.baseline.targets), len(cand.regressions), list(cand.edited_tests),

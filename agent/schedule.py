@@ -169,6 +169,7 @@ class Ask:
     purpose: str = "propose"
     temperature: float | None = None  # None: the settings' temperature
     lineage: int = 0  # the server slot its conversation's prompt is cached in
+    fmt: str | None = None  # the edit format asked for; None: the run's
 
 
 @dataclass

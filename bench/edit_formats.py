@@ -19,7 +19,12 @@ Formats:
   ``def``/``class`` blocks replace the ones of the same name (turned into SEARCH/REPLACE
   edits and applied by ``apply_edits``; ``parse_answer`` has no such mode today);
 * ``whole_file_prod``: the production prompts as they are now, in whole-file mode
-  (``render("system"/"propose", edit_format="whole_file")``).
+  (``render("system"/"propose", edit_format="whole_file")``);
+* ``function_prod``: the production prompts in function mode (``edit_format="function"``),
+  parsed with ``parse_answer(..., functions=True)``: replacement functions spliced back by
+  their tree-sitter span;
+* ``function_prod_grammar``: the same, sampled under the llama.cpp grammar of
+  ``agent/edits/grammar.py`` (constrained decoding; needs a llama.cpp server).
 
 By default the bundled local model is started (``mulligan model setup`` first); ``--base-url``
 and ``--model`` point at any other OpenAI-compatible endpoint instead. Results are appended
@@ -53,6 +58,8 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path
                              if Path(p or ".").resolve() not in (ROOT, ROOT / "bench")]
 
 from agent.edits import Edit, apply_edits, parse_answer
+from agent.edits.grammar import grammar_for
+from agent.models.hints import Hints, hinted
 from agent.errors import EditApplyError, FormatError, MulliganError
 from agent.loop import MESSAGE_CHARS, _lang, _trim
 from agent.trajectory import json_lines
@@ -60,7 +67,9 @@ from prompts import render
 
 DEFAULT_TASKS_DIR = ROOT.parent / "shared" / "benchmarks"
 FORMATS = ("search_replace", "sr_named", "unified_diff", "whole_file", "whole_function",
-           "whole_file_prod")
+           "whole_file_prod", "function_prod", "function_prod_grammar")
+# Formats sampled with the server's grammar (llama.cpp GBNF from agent/edits/grammar.py).
+GRAMMAR_FORMATS = {"function_prod_grammar": "function"}
 
 # "search_replace" is the production prompt as it is (prompts/system.j2 + propose.j2). The
 # other formats share one system prompt without format rules and put the format's rules at
@@ -244,10 +253,12 @@ def messages_for(fmt: str, task: Path, sources: dict[str, str],
                  failures: list[dict[str, str]], max_failures: int = 10) -> list[dict[str, str]]:
     issue = json.loads((task / "task.json").read_text()).get("description")
     path = next(iter(sources))
-    if fmt == "whole_file_prod":  # the production prompts as they are now, whole-file mode
+    prod = {"whole_file_prod": "whole_file", "function_prod": "function",
+            "function_prod_grammar": "function"}
+    if fmt in prod:  # the production prompts as they are now
         user = render("propose", issue=issue, failures=failures[:max_failures], repo_map=None,
-                      sources=sources, lang=_lang, edit_format="whole_file")
-        system = render("system", edit_format="whole_file", example_path=path)
+                      sources=sources, lang=_lang, edit_format=prod[fmt])
+        system = render("system", edit_format=prod[fmt], example_path=path)
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
     user = render("propose", issue=issue, failures=failures[:max_failures], repo_map=None,
                   sources=sources, lang=_lang, edit_format="search_replace")
@@ -308,7 +319,8 @@ def apply_answer(fmt: str, answer: str, files: dict[str, str]) -> tuple[str, dic
         if fmt == "whole_function":
             edits = whole_function_edits(answer, files)
         else:
-            edits = parse_answer(answer, known_paths=files.keys())
+            edits = parse_answer(answer, known_paths=files.keys(),
+                                 functions=fmt.startswith("function_prod"))
     except FormatError as exc:
         return "parse", None, str(exc)[:300]
     try:
@@ -360,6 +372,7 @@ async def bench(args: argparse.Namespace) -> None:
         model=model_name or "local", base_url=base_url, temperature=args.temperature,
         max_tokens=args.max_tokens, timeout_s=args.request_timeout, max_retries=1,
         max_concurrent_requests=max(1, args.samples)))
+    await model.preflight()  # learns the server's window (and whether it takes a grammar)
     baselines: dict[str, tuple[dict[str, str], list[dict[str, str]]]] = {}
     try:
         for task, fmt in todo:
@@ -374,9 +387,11 @@ async def bench(args: argparse.Namespace) -> None:
                 baselines[task.name] = (sources, failures)
             sources, failures = baselines[task.name]
             messages = messages_for(fmt, task, sources, failures, args.max_failures)
+            grammar = GRAMMAR_FORMATS.get(fmt)
             started = time.monotonic()
             try:
-                completions = await model.sample(messages, args.samples, seed=args.seed)
+                with hinted(Hints(grammar=grammar_for(grammar) if grammar else None)):
+                    completions = await model.sample(messages, args.samples, seed=args.seed)
                 error = ""
             except MulliganError as exc:  # a failed request counts as unusable samples
                 completions, error = [], f"{type(exc).__name__}: {exc}"[:300]

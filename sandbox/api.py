@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -62,6 +62,12 @@ class TestReport:
     patch_error: str | None = None
     # Test files the patch touches, or that changed on disk while the tests ran.
     changed_test_files: list[str] = field(default_factory=list)
+    # Why the candidate is suspect: test edits with their reason, and what its patch adds to
+    # non-test code that could game the run (sandbox/tamper.py). Empty for an honest patch.
+    tampering: list[str] = field(default_factory=list)
+    plugins: list[str] = field(default_factory=list)  # pytest plugins installed in the image
+    # Whether the test command delivered per-test evidence (JUnit XML) at all.
+    evidence: bool = False
 
     @property
     def timed_out(self) -> bool:
@@ -91,6 +97,9 @@ class TestReport:
             ],
             "patch_error": self.patch_error,
             "changed_test_files": self.changed_test_files,
+            "tampering": self.tampering,
+            "plugins": self.plugins,
+            "evidence": self.evidence,
         }
 
     @classmethod
@@ -109,6 +118,9 @@ class TestReport:
             tests=tests,
             patch_error=data.get("patch_error"),
             changed_test_files=list(data.get("changed_test_files", [])),
+            tampering=list(data.get("tampering", [])),
+            plugins=list(data.get("plugins", [])),
+            evidence=bool(data.get("evidence", bool(tests))),
         )
 
 
@@ -122,3 +134,5 @@ class Job:
     select: tuple[str, ...] = ()  # pytest node ids to run instead of the whole suite
     limits: Limits = field(default_factory=Limits)
     env: Mapping[str, str] = field(default_factory=dict)
+    # A differently configured runner for the winner's confirming run (agent/verdict.py).
+    second_opinion: bool = False

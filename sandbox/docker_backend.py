@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import fnmatch
 import json
 import os
 import secrets
@@ -11,9 +10,9 @@ import shlex
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +20,32 @@ import docker
 import docker.errors
 import requests.exceptions
 
+from sandbox.api import Job, Limits, RunStatus, TestReport
 from sandbox.diff import diff_paths
 from sandbox.errors import DiskFull, DockerUnavailable, ImageMissing, SandboxError
 from sandbox.junit import parse_junit
 from sandbox.reaper import owner_labels, reap_orphans, remove_all, remove_detached
-from sandbox.api import Job, Limits, RunStatus, TestReport
-from sandbox.testpaths import TEST_PATTERNS, is_test_path, uses_pytest
-from sandbox.snapshot import PatchDoesNotApply, Snapshot
+from sandbox.snapshot import PatchDoesNotApply
+from sandbox.tamper import review
+from sandbox.testpaths import (
+    CONFIG_FILES,
+    TEST_DIRS,
+    TEST_PATTERNS,
+    infrastructure_edits,
+    is_test_path,
+    uses_pytest,
+)
 
 SANDBOX_UID = 1000
 WORKDIR = "/workspace"
-JUNIT_PATH = "/tmp/.mulligan-junit.xml"
 JUNIT_BYTES = 8 << 20
+# The runner (root, these capabilities only) unpacks and guards; the tests run as SANDBOX_UID
+# with none. See sandbox/runner.py for what each one is for.
+RUNNER_CAPS = ["CHOWN", "SETUID", "SETGID", "SETPCAP", "KILL"]
+# pytest writes its JUnit XML to this inherited pipe descriptor (a /dev/fd path); the second
+# opinion uses another. Fixed, not random: pytest prints the path, and the output goes into
+# prompts, which must repeat exactly for a resumed run to reuse its recorded model calls.
+JUNIT_FDS = {False: 63, True: 137}
 # Grace on top of the runner's own timeout before the host kills the container itself.
 HOST_GRACE_S = 20.0
 # How long close() waits for removals before handing the rest to a detached remover: the
@@ -93,6 +106,7 @@ class DockerSandbox:
         self._warm_target: dict[Limits, int] = {}
         self._pending: dict[Limits, int] = {}
         self._filler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mulligan-warm")
+        self._image_plugins: list[str] | None = None  # pytest plugins installed in the image
         try:
             self.client.images.get(image)
         except docker.errors.ImageNotFound:
@@ -112,9 +126,14 @@ class DockerSandbox:
         except PatchDoesNotApply as exc:
             return TestReport(RunStatus.PATCH_FAILED, None, time.monotonic() - started,
                               patch_error=str(exc), changed_test_files=changed_tests)
+        edits, tampering, protected = _inspect(job, tree)
         payload = job.snapshot.tar(tree)
-        report = self._run_container(job, payload, started)
-        report.changed_test_files = sorted(set(changed_tests) | set(report.changed_test_files))
+        report = self._run_container(job, payload, started, protected)
+        report.changed_test_files = sorted(set(changed_tests) | {e.path for e in edits}
+                                           | set(report.changed_test_files))
+        report.tampering = [str(e) for e in edits] + tampering + [
+            f"{p} (changed while the tests ran)" for p in report.changed_test_files
+            if p not in {e.path for e in edits} and p not in changed_tests]
         return report
 
     def run_many(self, jobs: Sequence[Job], workers: int | None = None
@@ -156,7 +175,8 @@ class DockerSandbox:
 
     # -- one container --------------------------------------------------------------------
 
-    def _run_container(self, job: Job, payload: bytes, started: float) -> TestReport:
+    def _run_container(self, job: Job, payload: bytes, started: float,
+                       protected: Sequence[str] = ()) -> TestReport:
         if self._closed:
             raise SandboxError("the sandbox was closed")
         limits = job.limits
@@ -168,17 +188,26 @@ class DockerSandbox:
             "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             **job.env,
         }
-        junit = None
+        junit_fd = None
         if uses_pytest(command):
-            junit = JUNIT_PATH
-            env["PYTEST_ADDOPTS"] = (f"--junitxml={JUNIT_PATH} -o junit_family=xunit1 "
-                                     "-p no:cacheprovider " + env.get("PYTEST_ADDOPTS", ""))
+            junit_fd = JUNIT_FDS[job.second_opinion]
+            options = [f"--junitxml=/dev/fd/{junit_fd}", "-o junit_family=xunit1",
+                       "-p no:cacheprovider"]
+            if job.second_opinion:
+                # Another runner: options in another order, and no auto-loaded plugins when
+                # the image has none (so one the workspace planted is not loaded either).
+                options.reverse()
+                if self._image_plugins == []:
+                    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+            env["PYTEST_ADDOPTS"] = " ".join(options) + " " + env.get("PYTEST_ADDOPTS", "")
             if job.select:
                 command = command + " " + " ".join(shlex.quote(s) for s in job.select)
         header = {
             "command": command, "env": env, "workdir": WORKDIR, "nonce": nonce,
             "timeout_s": limits.timeout_s, "output_bytes": limits.output_bytes,
-            "junit_path": junit, "junit_bytes": JUNIT_BYTES, "test_patterns": list(TEST_PATTERNS),
+            "junit_fd": junit_fd, "junit_bytes": JUNIT_BYTES, "uid": SANDBOX_UID,
+            "protected": sorted(protected), "test_dirs": sorted(TEST_DIRS),
+            "test_patterns": list(TEST_PATTERNS),
         }
         started_container = self._take(limits)
         container, sock = started_container.container, started_container.sock
@@ -190,24 +219,39 @@ class DockerSandbox:
             except OSError:
                 pass  # the runner died before reading everything: reported as crashed below
             host_timeout = limits.timeout_s + HOST_GRACE_S
+            exit_code, host_killed = None, False
             try:
                 status = container.wait(timeout=host_timeout)
                 exit_code = status.get("StatusCode")
             except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
-                container.kill()
-                return TestReport(RunStatus.TIMED_OUT, None, time.monotonic() - started,
-                                  output="(killed by the host after the wall-time limit)")
+                host_killed = True
+                try:
+                    container.kill()
+                except docker.errors.APIError:
+                    pass  # it exited on its own meanwhile: its logs still say how it went
             finally:
                 try:
                     sock.close()
                 except OSError:
                     pass
             logs = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
-            return _report_from_logs(logs, nonce, exit_code, started)
+            report = _report_from_logs(logs, nonce, exit_code, started)
+            if self._image_plugins is None and report.status is not RunStatus.CRASHED:
+                self._image_plugins = report.plugins
+            if host_killed and report.status is RunStatus.CRASHED:
+                return TestReport(RunStatus.TIMED_OUT, None, time.monotonic() - started,
+                                  output="(killed by the host after the wall-time limit)")
+            return report
         except docker.errors.APIError as exc:
             if self._closed:
                 raise SandboxError("the sandbox was closed while a candidate ran") from None
-            raise _api_error(exc) from None
+            error = _api_error(exc)
+            if isinstance(error, DiskFull):
+                raise error from None
+            # The container went away under us (removed, or raced its own exit): this
+            # candidate has no verdict, the run goes on.
+            return TestReport(RunStatus.CRASHED, None, time.monotonic() - started,
+                              output=f"the sandbox container failed: {error}")
         finally:
             self._remove(container.id)
 
@@ -217,13 +261,13 @@ class DockerSandbox:
         """A new container with `limits`, started, its runner waiting for the job on stdin."""
         if self._closed:
             raise SandboxError("the sandbox was closed")
-        tmpfs_opts = f"rw,exec,nosuid,nodev,uid={SANDBOX_UID},gid={SANDBOX_UID},mode=0755"
+        tmpfs_opts = "rw,exec,nosuid,nodev,uid=0,gid=0,mode=1777"
         try:
             container = self.client.containers.create(
                 self.image,
-                command=["python3", "-c", RUNNER_SOURCE],
+                command=["python3", "-I", "-c", RUNNER_SOURCE],
                 stdin_open=True,
-                user=f"{SANDBOX_UID}:{SANDBOX_UID}",
+                user="0:0",  # the runner; the tests run as SANDBOX_UID (sandbox/runner.py)
                 working_dir=WORKDIR,
                 network_mode="bridge" if limits.network else "none",
                 mem_limit=f"{limits.memory_mb}m",
@@ -231,6 +275,7 @@ class DockerSandbox:
                 nano_cpus=int(limits.cpus * 1e9),
                 pids_limit=limits.pids,
                 cap_drop=["ALL"],
+                cap_add=RUNNER_CAPS,
                 security_opt=["no-new-privileges"],
                 read_only=True,
                 tmpfs={WORKDIR: f"{tmpfs_opts},size={limits.workspace_mb}m",
@@ -324,26 +369,64 @@ def _log_bytes(limits: Limits) -> int:
 
 
 def _report_from_logs(logs: str, nonce: str, exit_code: int | None, started: float) -> TestReport:
+    """The runner's result; anything that does not decode as one (cut, interleaved, forged)
+    makes the run a crashed candidate, never an exception."""
     wall = time.monotonic() - started
-    result = None
-    for line in reversed(logs.splitlines()):
-        if line.startswith(nonce + " "):
-            result = json.loads(base64.b64decode(line[len(nonce) + 1:]))
-            break
-    if result is None:
-        return TestReport(RunStatus.CRASHED, exit_code, wall,
-                          output=f"the sandbox runner ended without a result (exit {exit_code})\n"
-                          + logs[-4000:])
-    tests = parse_junit(result["junit"]) if result.get("junit") else {}
+    try:
+        return _decode_result(logs, nonce, wall)
+    except _NoResult:
+        why = "without a result"
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        why = f"with an undecodable result ({type(exc).__name__})"
+    return TestReport(RunStatus.CRASHED, exit_code, wall,
+                      output=f"the sandbox runner ended {why} (exit {exit_code})\n"
+                      + logs[-4000:])
+
+
+class _NoResult(Exception):
+    pass
+
+
+def _decode_result(logs: str, nonce: str, wall: float) -> TestReport:
+    lines = [line for line in logs.splitlines() if line.startswith(nonce + " ")]
+    if len(lines) != 1:
+        raise _NoResult
+    result = json.loads(base64.b64decode(lines[0][len(nonce) + 1:], validate=True))
+    junit = result["junit"]
+    tests = parse_junit(junit) if isinstance(junit, str) else {}
     return TestReport(
         status=RunStatus.TIMED_OUT if result["timed_out"] else RunStatus.COMPLETED,
         exit_code=result["exit_code"],
         wall_s=wall,
-        output=result["output"],
-        output_truncated=result["truncated"],
+        output=str(result["output"]),
+        output_truncated=bool(result["truncated"]),
         tests=tests,
-        changed_test_files=result.get("tests_changed_at_runtime", []),
+        changed_test_files=[str(p) for p in result["tests_changed_at_runtime"]],
+        plugins=[str(p) for p in result["plugins"]],
+        evidence=bool(tests) or isinstance(junit, str),
     )
+
+
+def _inspect(job: Job, tree: str) -> tuple[list, list[str], list[str]]:
+    """The patch's test edits and tampering, and the paths the runner must keep read-only
+    (every test path of the patched tree and its test configuration)."""
+    snap = job.snapshot
+    old_entries = {e.path: e for e in snap.entries()}
+    new_entries = {e.path: e for e in snap.entries(tree)}
+    protected = [p for p in new_entries if is_test_path(p) or p in CONFIG_FILES]
+    changed = sorted(p for p in set(old_entries) | set(new_entries)
+                     if getattr(old_entries.get(p), "sha", None)
+                     != getattr(new_entries.get(p), "sha", None))
+    configs = [p for p in CONFIG_FILES if p in old_entries]
+    old = snap.read_blobs([old_entries[p] for p in set(changed + configs) if p in old_entries])
+    new = snap.read_blobs([new_entries[p] for p in changed if p in new_entries])
+    text = lambda blob: blob.decode("utf-8", "replace") if blob is not None else None
+    before = {p: text(old.get(p)) for p in changed}
+    after = {p: text(new.get(p)) for p in changed}
+    config = {p: text(old[p]) or "" for p in configs}
+    edits = infrastructure_edits(before, after, job.test_command, set(old_entries), config)
+    protected += [e.path for e in edits if e.path in new_entries]
+    return edits, review(before, after), sorted(set(protected))
 
 
 def _api_error(exc: docker.errors.APIError) -> SandboxError:

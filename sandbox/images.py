@@ -4,10 +4,7 @@ by a hash of the dependency files so the second run of the same repository build
 from __future__ import annotations
 
 import hashlib
-import io
-import json
 import re
-import tarfile
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,16 +13,16 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from sandbox.errors import ImageBuildFailed, ImageMissing
+from sandbox import requirements
+from sandbox.errors import ImageMissing
+from sandbox.layerbuild import BuildLimits, BuildNetwork, build_layer, build_plan, ca_digest
 from sandbox.snapshot import Snapshot
 
 OFFLINE_IMAGE = "mulligan/base:bookworm"
 REGISTRY_IMAGE = "python:3.12-slim"
 LAYER_REPO = "mulligan/deps"
 # Bump when the recipe below changes, so cached layers are rebuilt.
-RECIPE_VERSION = "1"
-REQUIREMENTS_RE = re.compile(r"^(requirements[^/]*\.txt|requirements/[^/]+\.txt)$")
-TEST_EXTRAS = ("test", "tests", "testing", "dev")
+RECIPE_VERSION = "2"
 BUILD_SCRIPT = Path(__file__).with_name("images") / "build-offline-image.sh"
 
 
@@ -35,13 +32,20 @@ class DependencySpec:
 
     files: dict[str, bytes]
     pyproject_requirements: tuple[str, ...]
+    roots: tuple[str, ...] = ()  # the files installed with -r; the others are their includes
+    notes: tuple[str, ...] = ()  # include lines left out, and why
 
     @property
     def empty(self) -> bool:
         return not self.files and not self.pyproject_requirements
 
-    def digest(self, base_image_id: str) -> str:
+    def digest(self, base_image_id: str, *extra: str) -> str:
+        """The cache key: the recipe, the base, the files, and `extra` (the CA bundle's
+        digest, the build's network)."""
         h = hashlib.sha256(f"{RECIPE_VERSION}\0{base_image_id}\0".encode())
+        for part in extra:
+            if part:  # no CA bundle, the default network: the key of the plain layer
+                h.update(part.encode() + b"\0")
         for path in sorted(self.files):
             h.update(path.encode() + b"\0" + self.files[path] + b"\0")
         h.update("\n".join(self.pyproject_requirements).encode())
@@ -49,24 +53,28 @@ class DependencySpec:
 
 
 def detect_dependencies(snapshot: Snapshot) -> DependencySpec:
-    entries = [e for e in snapshot.entries() if REQUIREMENTS_RE.match(e.path)
-               or e.path == "pyproject.toml"]
-    blobs = snapshot.read_blobs(entries)
-    pyproject = blobs.pop("pyproject.toml", None)
-    requirements: list[str] = []
+    by_path = {e.path: e for e in snapshot.entries()}
+
+    def read(path: str) -> bytes | None:
+        entry = by_path.get(path)
+        return snapshot.read_blobs([entry]).get(path) if entry is not None else None
+
+    chosen = requirements.plan(by_path, read)
+    pyproject = read("pyproject.toml")
+    wanted: list[str] = []
     if pyproject is not None:
         try:
             project = tomllib.loads(pyproject.decode()).get("project", {})
         except (tomllib.TOMLDecodeError, UnicodeDecodeError):
             project = {}
-        requirements.extend(project.get("dependencies", []) or [])
+        wanted.extend(project.get("dependencies", []) or [])
         extras = project.get("optional-dependencies", {}) or {}
-        for name in TEST_EXTRAS:
-            requirements.extend(extras.get(name, []) or [])
+        wanted.extend(requirements.pyproject_extras(extras))
     # A project's own name among its extras (e.g. "pkg[test]") cannot be installed from PyPI.
     own = _canonical(project.get("name") or "") if pyproject is not None else ""
-    requirements = [r for r in requirements if not own or _canonical(_req_name(r)) != own]
-    return DependencySpec(blobs, tuple(dict.fromkeys(requirements)))
+    wanted = [r for r in wanted if not own or _canonical(_req_name(r)) != own]
+    return DependencySpec(chosen.files, tuple(dict.fromkeys(wanted)), chosen.roots,
+                          chosen.notes)
 
 
 LOCAL_REQUIREMENT = re.compile(rb"^\s*(-e\s|--editable\s|\.|/|file:)")
@@ -92,34 +100,41 @@ def _req_name(requirement: str) -> str:
 
 def ensure_image(client: docker.DockerClient, base: str, snapshot: Snapshot, *,
                  ca_bundle: Path | None = None, pull: bool = True,
+                 network: BuildNetwork | None = None, limits: BuildLimits | None = None,
                  log: Callable[[str], None] = lambda _line: None) -> str:
-    """The tag of an image with `snapshot`'s dependencies on `base`, built when missing."""
+    """The tag of an image with `snapshot`'s dependencies on `base`, built when missing
+    (sandbox/layerbuild.py: no network but the index, limits, no shell)."""
+    network = network or BuildNetwork()
     base_image = _base_image(client, base, pull=pull, log=log)
     spec = detect_dependencies(snapshot)
-    tag = f"{LAYER_REPO}:{spec.digest(base_image.id)}"
+    network_key = "" if network == BuildNetwork() else network.key()
+    tag = f"{LAYER_REPO}:{spec.digest(base_image.id, ca_digest(ca_bundle), network_key)}"
     try:
         client.images.get(tag)
         return tag
     except docker.errors.ImageNotFound:
         pass
     log(f"building the dependency layer {tag} on {base}")
-    context = _build_context(base, spec, ca_bundle)
-    try:
-        _, stream = client.images.build(
-            fileobj=io.BytesIO(context), custom_context=True, tag=tag, rm=True,
-            forcerm=True, network_mode="host", labels={"mulligan.layer": "deps"},
-        )
-        for chunk in stream:
-            line = chunk.get("stream", "").strip()
-            if line and not line.startswith(("--->", "Removing intermediate", "Running in")):
-                log(line)
-    except docker.errors.BuildError as exc:
-        tail = " | ".join(line.get("stream", "").strip() for line in list(exc.build_log)[-5:]
-                          if line.get("stream", "").strip())
-        raise ImageBuildFailed(
-            f"installing the repository's dependencies failed ({exc.msg}); behind a "
-            f"TLS-intercepting proxy pass --ca-bundle. Last lines: {tail[-400:]}") from None
+    files, plan = build_inputs(spec, ca_bundle)
+    build_layer(client, base_image, tag, files, plan, limits=limits, network=network,
+                log=lambda line: None if line.startswith(("Requirement already", "$ "))
+                else log(line))
     return tag
+
+
+def build_inputs(spec: DependencySpec, ca_bundle: Path | None
+                 ) -> tuple[dict[str, bytes], dict]:
+    """The files mounted into the build (relative to its folder) and its plan."""
+    files: dict[str, bytes] = {}
+    if ca_bundle is not None:
+        files["ca-bundle.pem"] = Path(ca_bundle).read_bytes()
+    for path, data in spec.files.items():
+        files[f"deps/{path}"] = _without_local_requirements(data)
+    if spec.pyproject_requirements:
+        files["pyproject-requirements.txt"] = "\n".join(spec.pyproject_requirements).encode()
+    plan = build_plan(spec.roots or sorted(spec.files), bool(spec.pyproject_requirements),
+                      ca_bundle is not None)
+    return files, plan
 
 
 def resolve_base_image(client: docker.DockerClient, requested: str | None) -> str:
@@ -151,34 +166,3 @@ def _base_image(client: docker.DockerClient, base: str, *, pull: bool,
     raise ImageMissing(
         f"base image {base!r} is not present and could not be pulled: with no registry, "
         f"build the offline image with `sudo bash {BUILD_SCRIPT}` and use --image {OFFLINE_IMAGE}")
-
-
-def _build_context(base: str, spec: DependencySpec, ca_bundle: Path | None) -> bytes:
-    lines = [f"FROM {base}", "USER root"]
-    files: dict[str, bytes] = {}
-    env_prefix = ""
-    if ca_bundle is not None:
-        files["ca-bundle.pem"] = Path(ca_bundle).read_bytes()
-        lines.append("COPY ca-bundle.pem /opt/mulligan/ca-bundle.pem")
-        # Only the build sees the proxy's CA; candidates run offline anyway.
-        env_prefix = "PIP_CERT=/opt/mulligan/ca-bundle.pem "
-    pip = f"{env_prefix}python3 -m pip install --no-cache-dir --disable-pip-version-check"
-    for path, data in spec.files.items():
-        files[f"deps/{path}"] = _without_local_requirements(data)
-    if spec.files:
-        lines.append("COPY deps/ /opt/mulligan/deps/")
-        for path in sorted(spec.files):
-            lines.append(f"RUN cd /opt/mulligan/deps && {pip} -r {json.dumps(path)}")
-    if spec.pyproject_requirements:
-        files["pyproject-requirements.txt"] = "\n".join(spec.pyproject_requirements).encode()
-        lines.append("COPY pyproject-requirements.txt /opt/mulligan/")
-        lines.append(f"RUN {pip} -r /opt/mulligan/pyproject-requirements.txt")
-    lines.append(f'RUN python3 -c "import pytest" 2>/dev/null || {pip} pytest')
-    files["Dockerfile"] = ("\n".join(lines) + "\n").encode()
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()

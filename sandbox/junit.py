@@ -48,6 +48,8 @@ def _nodeid(case: ET.Element) -> str:
     file = case.get("file")
     if file:
         module = file[:-3].replace("/", ".") if file.endswith(".py") else file
+        if not classname and name == module.replace("/", "."):
+            return file  # the module itself failed to collect: a target per file
         rest = classname[len(module):].lstrip(".") if classname.startswith(module) else ""
         parts = [file, *([p for p in rest.split(".") if p]), name]
         return "::".join(parts)

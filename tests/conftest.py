@@ -42,3 +42,10 @@ def _no_docker_unless_marked(request, monkeypatch, tmp_path_factory):
     if request.node.get_closest_marker("docker") is None:
         sock = tmp_path_factory.getbasetemp() / "no-docker-for-unmarked-tests.sock"
         monkeypatch.setenv("DOCKER_HOST", f"unix://{sock}")
+
+
+@pytest.fixture(autouse=True)
+def _private_trust_list(tmp_path_factory, monkeypatch):
+    """Every test (and its subprocesses) sees an empty list of trusted repositories, never
+    the developer's own (agent/trust.py reads MULLIGAN_CONFIG_DIR)."""
+    monkeypatch.setenv("MULLIGAN_CONFIG_DIR", str(tmp_path_factory.mktemp("mulligan-config")))

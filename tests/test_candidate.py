@@ -194,3 +194,96 @@ def test_choose_the_best_partial_when_none_passes():
     assert best is not None and best.id == "r1c2" and not best.solved
     # only unusable answers: one is still returned (so its feedback can be revised)
     assert choose([unusable, Candidate("r1c5", 1, None)]).id == "r1c4"
+
+
+# -- evidence, not exit codes --------------------------------------------------------------
+
+
+EVIDENCE = Baseline.from_report(report({"t::a": F, "t::c": P, "t::s": S, "t::x": X}))
+
+
+@pytest.mark.parametrize("outcome", [S, X])
+def test_a_skipped_or_xfailed_target_is_not_fixed(outcome):
+    c = scored("r1c1", report({"t::a": outcome, "t::c": P, "t::s": S, "t::x": X}), EVIDENCE)
+    assert c.fixed == [] and not c.solved
+    assert "not passed" in c.still_failing[0].message
+
+
+def test_tests_skipped_in_the_baseline_may_stay_skipped_but_passed_ones_must_pass():
+    ok = scored("r1c1", report({"t::a": P, "t::c": P, "t::s": S, "t::x": X}), EVIDENCE)
+    assert ok.solved
+    skipped_now = scored("r1c2", report({"t::a": P, "t::c": S, "t::s": S, "t::x": X}), EVIDENCE)
+    assert not skipped_now.solved and [r.nodeid for r in skipped_now.regressions] == ["t::c"]
+    missing = scored("r1c3", report({"t::a": P, "t::c": P, "t::x": X}), EVIDENCE)
+    assert "t::s" in [r.nodeid for r in missing.regressions]
+
+
+def test_no_per_test_results_where_the_baseline_had_them_is_a_failure():
+    c = scored("r1c1", report(exit_code=0, output="bye"), EVIDENCE)
+    assert not c.solved and c.fixed == []
+    assert c.still_failing[0].message.startswith(
+        "no test results: the run ended before pytest reported")
+
+
+def test_fewer_tests_collected_than_the_baseline_is_a_regression():
+    base = Baseline(("t::a",), ("t::c",), True, collected=3)
+    c = scored("r1c1", report({"t::a": P, "t::c": P}), base)
+    assert not c.solved and "fewer than the baseline's 3" in c.regressions[-1].message
+
+
+def test_a_file_that_failed_to_collect_is_fixed_when_its_tests_all_pass():
+    base = Baseline.from_report(report({"tests/test_new.py": E, "t::c": P}))
+    assert base.targets == ("tests/test_new.py",)
+    fixed = scored("r1c1", report({"tests/test_new.py::test_one": P,
+                                   "tests/test_new.py::test_two": P, "t::c": P}), base)
+    assert fixed.solved and fixed.fixed == ["tests/test_new.py"]
+    half = scored("r1c2", report({"tests/test_new.py::test_one": P,
+                                  "tests/test_new.py::test_two": F, "t::c": P}), base)
+    assert not half.solved and "test_two" in half.still_failing[0].message
+    still = scored("r1c3", report({"tests/test_new.py": E, "t::c": P}), base)
+    assert not still.solved
+
+
+def test_tampering_rejects_with_its_reason_unless_allowed():
+    rep = report({"t::a": P, "t::b": P, "t::c": P, "t::d": P})
+    rep.tampering = ["m.py: calls os._exit()"]
+    c = scored("r1c1", rep, BASE)
+    assert c.rejected and not c.solved and c.state is CandidateState.REJECTED
+    assert c.rejection == "rejected: m.py: calls os._exit()"
+    assert scored("r1c2", rep, BASE, allow_test_edits=True).solved
+
+
+def test_a_disagreeing_second_opinion_takes_the_pass_away():
+    c = scored("r1c1", report({"t::a": P, "t::b": P, "t::c": P, "t::d": P}), BASE)
+    assert c.solved
+    c.confirmed = False
+    assert not c.solved and c.state is CandidateState.FAILED
+    assert choose([c]) is c and not choose([c]).solved
+
+
+# -- dependency edits --------------------------------------------------------------------------
+
+
+def test_changed_dependency_files():
+    from sandbox.depfiles import changed_dependency_files
+
+    before = {"requirements.txt": "a\n", "pyproject.toml": '[project]\ndependencies = ["a"]\n'
+              "[tool.x]\ny = 1\n", "m.py": "x\n"}
+    assert changed_dependency_files(before, {**before, "m.py": "y\n"}) == []
+    assert changed_dependency_files(before, {**before, "requirements.txt": "b\n"}) == [
+        "requirements.txt"]
+    assert changed_dependency_files(before, {**before, "requirements-dev.txt": "c\n"}) == [
+        "requirements-dev.txt"]
+    tool_only = before["pyproject.toml"].replace("y = 1", "y = 2")
+    assert changed_dependency_files(before, {**before, "pyproject.toml": tool_only}) == []
+    deps = before["pyproject.toml"].replace('["a"]', '["a", "b"]')
+    assert changed_dependency_files(before, {**before, "pyproject.toml": deps}) == [
+        "pyproject.toml"]
+
+
+def test_a_candidate_that_edits_dependencies_is_never_solved():
+    cand = scored("r1", report({"t::a": P, "t::b": P, "t::c": P, "t::d": P}), BASE)
+    assert cand.solved
+    cand.dependency_edits = ["requirements.txt"]
+    assert not cand.solved
+    assert choose([cand]) is cand  # still the best attempt, shown as not verified

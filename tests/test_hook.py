@@ -1,7 +1,7 @@
 """`mulligan hook`: real git repositories, real `git commit` through the installed hook, the
 real Docker sandbox and the scripted model server.
 
-The hook script runs `sys.executable -m agent.frontends.hook run` (the interpreter the tests run on);
+The hook script runs `sys.executable -I -c ...` (the interpreter the tests run on, isolated);
 the model and sandbox come from the environment (OPENAI_BASE_URL, MULLIGAN_MODEL,
 MULLIGAN_IMAGE). Every test that commits checks the user's work byte for byte: working tree
 files and modes, `git diff`, `git diff --cached`, the stash and the untracked files.
@@ -251,7 +251,8 @@ def test_install_then_uninstall_restores_no_hook(tmp_path, git_env):
     hook = hooks / "pre-commit"
     assert "installed" in message
     text = hook.read_text()
-    assert MARKER in text and f"{sys.executable} -m agent.frontends.hook run" in text
+    assert MARKER in text and f"exec {sys.executable} -I -c " in text  # isolated mode
+    assert "from agent.frontends.hook import main" in text and repr(str(ROOT)) in text
     assert hook.stat().st_mode & 0o111
     assert install(repo).startswith("installed")  # again: rewritten in place, nothing chained
     assert not (hooks / CHAINED).exists()

@@ -11,6 +11,7 @@ import uuid
 
 import docker
 import docker.errors
+import docker.models.containers
 import docker.models.images
 import pytest
 
@@ -22,7 +23,7 @@ from sandbox.images import (
     OFFLINE_IMAGE,
     REGISTRY_IMAGE,
     DependencySpec,
-    _build_context,
+    build_inputs,
     detect_dependencies,
     ensure_image,
     resolve_base_image,
@@ -65,9 +66,9 @@ def test_requirement_files_are_detected():
         "requirements/test.txt": "hypothesis\n", "requirements/nested/x.txt": "no\n",
         "docs/requirements.txt": "sphinx\n", "requirements.in": "no\n", "app.py": "x = 1\n",
     })
-    assert set(spec.files) == {"requirements.txt", "requirements-dev.txt",
-                               "requirements/test.txt"}
-    assert spec.files["requirements-dev.txt"] == b"pytest\n"
+    # the test requirements (and the project's own requirements.txt), not the dev/docs ones
+    assert set(spec.files) == {"requirements.txt", "requirements/test.txt"}
+    assert spec.roots == ("requirements.txt", "requirements/test.txt")
     assert spec.pyproject_requirements == ()
     assert not spec.empty
 
@@ -75,8 +76,9 @@ def test_requirement_files_are_detected():
 def test_pyproject_dependencies_and_test_extras():
     spec = spec_of({"pyproject.toml": PYPROJECT, "demo/__init__.py": ""})
     assert spec.files == {}  # the pyproject itself is not a requirements file
+    # the test extras; the dev extra only where no test extra exists
     assert spec.pyproject_requirements == (
-        "requests>=2", "attrs", "pytest>=7", "hypothesis", "coverage", "ruff")
+        "requests>=2", "attrs", "pytest>=7", "hypothesis", "coverage")
     assert "sphinx" not in spec.pyproject_requirements  # not a test extra
     assert not any(r.startswith("demo") for r in spec.pyproject_requirements)
 
@@ -117,26 +119,32 @@ def test_digest_follows_the_dependency_files_and_the_base():
     assert spec_of(base).digest("sha256:other") != digest
 
 
-def test_build_context_carries_the_ca_bundle(tmp_path):
+def test_build_inputs_mount_the_ca_bundle_and_use_no_shell(tmp_path):
     ca = tmp_path / "corp-ca.pem"
     ca.write_bytes(b"-----BEGIN CERTIFICATE-----\nMIIB-test\n-----END CERTIFICATE-----\n")
     spec = DependencySpec({"requirements.txt": b"requests\n", "requirements/test.txt": b"x\n"},
                           ("attrs",))
-    files = untar(_build_context("python:3.12-slim", spec, ca))
+    files, plan = build_inputs(spec, ca)
     assert files["ca-bundle.pem"] == ca.read_bytes()
     assert files["deps/requirements.txt"] == b"requests\n"
     assert files["deps/requirements/test.txt"] == b"x\n"
     assert files["pyproject-requirements.txt"] == b"attrs"
-    dockerfile = files["Dockerfile"].decode()
-    assert dockerfile.startswith("FROM python:3.12-slim\n")
-    assert "COPY ca-bundle.pem /opt/mulligan/ca-bundle.pem" in dockerfile
-    pip_lines = [line for line in dockerfile.splitlines() if "pip install" in line]
-    assert len(pip_lines) == 4  # two requirement files, the pyproject list, pytest
-    assert all("PIP_CERT=/opt/mulligan/ca-bundle.pem" in line for line in pip_lines)
+    assert plan["env"]["PIP_CERT"] == "/mulligan-build/ca-bundle.pem"
+    assert all(isinstance(step, list) for step in plan["steps"])  # argument lists, no shell
+    assert [step[-1] for step in plan["steps"]] == [
+        "requirements.txt", "requirements/test.txt", "/mulligan-build/pyproject-requirements.txt"]
+    assert "PIP_CERT" not in build_inputs(spec, None)[1]["env"]
 
-    plain = untar(_build_context("python:3.12-slim", spec, None))
-    assert "ca-bundle.pem" not in plain
-    assert "PIP_CERT" not in plain["Dockerfile"].decode()
+
+def test_the_ca_bundle_is_part_of_the_cache_key(tmp_path):
+    from sandbox.layerbuild import ca_digest
+
+    one, two = tmp_path / "one.pem", tmp_path / "two.pem"
+    one.write_bytes(b"one")
+    two.write_bytes(b"two")
+    spec = DependencySpec({"requirements.txt": b"requests\n"}, ())
+    keys = {spec.digest("sha256:base", ca_digest(ca)) for ca in (None, one, two)}
+    assert len(keys) == 3
 
 
 # -- real builds ------------------------------------------------------------------------------
@@ -182,24 +190,26 @@ def test_ensure_image_builds_once_then_hits_the_cache(docker_client, docker_imag
         def no_build(*args, **kwargs):
             raise AssertionError("ensure_image built again instead of using the cache")
 
-        monkeypatch.setattr(docker.models.images.ImageCollection, "build", no_build)
+        monkeypatch.setattr(docker.models.containers.ContainerCollection, "create", no_build)
         started = time.monotonic()
         again: list[str] = []
-        assert ensure_image(docker_client, docker_image, snap, pull=False,
+        assert ensure_image(docker_client, docker_image, snap, ca_bundle=ca, pull=False,
                             log=again.append) == tag
         assert time.monotonic() - started < 5
         assert again == []
         assert docker_client.images.get(tag).attrs["Created"] == created
         monkeypatch.undo()
 
-        # The layer is a working sandbox image, and the CA bundle went into it.
+        # The layer is a working sandbox image, and the CA bundle (used by the build only)
+        # is not in it: the candidates' tests cannot read it.
         with DockerSandbox(tag, client=docker_client, workers=1) as box:
             report = box.run(Job(snap, limits=Limits(timeout_s=60)))
             assert report.passed, report.output[-2000:]
             assert list(report.tests) == ["tests/test_m.py::test_f"]
-            cat = box.run(Job(snap, test_command="cat /opt/mulligan/ca-bundle.pem",
-                              limits=Limits(timeout_s=60)))
-            assert "MIIB-layer-test" in cat.output
+            cat = box.run(Job(snap, test_command="grep -rlq MIIB-layer-test /opt /mulligan-build "
+                              "/etc /usr /tmp /root && echo FOUND || echo CLEAN",
+                              limits=Limits(timeout_s=120)))
+            assert "CLEAN" in cat.output and "FOUND" not in cat.output, cat.output[-500:]
 
 
 @pytest.mark.docker
@@ -209,6 +219,7 @@ def test_ensure_image_reports_a_failed_install(docker_client, docker_image):
         ensure_image(docker_client, docker_image, snap, pull=False)
     message = str(failure.value)
     assert "Invalid requirement" in message
+    assert "installing from requirements.txt failed" in message
     assert "--ca-bundle" in message
 
 

@@ -479,7 +479,8 @@ async def test_stalled_request_whose_client_left_consumes_nothing(openai_server)
     async with make_model(openai_server, timeout_s=0.2, max_retries=0) as model:
         with pytest.raises(ModelUnavailable):
             await model.sample(PROMPT, 1)
-        await asyncio.sleep(0.5)  # the server wakes up, sees the client gone, answers nothing
+        # the server wakes up, sees the client gone, answers nothing
+        assert await asyncio.to_thread(openai_server.wait_handled, 1)
         assert openai_server.remaining == 2
         out = await model.sample(PROMPT, 2)
     assert [c.text for c in out] == ["A", "B"]

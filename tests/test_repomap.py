@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.context import repomap
+from agent.context import repomap, symbols
 from agent.context.repomap import (
     RepoMap,
     Symbol,
@@ -182,7 +182,7 @@ def test_odd_inputs():
 
 def test_other_languages_with_the_optional_language_pack():
     pytest.importorskip("tree_sitter_language_pack")
-    if repomap._language("javascript") is None:
+    if symbols._language("javascript") is None:
         pytest.skip("tree-sitter-language-pack has no usable javascript grammar here")
     source = "class A extends B {\n  m(x) { return f(x); }\n}\nfunction g(a, b) {\n  return 1;\n}\n"
     table = by_qualname(extract_symbols("web/app.js", source))
@@ -377,13 +377,13 @@ def test_traceback_relative_to_a_subfolder_maps_when_unambiguous():
 class CountingParse:
     def __init__(self, monkeypatch):
         self.calls = 0
-        real = repomap._parse_tree
+        real = symbols._parse_tree
 
         def counted(language, data):
             self.calls += 1
             return real(language, data)
 
-        monkeypatch.setattr(repomap, "_parse_tree", counted)
+        monkeypatch.setattr(symbols, "_parse_tree", counted)
 
 
 def test_cache_hit_on_unchanged_content(monkeypatch):

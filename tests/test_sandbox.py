@@ -25,6 +25,7 @@ import docker
 import docker.errors
 import docker.models.containers
 import pytest
+import requests.exceptions
 
 from sandbox.api import Job
 from sandbox.docker_backend import DockerSandbox
@@ -138,7 +139,8 @@ print("PROBE " + json.dumps({{
     "rm_exit": proc.returncode,
     "etc_passwd_left": os.path.exists("/etc/passwd"),
     "python_left": os.path.exists("/usr/bin/python3"),
-    "workspace_left": os.listdir("/workspace"),
+    "workspace_left": sorted(os.listdir("/workspace")),
+    "tests_left": sorted(os.listdir("/workspace/tests")),
 }}), flush=True)
 """
 
@@ -290,9 +292,10 @@ def test_rm_rf_root_and_deleting_the_repository(sandbox, snap, host_repo, untouc
     seen = probe(report)
     assert seen["rm_exit"] != 0  # rm could not delete the read-only root
     assert seen["etc_passwd_left"] and seen["python_left"]
-    assert seen["workspace_left"] == []  # it did delete its own copy
+    # It deleted its own copy, all but the test files, which belong to the runner's user.
+    assert seen["workspace_left"] == ["tests"] and seen["tests_left"] == ["test_m.py"]
     assert report.status is RunStatus.COMPLETED
-    assert "tests/test_m.py" in report.changed_test_files  # deleted at run time: reported
+    assert report.passed  # the tests, intact, ran against the m.py imported before rm
     assert (host_repo / "m.py").read_text() == BASE["m.py"]
     # The next candidate gets a fresh, complete copy.
     after = sandbox.run(Job(snap, benign(), limits=Limits(timeout_s=30)))
@@ -488,16 +491,24 @@ def test_deleting_the_tests_in_the_patch_is_reported(sandbox, snap):
     assert report.changed_test_files == ["tests/test_m.py"]
 
 
-def test_deleting_and_adding_tests_at_run_time_is_reported(sandbox, snap):
+def test_deleting_and_adding_tests_at_run_time_is_refused_or_reported(sandbox, snap):
+    # The test files and the test directory belong to the runner's user: deleting one, or
+    # planting a conftest.py among them, is refused. A new test-infrastructure file where
+    # the candidate may write (the workspace root) is reported.
     code = """
         import os
-        if os.path.exists("tests/test_m.py"):
-            os.remove("tests/test_m.py")
-            with open("tests/conftest.py", "w") as fh:
-                fh.write("# planted\\n")
+        for action in (lambda: os.remove("tests/test_m.py"),
+                       lambda: open("tests/conftest.py", "w").write("# planted\\n"),
+                       lambda: open("conftest.py", "w").write("# planted\\n")):
+            try:
+                action()
+            except OSError as exc:
+                print("REFUSED", exc.errno, flush=True)
     """
     report = run_hostile(sandbox, snap, code, Limits(timeout_s=30, memory_mb=256))
-    assert report.changed_test_files == ["tests/conftest.py", "tests/test_m.py"]
+    assert report.output.count("REFUSED 13") == 2, report.output[-2000:]  # EACCES
+    assert report.changed_test_files == ["conftest.py"]
+    assert set(report.tests) == {"tests/test_m.py::test_value", "tests/test_m.py::test_double"}
 
 
 def test_candidate_runs_unprivileged_on_a_read_only_root(sandbox, snap, host_repo, untouched):
@@ -839,3 +850,17 @@ def test_warm_spares_are_used_once_and_removed_at_close(docker_client, docker_im
     finally:
         box.close()
     assert session_containers(docker_client, box.session) == []
+
+
+def test_host_timeout_racing_a_container_that_just_exited(sandbox, snap, monkeypatch):
+    """The host's wait times out just as the container exits: killing it then fails with a
+    Docker API error, which must not end the run; the container's own result still counts."""
+    real_wait = docker.models.containers.Container.wait
+
+    def late_wait(self, **kwargs):
+        real_wait(self)  # the container has exited by now
+        raise requests.exceptions.ReadTimeout("host timeout")
+
+    monkeypatch.setattr(docker.models.containers.Container, "wait", late_wait)
+    report = sandbox.run(Job(snap, benign(), limits=Limits(timeout_s=30)))
+    assert report.status is RunStatus.COMPLETED and report.passed, report.output[-2000:]

@@ -43,15 +43,17 @@ NOOP = whole("\n\ndef add(a, b):\n    return a - b\n")  # the original, blank li
 
 
 class JudgingSandbox:
-    """Passes a patch that makes `add` add; records every job it runs."""
+    """Passes a patch that makes `add` add; records every candidate job it runs (the winner's
+    second opinion, agent/verdict.py, apart)."""
 
     def __init__(self) -> None:
         self.jobs: list[str] = []
+        self.second_opinions: list[str] = []
         self.lock = threading.Lock()
 
     def run(self, job) -> TestReport:
         with self.lock:
-            self.jobs.append(job.patch)
+            (self.second_opinions if job.second_opinion else self.jobs).append(job.patch)
         ok = "a + b" in job.patch
         outcome = Outcome.PASSED if ok else Outcome.FAILED
         message = "" if ok else "assert add(2, 3) == 5"

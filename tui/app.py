@@ -138,7 +138,8 @@ class MulliganApp(App[int]):
         if self._open_run is not None:
             if self.settings is None and self.repo is not None:
                 try:
-                    self.settings = load_settings(self.repo, self.flags)
+                    self.settings = load_settings(self.repo, self.flags,
+                                              notice=self.settings_notice)
                 except Exception:  # noqa: BLE001 - shown to the user
                     self.settings = None  # the run's own settings are used to resume it
             self.push_screen(RunScreen())
@@ -147,11 +148,16 @@ class MulliganApp(App[int]):
         if self.settings is None:
             try:
                 assert self.repo is not None
-                self.settings = load_settings(self.repo, self.flags)
+                self.settings = load_settings(self.repo, self.flags,
+                                              notice=self.settings_notice)
             except Exception as exc:  # noqa: BLE001 - shown to the user
                 self.show_error(exc, fatal=True)
                 return
         self.push_screen(SetupScreen())
+
+    def settings_notice(self, line: str) -> None:
+        """The repository keys that were ignored (agent/config.py), as a lasting toast."""
+        self.notify(line.removeprefix("mulligan: "), severity="warning", timeout=20)
 
     def on_unmount(self) -> None:
         self._cancel_run(wait=CANCEL_WAIT_S)
@@ -181,9 +187,8 @@ class MulliganApp(App[int]):
     def start_from_form(self, form_flags: dict[str, Any], issue: str | None) -> None:
         assert self.repo is not None
         try:
-            settings = load_settings(self.repo, {**self.flags, **{k: v for k, v in
-                                                                  form_flags.items()
-                                                                  if v is not None}})
+            settings = load_settings(self.repo, notice=self.settings_notice, flags={
+                **self.flags, **{k: v for k, v in form_flags.items() if v is not None}})
         except Exception as exc:  # noqa: BLE001 - shown to the user
             self.say(str(exc), "error", title="Settings")
             return
@@ -375,7 +380,8 @@ class MulliganApp(App[int]):
                     "rounds": view.budget_rounds or None, "workers": view.workers or None}
         try:
             settings = load_settings(repo, {**{k: v for k, v in recorded.items()
-                                               if v is not None}, **self.flags})
+                                               if v is not None}, **self.flags},
+                                     notice=self.settings_notice)
         except Exception as exc:  # noqa: BLE001 - shown to the user
             self.show_error(exc)
             return
@@ -493,7 +499,8 @@ class MulliganApp(App[int]):
             return
         if self.settings is None:
             try:
-                self.settings = load_settings(self.repo, self.flags)
+                self.settings = load_settings(self.repo, self.flags,
+                                              notice=self.settings_notice)
             except Exception as exc:  # noqa: BLE001 - shown to the user
                 self.show_error(exc, fatal=True)
                 return

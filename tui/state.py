@@ -18,6 +18,7 @@ from agent.events import (
     CandidateState,
     CandidateUpdate,
     Event,
+    Localized,
     ModelCall,
     ResultStatus,
     RoundFinished,
@@ -182,6 +183,8 @@ class RunView:
     status: str = ""
     log: tuple[str, ...] = ()
     baseline: BaselineView | None = None
+    # the localization's ranked functions: "path:line-end function (signals)", best first
+    suspects: tuple[str, ...] = ()
     candidates: Mapping[str, CandidateView] = field(default_factory=dict)
     finished_rounds: tuple[int, ...] = ()
     best: str | None = None
@@ -255,7 +258,7 @@ def reduce(view: RunView, event: Event, now: float | None = None) -> RunView:
             budget_rounds=event.rounds, workers=event.workers, issue=event.issue,
             status="running the tests on the unmodified code (baseline)",
             log=_log(view.log, f"run {event.run_id} started"),
-            baseline=None, candidates={}, finished_rounds=(), best=None, solved=False,
+            baseline=None, suspects=(), candidates={}, finished_rounds=(), best=None, solved=False,
             prompt_tokens=0, completion_tokens=0, cost_usd=0.0, model_calls=0, extra_calls=(),
             finished=None, error=None,
             started_at=view.started_at if view.started_at is not None else now,
@@ -266,6 +269,13 @@ def reduce(view: RunView, event: Event, now: float | None = None) -> RunView:
         line = (f"baseline: {len(event.targets)} failing, {len(event.passing)} passing "
                 f"({event.seconds:.1f}s)")
         return replace(view, baseline=baseline, status=line, log=_log(view.log, line))
+    if isinstance(event, Localized):
+        suspects = tuple(suspect_line(s) for s in event.suspects)
+        line = (f"localized: {suspects[0]}" if suspects else "localized: no function found")
+        log = view.log
+        for entry in [line, *(f"  {i}. {s}" for i, s in enumerate(suspects[1:5], 2))]:
+            log = _log(log, entry)
+        return replace(view, suspects=suspects, status=line, log=log)
     if isinstance(event, ModelCall):
         return _model_call(view, event)
     if isinstance(event, CandidateUpdate):
@@ -286,6 +296,13 @@ def reduce(view: RunView, event: Event, now: float | None = None) -> RunView:
                        status=f"error: {event.message}",
                        log=_log(view.log, f"error: {event.message}"))
     return view
+
+
+def suspect_line(suspect: Mapping[str, Any]) -> str:
+    """One ranked function as the TUI lists it."""
+    signals = ", ".join(suspect.get("signals", ()))
+    return (f"{suspect['path']}:{suspect['line']}-{suspect['end_line']} {suspect['function']}"
+            + (f" ({signals})" if signals else ""))
 
 
 def replay(events: Iterable[Event], now: float | None = None) -> RunView:

@@ -248,7 +248,8 @@ class CandidateTable(DataTable):
         regr = Text(str(cand.regressions), style=palette["error"]) if cand.regressions \
             else Text("0" if tested else "-", style="dim")
         note = cand.note
-        if cand.state is CandidateState.REJECTED and cand.edited_tests:
+        if cand.state is CandidateState.REJECTED and cand.edited_tests and \
+                not cand.note.startswith("rejected"):
             note = "edited " + ", ".join(cand.edited_tests)
         return (mark, Text(str(cand.round) if first_of_round else "", style="bold"), name,
                 state_text(cand, palette), Text(cand.fixed_text, justify="right"),

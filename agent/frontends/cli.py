@@ -20,6 +20,7 @@ from agent.frontends.options import (
     SANDBOX,
     add_issue_flags,
     add_setting_flags,
+    add_trust_flag,
     add_tui_arguments,
     read_issue,
     setting_values,
@@ -62,12 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check Docker, the sandbox image, the model, git")
     doctor.add_argument("path", nargs="?", default=".")
     add_setting_flags(doctor, DOCTOR_SETTINGS)
+    add_trust_flag(doctor)
     doctor.set_defaults(handler=cmd_doctor)
 
     fix = sub.add_parser("fix", help="find a patch that makes the failing tests pass")
     fix.add_argument("path", nargs="?", default=".")
     add_issue_flags(fix)
     add_setting_flags(fix, FIX_SETTINGS)
+    add_trust_flag(fix)
     fix.add_argument("--apply", action="store_true", help="apply the patch to the working tree")
     fix.add_argument("--patch-out", type=Path, default=None, help="write the patch to FILE")
     fix.add_argument("--resume", default=None, metavar="RUN", help="continue an earlier run")
@@ -88,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("path", nargs="?", default=".")
     run.add_argument("--patch", type=Path, help="a unified diff to apply first")
     add_setting_flags(run, SANDBOX)
+    add_trust_flag(run)
     run.add_argument("--json", action="store_true", help="print the report as JSON")
     run.set_defaults(handler=cmd_sandbox_run)
     prune = ssub.add_parser("prune", help="remove containers left by killed runs")
@@ -104,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     from agent.models.local import add_parser as add_model_subparser
 
     add_model_subparser(sub)  # mulligan model setup|status (the offline local model)
+
+    from agent.frontends.trust import add_parser as add_trust_subparser
+
+    add_trust_subparser(sub)  # mulligan trust [PATH] [--list|--remove]
 
     from agent.frontends.bench.runner import add_parser as add_bench_subparser
 
@@ -242,12 +250,14 @@ def cmd_sandbox_run(args: argparse.Namespace) -> int:
 
 def cmd_sandbox_prune(args: argparse.Namespace) -> int:
     from sandbox.docker_backend import LABEL, connect
+    from sandbox.layerbuild import BUILD_LABEL
 
     client = connect()
     removed = 0
-    for container in client.containers.list(all=True, filters={"label": LABEL}):
-        container.remove(force=True, v=True)
-        removed += 1
+    for label in (LABEL, BUILD_LABEL):  # candidates' containers, dependency builds
+        for container in client.containers.list(all=True, filters={"label": label}):
+            container.remove(force=True, v=True)
+            removed += 1
     err.print(f"removed {removed} sandbox container(s)")
     return 0
 

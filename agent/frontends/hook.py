@@ -28,21 +28,32 @@ from __future__ import annotations
 
 import argparse
 import os
-import posixpath
 import shlex
-import signal
 import sys
-import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.errors import ConfigError, MulliganError
 from agent.events import ResultStatus
-from sandbox import git
+from agent.frontends.hook_apply import (  # noqa: F401
+    FixDoesNotApply,
+    _with_index,
+    _worktree_plan,
+    apply_fix,
+)
+from agent.frontends.hook_git import HookError, _git, _git_path
+from agent.frontends.hook_install import CHAINED, MARKER, hook_script, install, uninstall  # noqa: F401
+from agent.frontends.hook_select import (  # noqa: F401
+    HookConfig,
+    hook_config,
+    load_config,
+    related_tests,
+    select_tests,
+    staged_paths,
+)
 
 if TYPE_CHECKING:
     from agent.config import Settings
@@ -50,397 +61,12 @@ if TYPE_CHECKING:
     from sandbox.api import TestReport
     from sandbox.snapshot import Snapshot
 
-HOOK = "pre-commit"
-CHAINED = "pre-commit.mulligan-chained"
-MARKER = "# mulligan-hook: v1"
-CREATED_DIR = "# mulligan-hook: created the hooks folder"
-EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 IN_PROGRESS = {"MERGE_HEAD": "a merge", "CHERRY_PICK_HEAD": "a cherry-pick",
                "REVERT_HEAD": "a revert", "rebase-merge": "a rebase", "rebase-apply": "a rebase"}
-FULL_SUITE_FILES = ("conftest.py", "pytest.ini")  # a change here can affect every test
 BYPASS = "To commit without the check: git commit --no-verify (or MULLIGAN_SKIP=1)."
 CHOICES_FIX = ("[a]pply and stage it, apply [w]ithout staging, [s]kip (commit anyway), "
                "a[b]ort the commit")
 CHOICES_NO_FIX = "[s]kip (commit anyway), a[b]ort the commit"
-
-
-class HookError(MulliganError):
-    exit_code = 1
-
-
-class FixDoesNotApply(MulliganError):
-    """The fix cannot go into the index or the working tree without touching the user's
-    work; nothing was changed."""
-
-
-# -- install / uninstall -------------------------------------------------------------------
-
-
-def _git(args: list[str], cwd: Path, env: Mapping[str, str] | None = None,
-         data: bytes | None = None, check: bool = True) -> git.GitResult:
-    proc = git.run(args, cwd=cwd, env=env, input=data)
-    if check and not proc.ok:
-        raise HookError(f"git {args[0]} failed: {_last_line(proc.stderr)}")
-    return proc
-
-
-def _last_line(stderr: bytes) -> str:
-    lines = stderr.decode("utf-8", "replace").strip().splitlines()
-    return lines[-1] if lines else "(no message)"
-
-
-def _git_path(cwd: Path, name: str) -> Path:
-    """`git rev-parse --git-path NAME` as an absolute path (hooks: core.hooksPath)."""
-    proc = _git(["rev-parse", "--git-path", name], cwd, check=False)
-    if proc.returncode != 0:
-        raise HookError(f"{cwd} is not inside a git repository")
-    return Path(os.path.normpath(os.path.join(cwd, proc.stdout.decode().strip())))
-
-
-def _is_ours(path: Path) -> bool:
-    if path.is_symlink() or not path.is_file():
-        return False
-    with path.open("rb") as fh:
-        return MARKER.encode() in fh.read(4096)
-
-
-def hook_script(python: str, created_dir: bool = False) -> str:
-    py = shlex.quote(python)
-    return "\n".join([
-        "#!/bin/sh",
-        MARKER,
-        *([CREATED_DIR] if created_dir else []),
-        "# Written by `mulligan hook install`: tests what is being committed in Mulligan's",
-        "# sandbox and offers a fix when the tests fail. Remove: `mulligan hook uninstall`.",
-        "# Skip once: git commit --no-verify, or MULLIGAN_SKIP=1 git commit ...",
-        f'chained="$(dirname "$0")/{CHAINED}"',
-        'if [ -x "$chained" ]; then',
-        '    "$chained" "$@" || exit $?',
-        "fi",
-        '[ "${MULLIGAN_SKIP:-}" = 1 ] && exit 0',
-        f"if [ -x {py} ]; then",
-        f'    exec {py} -m agent.frontends.hook run "$@"',
-        "fi",
-        "if command -v mulligan >/dev/null 2>&1; then",
-        '    exec mulligan hook run "$@"',
-        "fi",
-        (f"echo \"mulligan hook: {python} is gone and no mulligan is on PATH: run"
-         " 'mulligan hook install' again, or commit with --no-verify\" >&2"),
-        "exit 1",
-        "",
-    ])
-
-
-def _write_executable(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.mulligan-tmp")
-    tmp.write_text(text)
-    tmp.chmod(0o755)
-    os.replace(tmp, path)
-
-
-def install(path: str | os.PathLike = ".", *, force: bool = False,
-            python: str | None = None) -> str:
-    """Write the pre-commit hook; return what was done. A foreign hook is chained with
-    `force` and refused without it."""
-    cwd = Path(path).absolute()
-    hooks = _git_path(cwd, "hooks")
-    hook, chained = hooks / HOOK, hooks / CHAINED
-    created = False
-    if _is_ours(hook):
-        created = CREATED_DIR in hook.read_text(errors="replace")
-    elif os.path.lexists(hook):
-        if not force:
-            raise HookError(
-                f"{hook} exists and was not written by mulligan: `mulligan hook install "
-                "--force` keeps it and runs it first; with the pre-commit framework, add "
-                "the `mulligan` hook to .pre-commit-config.yaml instead")
-        if os.path.lexists(chained):
-            raise HookError(f"{chained} exists already: move it away first")
-    if not hooks.is_dir():
-        hooks.mkdir(parents=True)
-        created = True
-    moved = False
-    if os.path.lexists(hook) and not _is_ours(hook):
-        os.rename(hook, chained)
-        moved = True
-    try:
-        _write_executable(hook, hook_script(python or sys.executable, created))
-    except BaseException:
-        if moved:
-            os.replace(chained, hook)
-        raise
-    note = f" (runs the previous hook first: {chained.name})" if os.path.lexists(chained) else ""
-    return f"installed {hook}{note}"
-
-
-def uninstall(path: str | os.PathLike = ".") -> str:
-    """Remove the hook and put back the one it replaced, byte for byte with its mode."""
-    hooks = _git_path(Path(path).absolute(), "hooks")
-    hook, chained = hooks / HOOK, hooks / CHAINED
-    if os.path.lexists(hook) and not _is_ours(hook):
-        raise HookError(f"{hook} was not written by mulligan: left as it is")
-    created = _is_ours(hook) and CREATED_DIR in hook.read_text(errors="replace")
-    if os.path.lexists(chained):
-        os.replace(chained, hook)
-        done = f"removed the mulligan hook; {hook} is the previous hook again"
-    elif os.path.lexists(hook):
-        hook.unlink()
-        done = f"removed {hook}"
-    else:
-        return "no mulligan hook is installed"
-    if created:
-        try:
-            hooks.rmdir()
-        except OSError:
-            pass  # something else is in it now
-    return done
-
-
-# -- configuration -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HookConfig:
-    tests: str = "all"  # all | related
-    mode: str = "blocking"  # blocking | advisory
-    candidates: int = 2
-    rounds: int = 2
-
-
-HOOK_CHOICES = {"tests": ("all", "related"), "mode": ("blocking", "advisory")}
-HOOK_RANGES = {"candidates": (1, 16), "rounds": (1, 5)}
-
-
-def hook_config(values: Mapping[str, Any]) -> HookConfig:
-    """From the `hook_*` keys of `[tool.mulligan]` / .mulligan.toml (prefix removed)."""
-    checked: dict[str, Any] = {}
-    for key, value in values.items():
-        if key in HOOK_CHOICES:
-            if value not in HOOK_CHOICES[key]:
-                raise ConfigError(f"invalid setting hook_{key}: one of "
-                                  f"{', '.join(map(repr, HOOK_CHOICES[key]))}, not {value!r}")
-        elif key in HOOK_RANGES:
-            low, high = HOOK_RANGES[key]
-            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-                raise ConfigError(f"invalid setting hook_{key}: an integer from {low} to "
-                                  f"{high}, not {value!r}")
-        else:
-            raise ConfigError(f"unknown setting hook_{key}")
-        checked[key] = value
-    return HookConfig(**checked)
-
-
-def load_config(repo: Path, environ: Mapping[str, str] | None = None
-                ) -> tuple[Settings, HookConfig]:
-    """The run settings and the hook's own (the `hook_*` keys of the same tables)."""
-    from agent.config import file_settings, load_settings
-
-    values = file_settings(repo)
-    hook = hook_config({k[len("hook_"):]: v for k, v in values.items() if k.startswith("hook_")})
-    environ = dict(environ) if environ is not None else None
-    return load_settings(repo, environ=environ), hook
-
-
-# -- what is being committed ---------------------------------------------------------------
-
-
-def staged_paths(top: Path, env: Mapping[str, str]) -> list[str]:
-    """Paths the commit changes (added, modified or deleted) against HEAD."""
-    command = ["diff-index", "--cached", "--name-only", "-z", "--no-renames"]
-    proc = _git([*command, "HEAD"], top, env, check=False)
-    if proc.returncode != 0:  # no commit yet: everything staged is new
-        proc = _git([*command, EMPTY_TREE], top, env)
-    return [p for p in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
-
-
-def _is_test_file(name: str) -> bool:
-    return name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py"))
-
-
-def related_tests(changed: Iterable[str], paths: Iterable[str]) -> list[str]:
-    """The test files to run for the staged `changed` paths, among `paths`: staged test files,
-    and for a staged `m.py` (or package `m/__init__.py`) every `test_m.py` / `m_test.py`.
-    Empty when none is found or a conftest.py / pytest.ini changed: run the full suite."""
-    present = set(paths)
-    by_name: dict[str, list[str]] = {}
-    for path in present:
-        name = posixpath.basename(path)
-        if _is_test_file(name):
-            by_name.setdefault(name, []).append(path)
-    selected: set[str] = set()
-    for path in changed:
-        name = posixpath.basename(path)
-        if name in FULL_SUITE_FILES:
-            return []
-        if not name.endswith(".py"):
-            continue
-        if _is_test_file(name):
-            if path in present:
-                selected.add(path)
-            continue
-        stem = name[:-3]
-        if stem == "__init__":
-            stem = posixpath.basename(posixpath.dirname(path))
-        for test_name in (f"test_{stem}.py", f"{stem}_test.py"):
-            selected.update(by_name.get(test_name, ()))
-    return sorted(selected)
-
-
-def select_tests(settings: Settings, config: HookConfig, changed: Iterable[str],
-                 paths: Iterable[str]) -> tuple[str, str]:
-    """The command the hook runs, and a few words on what it covers."""
-    from sandbox.testpaths import uses_pytest
-
-    if config.tests != "related":
-        return settings.test_cmd, "the full suite"
-    if not uses_pytest(settings.test_cmd):
-        return settings.test_cmd, "the full suite: related tests need pytest"
-    tests = related_tests(changed, paths)
-    if not tests:
-        return settings.test_cmd, "the full suite: no related tests found"
-    return (settings.test_cmd + " " + " ".join(shlex.quote(t) for t in tests),
-            f"related tests: {', '.join(tests)}")
-
-
-# -- applying a fix ------------------------------------------------------------------------
-
-
-def _with_index(index: Path) -> dict[str, str]:
-    return {**os.environ, "GIT_INDEX_FILE": str(index)}
-
-
-@contextmanager
-def _no_interrupts() -> Iterator[None]:
-    """Ctrl-C waits until the index and the working tree are both written (or neither)."""
-    caught = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM,
-                                                                  signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, handler in caught.items():
-            signal.signal(sig, handler)
-
-
-def _merge3(ours: bytes, base: bytes, theirs: bytes) -> bytes | None:
-    """`git merge-file` of the three versions; None when they conflict."""
-    with tempfile.TemporaryDirectory(prefix="mulligan-merge-") as tmp:
-        names = []
-        for label, data in (("ours", ours), ("base", base), ("theirs", theirs)):
-            Path(tmp, label).write_bytes(data)
-            names.append(str(Path(tmp, label)))
-        proc = git.run(["merge-file", "-p", "--quiet", *names])
-    return proc.stdout if proc.ok else None
-
-
-def _worktree_plan(top: Path, snapshot: Snapshot, patch: str
-                   ) -> dict[str, tuple[bytes | None, str]] | None:
-    """How the fix goes into the working tree: None when `git apply` takes it as it is,
-    else path -> (new content or None to delete, git mode), merged three ways with the
-    user's unstaged edits. Raises FixDoesNotApply when those conflict with the fix."""
-    from sandbox.snapshot import PatchDoesNotApply
-
-    if _git(["apply", "--check", "--whitespace=nowarn", "-"], top, data=patch.encode(),
-            check=False).returncode == 0:
-        return None
-    try:
-        fixed = snapshot.apply(patch)
-    except PatchDoesNotApply as exc:
-        raise FixDoesNotApply(f"the fix does not apply to the staged files: {exc}") from None
-    before = {e.path: e for e in snapshot.entries()}
-    after = {e.path: e for e in snapshot.entries(fixed)}
-    changed = sorted(p for p in before.keys() | after.keys()
-                     if _identity(before.get(p)) != _identity(after.get(p)))
-    base = snapshot.read_blobs([before[p] for p in changed if p in before])
-    theirs = snapshot.read_blobs([after[p] for p in changed if p in after])
-    plan: dict[str, tuple[bytes | None, str]] = {}
-    for path in changed:
-        modes = {e.mode for e in (before.get(path), after.get(path)) if e is not None}
-        target = top / path
-        if not modes <= {"100644", "100755"} or target.is_symlink() or (
-                os.path.lexists(target) and not target.is_file()):
-            raise FixDoesNotApply(f"{path} is not a regular file")
-        ours = target.read_bytes() if target.is_file() else None
-        old, new = base.get(path), theirs.get(path)
-        mode = after[path].mode if path in after else before[path].mode
-        if ours == new:
-            continue
-        if ours == old:
-            plan[path] = (new, mode)
-            continue
-        merged = None if None in (ours, old, new) else _merge3(ours, old, new)
-        if merged is None:
-            raise FixDoesNotApply(f"your unstaged changes to {path} conflict with the fix")
-        plan[path] = (merged, mode)
-    return plan
-
-
-def _identity(entry: Any) -> tuple[str, str] | None:
-    return None if entry is None else (entry.sha, entry.mode)
-
-
-def _write_plan(top: Path, plan: Mapping[str, tuple[bytes | None, str]]) -> None:
-    """Each file replaced in one rename (a crash leaves it old or new, never half)."""
-    staged: list[tuple[Path, Path | None]] = []
-    try:
-        for path, (data, mode) in plan.items():
-            target = top / path
-            if data is None:
-                staged.append((target, None))
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            keep = target.stat().st_mode & 0o7777 if target.is_file() else (
-                0o755 if mode == "100755" else 0o644)
-            os.chmod(tmp, keep)
-            staged.append((target, Path(tmp)))
-    except BaseException:
-        for _, tmp in staged:
-            if tmp is not None:
-                tmp.unlink(missing_ok=True)
-        raise
-    for target, tmp in staged:
-        if tmp is None:
-            target.unlink(missing_ok=True)
-        else:
-            os.replace(tmp, target)
-
-
-def apply_fix(top: Path, git_dir: Path, index: Path, snapshot: Snapshot, patch: str, *,
-              stage: bool) -> None:
-    """Put the fix into the working tree, and with `stage` into the index being committed.
-    Everything is checked first; on any doubt FixDoesNotApply and nothing is changed."""
-    data = patch.encode()
-    indexes = [index] if stage else []
-    pending = git_dir / "index.lock"
-    if stage and index.name.startswith("next-index") and pending.is_file():
-        # `git commit <paths>` commits a temporary index and then makes index.lock the
-        # index: the fix goes into both, or the next `git status` would show it reverted.
-        indexes.append(pending)
-    for idx in indexes:
-        check = _git(["apply", "--cached", "--check", "--whitespace=nowarn", "-"], top,
-                     _with_index(idx), data, check=False)
-        if check.returncode != 0:
-            raise FixDoesNotApply(f"the fix does not apply to the index: "
-                                  f"{_last_line(check.stderr)}")
-    plan = _worktree_plan(top, snapshot, patch)
-    with _no_interrupts():
-        done: list[Path] = []
-        try:
-            for idx in indexes:
-                _git(["apply", "--cached", "--whitespace=nowarn", "-"], top, _with_index(idx),
-                     data)
-                done.append(idx)
-            if plan is None:
-                _git(["apply", "--whitespace=nowarn", "-"], top, data=data)
-            else:
-                _write_plan(top, plan)
-        except BaseException:
-            for idx in done:
-                _git(["apply", "--cached", "-R", "--whitespace=nowarn", "-"], top,
-                     _with_index(idx), data, check=False)
-            raise
 
 
 # -- the terminal --------------------------------------------------------------------------
@@ -588,8 +214,8 @@ class Hook:
             terminal.close()
 
     def _green(self, report: TestReport, command: str) -> bool:
-        from sandbox.testpaths import uses_pytest
         from sandbox.api import RunStatus
+        from sandbox.testpaths import uses_pytest
 
         if report.passed:
             self.say(f"mulligan: {len(report.tests) or 'the'} tests pass "

@@ -26,10 +26,11 @@ __all__ = [
     "SANDBOX",
     "SEARCH",
     "SETTING_FLAGS",
-    "SettingFlag",
     "TUI_SETTINGS",
+    "SettingFlag",
     "add_issue_flags",
     "add_setting_flags",
+    "add_trust_flag",
     "add_tui_arguments",
     "bounds",
     "read_issue",
@@ -81,7 +82,7 @@ SETTING_FLAGS: tuple[SettingFlag, ...] = (
                 "let candidates edit the tests and the test configuration"),
     SettingFlag("edit_format", "--edit-format", str,
                 "how the model writes edits (default: whole_file for the local model, "
-                "search_replace otherwise)", choices=("search_replace", "whole_file")),
+                "search_replace otherwise)", choices=("search_replace", "whole_file", "function")),
 )
 _BY_FIELD = {f.field: f for f in SETTING_FLAGS}
 
@@ -98,6 +99,15 @@ FIX_SETTINGS = (*MODEL, *SANDBOX, *SEARCH, *BUDGET, "allow_test_edits", "edit_fo
 CI_SETTINGS = (*MODEL, *SANDBOX, *SEARCH, *BUDGET, "allow_test_edits")
 TUI_SETTINGS = (*MODEL, *SANDBOX, "candidates", "rounds", "workers", "schedule",
                 "time_budget_s")
+
+
+def add_trust_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--trust-repo: not a Settings field but how far the repository's own config is honoured
+    (agent/config.py takes `trust_repo` from the flags; `mulligan ci` spells it
+    --trust-repo-config too)."""
+    parser.add_argument("--trust-repo", dest="trust_repo", action="store_true", default=None,
+                        help="honour every key of the repository's own config this once "
+                             "(base_url, image, ca_bundle, ...; see `mulligan trust`)")
 
 
 def add_setting_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
@@ -120,7 +130,10 @@ def setting_values(args: argparse.Namespace | Mapping[str, Any],
     """The settings flags given on a parsed command line (field -> value, None: not given)."""
     get = args.get if isinstance(args, Mapping) else lambda n: getattr(args, n, None)
     names = _BY_FIELD if fields is None else fields
-    return {name: get(name) for name in names}
+    values = {name: get(name) for name in names}
+    if get("trust_repo"):
+        values["trust_repo"] = True  # add_trust_flag's switch
+    return values
 
 
 def bounds(field: str) -> tuple[float | None, float | None]:
@@ -139,6 +152,7 @@ def add_tui_arguments(parser: argparse.ArgumentParser) -> None:
                         help="open a run from its trajectory (id or path); r resumes it")
     add_issue_flags(parser)
     add_setting_flags(parser, TUI_SETTINGS)
+    add_trust_flag(parser)
     parser.add_argument("--demo", action="store_true",
                         help="show a recorded example run (no Docker, no model)")
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 
-from agent.events import (BaselineDone, CandidateState, CandidateUpdate, Event, ModelCall,
+from agent.events import (BaselineDone, CandidateState, CandidateUpdate, Event, Localized, ModelCall,
                           RoundFinished, RunError, RunFinished, RunStarted, Status)
 
 STATE_STYLE = {
@@ -35,6 +36,10 @@ class ConsoleProgress:
                     f"({event.seconds:.1f}s)")
             for target in event.targets[:10]:
                 c.print(f"  [red]x[/] {target}")
+        elif isinstance(event, Localized):
+            for rank, s in enumerate(event.suspects[:3], 1):
+                c.print(f"[dim]suspect {rank}: {s['path']}:{s['line']}-{s['end_line']} "
+                        f"{s['function']} ({', '.join(s['signals'])})[/]")
         elif isinstance(event, ModelCall) and self.verbose:
             c.print(f"[dim]model: {event.purpose}, {len(event.answers)} answer(s), "
                     f"{event.prompt_tokens + event.completion_tokens} tokens[/]")
@@ -47,8 +52,9 @@ class ConsoleProgress:
             if event.state in (CandidateState.FORMAT_ERROR, CandidateState.PATCH_FAILED):
                 detail = event.note.splitlines()[0][:100] if event.note else ""
             if event.state is CandidateState.REJECTED:
-                detail = "edited tests: " + ", ".join(event.edited_tests)
-            c.print(f"  {event.id}{parent}: [{style}]{event.state.value}[/] {detail}")
+                detail = event.note[:300] if event.note.startswith("rejected") else \
+                    "edited tests: " + ", ".join(event.edited_tests)
+            c.print(f"  {event.id}{parent}: [{style}]{event.state.value}[/] {escape(detail)}")
         elif isinstance(event, RoundFinished):
             c.print(f"round {event.round} done: best {event.best or '-'}"
                     f"{' (passes)' if event.solved else ''}")

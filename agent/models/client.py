@@ -47,6 +47,7 @@ from agent.errors import ModelAuthError, ModelError, ModelNotFound, ModelUnavail
 from agent.models import hints
 from agent.models.pricing import DEFAULT_PRICES, cost_usd, price_for, split_usage
 from agent.protocols import ChatModel, Completion, Usage
+from agent.models.window import MIN_ANSWER, Window, estimate_tokens, server_window
 
 __all__ = [
     "DEFAULT_PRICES",
@@ -209,6 +210,7 @@ class OpenAIChatModel:
         self._dropped: set[str] = set()  # parameters the server said it does not support
         self._max_tokens_param = "max_tokens"
         self._semaphore: asyncio.Semaphore | None = None
+        self.window: Window | None = None  # the server's context size, learnt in preflight
 
     def __repr__(self) -> str:
         return f"OpenAIChatModel(model={self.settings.model!r}, base_url={self.base_url!r})"
@@ -251,6 +253,8 @@ class OpenAIChatModel:
                 "running? set OPENAI_BASE_URL or --base-url") from None
         except (openai.OpenAIError, ValueError, TypeError):
             pass  # reachable; the first real request reports anything else precisely
+        self.window = await server_window(str(self.client.base_url), self.settings.api_key,
+                                          self.settings.model)
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -332,9 +336,24 @@ class OpenAIChatModel:
             params["reasoning_effort"] = s.reasoning_effort
         if s.max_completion_tokens is not None:
             params["max_completion_tokens"] = s.max_completion_tokens
-        elif s.max_tokens is not None:
-            params[self._max_tokens_param] = s.max_tokens
+        elif s.max_tokens is not None or self.window is not None:
+            params[self._max_tokens_param] = self._answer_room(messages, s.max_tokens)
+        if hint.grammar and self.window is not None and "llama.cpp" in self.window.source:
+            params.setdefault("extra_body", {})["grammar"] = hint.grammar
         return params
+
+    def _answer_room(self, messages: list[dict], wanted: int | None) -> int | None:
+        """max_tokens so that prompt + answer fit the server's window (never truncated)."""
+        if self.window is None:
+            return wanted
+        room = self.window.answer_room(messages, wanted)
+        if room < MIN_ANSWER:
+            raise ModelError(
+                f"the prompt (about {estimate_tokens(messages)} tokens) leaves no room for an "
+                f"answer in the server's {self.window.tokens}-token context "
+                f"({self.window.source}): lower --context-tokens or start the server with a "
+                "larger context")
+        return room
 
     async def _request(self, messages: list[dict], n: int, seed: int | None) -> list[Completion]:
         """One chat completion request -> its choices as Completions. The SDK retries

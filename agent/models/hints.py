@@ -16,6 +16,7 @@ from typing import Any
 class Hints:
     temperature: float | None = None  # None: the model settings' temperature
     extra_body: dict[str, Any] = field(default_factory=dict)  # e.g. llama.cpp cache_prompt
+    grammar: str | None = None  # GBNF the answer must follow, sent where the server is llama.cpp
 
 
 _current: ContextVar[Hints] = ContextVar("mulligan_sampling_hints", default=Hints())

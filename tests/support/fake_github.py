@@ -73,6 +73,7 @@ class FakeGitHub(ThreadedServer):
         self.prefix = prefix.rstrip("/")
         self.page_size = page_size
         self.bot_login = bot_login
+        self.user_login: str | None = None  # set: GET /user answers it (a personal token)
         self.requests: list[Recorded] = []
         self.failures: deque[Failure] = deque()
         self.pulls: dict[int, dict] = {}
@@ -172,6 +173,11 @@ class FakeGitHub(ThreadedServer):
         if self.token is not None and headers.get("authorization") != f"Bearer {self.token}":
             return 401, {"message": "Bad credentials",
                          "documentation_url": "https://docs.github.com/rest"}, {}
+        if path == "/user" and method == "GET":
+            # An Actions GITHUB_TOKEN may not read /user; a personal token reads its login.
+            if self.user_login is None:
+                return 403, {"message": "Resource not accessible by integration"}, {}
+            return 200, {"login": self.user_login, "type": "User"}, {}
         prefix = f"/repos/{self.repository}"
         if not path.startswith(prefix + "/"):
             return 404, {"message": "Not Found"}, {}

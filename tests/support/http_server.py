@@ -102,13 +102,16 @@ class Handler(BaseHTTPRequestHandler):
                                       headers={k.lower(): v for k, v in self.headers.items()},
                                       body=body, raw=raw, time=time.time())
         try:
-            answer = owner._respond(request, self)
-        except Hangup:
-            self.close_connection = True
-            return
-        except Exception as exc:  # noqa: BLE001 - the owner decides (a 500, or re-raise)
-            answer = owner._failed(exc)
-        self._send(answer, owner.content_type)
+            try:
+                answer = owner._respond(request, self)
+            except Hangup:
+                self.close_connection = True
+                return
+            except Exception as exc:  # noqa: BLE001 - the owner decides (a 500, or re-raise)
+                answer = owner._failed(exc)
+            self._send(answer, owner.content_type)
+        finally:
+            owner._handled_one()
 
     def _send(self, answer: Answer, content_type: str) -> None:
         try:
@@ -152,6 +155,8 @@ class ThreadedServer:
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._timer: threading.Timer | None = None
+        self._handled = 0
+        self._handled_changed = threading.Condition(self._lock)
 
     # -- to implement ------------------------------------------------------------------------
 
@@ -236,6 +241,16 @@ class ThreadedServer:
         return f"http://127.0.0.1:{self.port}"
 
     # -- internals ---------------------------------------------------------------------------
+
+    def wait_handled(self, count: int, timeout: float = 30.0) -> bool:
+        """Block until `count` requests have been fully handled (answered or hung up on)."""
+        with self._handled_changed:
+            return self._handled_changed.wait_for(lambda: self._handled >= count, timeout)
+
+    def _handled_one(self) -> None:
+        with self._handled_changed:
+            self._handled += 1
+            self._handled_changed.notify_all()
 
     def _record(self, item: Any) -> None:
         with self._lock:

@@ -106,8 +106,10 @@ def docker_client(docker_image: str) -> Iterator[docker.DockerClient]:
 
 
 def session_containers(client: docker.DockerClient, session: str) -> list:
-    """Containers (running or not) that a DockerSandbox with this session label made."""
-    return client.containers.list(all=True, filters={"label": f"{LABEL}={session}"})
+    """Containers (running or not) that a DockerSandbox with this session label made.
+    Sparse: one listing, no inspect per container, which races the sandbox removing it."""
+    return client.containers.list(all=True, sparse=True,
+                                  filters={"label": f"{LABEL}={session}"})
 
 
 @pytest.fixture

@@ -277,6 +277,16 @@ def test_an_issue_no_sampled_test_reproduces_is_unsolved():
 # -- unusable answers ----------------------------------------------------------------------
 
 
+def evaluations(run) -> list:
+    """The baseline's and the candidates' jobs: not second opinions, not the localization's
+    traced runs (their environment carries the tracer; a second, whole-suite one when the
+    sampled one found no failing test), which this asserts ran on the unpatched code."""
+    traced = [j for j in run.sandbox.jobs if "MULLIGAN_TRACER" in j.env]
+    assert 1 <= len(traced) <= 2 and all(j.patch == "" for j in traced)
+    return [j for j in run.sandbox.jobs
+            if not j.second_opinion and "MULLIGAN_TRACER" not in j.env]
+
+
 def test_an_answer_without_edits_is_format_feedback_not_a_crash():
     result, run = solve([PROSE, WRONG, RIGHT, RIGHT], rounds=2, beam=1)
     states = run.final_states()
@@ -284,8 +294,9 @@ def test_an_answer_without_edits_is_format_feedback_not_a_crash():
     first = result.candidates[0]
     assert first.format_error and first.report is None
     # baseline, r1c2, the revisions (one change, tested once): r1c1 never ran
-    assert len(run.sandbox.jobs) == 1 + 1 + 1
+    assert len(evaluations(run)) == 1 + 1 + 1
     assert result.status is ResultStatus.SOLVED
+    assert [j.patch for j in run.sandbox.jobs if j.second_opinion] == [result.chosen.patch]
 
 
 def test_a_format_error_parent_is_asked_to_answer_again_in_the_format():
@@ -376,7 +387,7 @@ def test_a_suite_without_tests_is_a_config_error():
 def test_a_slow_suite_runs_the_targets_first_and_the_rest_only_if_they_pass():
     result, run = solve([WRONG, RIGHT], sandbox=FakeSandbox(CHECKS, wall_s=20.0))
     assert result.status is ResultStatus.SOLVED
-    selects = sorted(j.select for j in run.sandbox.jobs[1:])
+    selects = sorted(j.select for j in evaluations(run)[1:])
     assert selects == [(), (TEST_ADD,), (TEST_ADD,)]  # WRONG stopped after the targets
 
 

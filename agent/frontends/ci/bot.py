@@ -19,590 +19,34 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import hashlib
 import json
 import os
 import re
 import sys
-import tempfile
 import traceback
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import quote, urlsplit
 
 from rich.console import Console
 
 from agent.errors import ConfigError, MulliganError
 from agent.events import ResultStatus
+from agent.frontends.ci.context import MODES, Context, ci_settings, load_context
 from agent.frontends.ci.github import GitHub, GitHubError
+from agent.frontends.ci.gitops import BOT_NAME as BOT_LOGIN
+from agent.frontends.ci.gitops import _git, _head_sha, commit_patch, push_env
+from agent.frontends.ci.redact import RedactingStream, Redactor
+from agent.frontends.ci.render import (
+    MARKER,
+    Outcome,
+    _n,
+    code,
+    render_comment,
+    render_summary,
+)
+from agent.frontends.ci.suggestions import Suggestion, suggestions_for, touched_lines  # noqa: F401
 from agent.frontends.options import CI_SETTINGS, add_setting_flags, setting_values
-from sandbox import git
-from sandbox.diff import diff_stats, parse_patch
-
-MARKER = "<!-- mulligan -->"
-SUGGESTION_MARKER = "<!-- mulligan-suggestion:{} -->"
-MODES = ("comment", "push", "check")
-TRUSTED_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
-COMMAND_RE = re.compile(r"^\s*/mulligan\s+fix\b[ \t]*(\S+)?", re.IGNORECASE)
-COMMENT_LIMIT = 60_000  # GitHub refuses bodies above 65,536 characters
-SUGGESTION_MAX_LINES = 12
-BOT_NAME = "github-actions[bot]"
-BOT_EMAIL = "41898282+github-actions[bot]@users.noreply.github.com"
-# What a pull request's own `.mulligan.toml` / `[tool.mulligan]` may set in CI. The rest
-# (endpoint, model, image, CA bundle, budgets, ...) comes only from the workflow: a PR could
-# otherwise send the API key to its own server (base_url), read a runner file into the
-# sandbox (ca_bundle) or spend the maintainers' money (budgets). --trust-repo-config lifts it.
-REPO_CONFIG_ALLOWED = frozenset({"test_cmd", "test_timeout_s", "memory_mb", "context_tokens",
-                                 "temperature", "seed"})
-
-
-# -- redaction ------------------------------------------------------------------------------
-
-_TOKEN_PATTERNS = re.compile(
-    r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|sk-[A-Za-z0-9_-]{20,})\b")
-_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s:]+:[^/@\s]+@")
-
-
-class Redactor:
-    """Replaces every known secret (and its base64 / URL-encoded forms, and anything shaped
-    like a GitHub token or an OpenAI key) with ``***``."""
-
-    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
-        self._secrets: set[str] = set()
-        for secret in secrets:
-            self.add(secret)
-
-    def add(self, secret: str | None) -> None:
-        if not secret or len(secret.strip()) < 4:
-            return
-        secret = secret.strip()
-        forms = {secret, quote(secret, safe=""),
-                 base64.b64encode(f"x-access-token:{secret}".encode()).decode(),
-                 base64.b64encode(secret.encode()).decode()}
-        self._secrets.update(f for f in forms if len(f) >= 4)
-
-    def __call__(self, text: str) -> str:
-        if not text:
-            return text
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            text = text.replace(secret, "***")
-        text = _URL_CREDENTIALS.sub("***@", text)
-        return _TOKEN_PATTERNS.sub("***", text)
-
-    def data(self, obj: Any) -> Any:
-        if isinstance(obj, str):
-            return self(obj)
-        if isinstance(obj, Mapping):
-            return {self(str(k)): self.data(v) for k, v in obj.items()}
-        if isinstance(obj, (list, tuple)):
-            return [self.data(v) for v in obj]
-        return obj
-
-
-class RedactingStream:
-    """A text stream that redacts what is written through it."""
-
-    def __init__(self, stream: TextIO, redact: Redactor) -> None:
-        self._stream = stream
-        self._redact = redact
-
-    def write(self, text: str) -> int:
-        self._stream.write(self._redact(text))
-        return len(text)
-
-    def flush(self) -> None:
-        self._stream.flush()
-
-    def isatty(self) -> bool:
-        return False
-
-    @property
-    def encoding(self) -> str:
-        return getattr(self._stream, "encoding", "utf-8") or "utf-8"
-
-
-# -- the GitHub context -----------------------------------------------------------------------
-
-
-@dataclass
-class Context:
-    event_name: str
-    event: dict
-    repository: str
-    api_url: str
-    server_url: str
-    token: str | None
-    summary_path: Path | None
-    output_path: Path | None
-    pr_number: int | None = None
-    command_mode: str | None = None  # from "/mulligan fix push"
-    skip_reason: str | None = None  # the event is not one to act on
-
-
-def load_context(environ: Mapping[str, str], pr: int | None = None) -> Context:
-    """The GitHub Actions context from the standard environment variables."""
-    event: dict = {}
-    event_path = environ.get("GITHUB_EVENT_PATH")
-    if event_path:
-        try:
-            event = json.loads(Path(event_path).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"cannot read GITHUB_EVENT_PATH {event_path}: {exc.strerror}") \
-                from None
-        except ValueError:
-            raise ConfigError(f"GITHUB_EVENT_PATH {event_path} is not JSON") from None
-        if not isinstance(event, dict):
-            raise ConfigError(f"GITHUB_EVENT_PATH {event_path} is not a JSON object")
-    elif pr is None:
-        raise ConfigError("not running in GitHub Actions: GITHUB_EVENT_PATH is not set "
-                          "(pass --pr N to name the pull request)")
-    repository = environ.get("GITHUB_REPOSITORY") or \
-        (event.get("repository") or {}).get("full_name") or ""
-    if not repository:
-        raise ConfigError("GITHUB_REPOSITORY is not set (owner/name)")
-    event_name = environ.get("GITHUB_EVENT_NAME") or _guess_event_name(event)
-    summary = environ.get("GITHUB_STEP_SUMMARY")
-    output = environ.get("GITHUB_OUTPUT")
-    ctx = Context(
-        event_name=event_name, event=event, repository=repository,
-        api_url=(environ.get("GITHUB_API_URL") or "https://api.github.com").rstrip("/"),
-        server_url=(environ.get("GITHUB_SERVER_URL") or "https://github.com").rstrip("/"),
-        token=environ.get("GITHUB_TOKEN") or None,
-        summary_path=Path(summary) if summary else None,
-        output_path=Path(output) if output else None)
-    if pr is not None:
-        ctx.pr_number = pr
-        return ctx
-    if "pull_request" in event and isinstance(event["pull_request"], dict):
-        ctx.pr_number = _int(event["pull_request"].get("number") or event.get("number"))
-    elif event_name == "issue_comment" or ("comment" in event and "issue" in event):
-        issue = event.get("issue") or {}
-        comment = event.get("comment") or {}
-        match = COMMAND_RE.match(str(comment.get("body") or ""))
-        if not issue.get("pull_request"):
-            ctx.skip_reason = "the comment is on an issue, not on a pull request"
-        elif event.get("action", "created") != "created":
-            ctx.skip_reason = f"the comment was {event.get('action')}, not created"
-        elif match is None:
-            ctx.skip_reason = "the comment is not a `/mulligan fix` command"
-        elif str(comment.get("author_association") or "").upper() not in TRUSTED_ASSOCIATIONS:
-            ctx.skip_reason = ("only the repository's owners, members and collaborators can "
-                               "ask for `/mulligan fix`")
-        else:
-            ctx.pr_number = _int(issue.get("number"))
-            word = (match.group(1) or "").lower()
-            if word:
-                if word not in MODES:
-                    raise ConfigError(f"`/mulligan fix {word}`: the mode must be one of "
-                                      f"{', '.join(MODES)}")
-                ctx.command_mode = word
-        if ctx.skip_reason:
-            return ctx
-    if ctx.pr_number is None:
-        raise ConfigError(f"no pull request in the {event_name or 'unknown'} event: run on "
-                          "pull_request or issue_comment, or pass --pr N")
-    return ctx
-
-
-def _guess_event_name(event: dict) -> str:
-    if "pull_request" in event:
-        return "pull_request"
-    if "comment" in event and "issue" in event:
-        return "issue_comment"
-    return ""
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def ci_settings(repo: Path, flags: Mapping[str, Any], environ: Mapping[str, str],
-                trust_repo_config: bool = False) -> tuple[Any, list[str]]:
-    """Settings for a CI run, and the repository config keys that were ignored."""
-    from pydantic import ValidationError
-
-    from agent.config import Settings, env_settings, file_settings, load_settings
-
-    if trust_repo_config:
-        return load_settings(repo, dict(flags), environ=dict(environ)), []
-    from_files = file_settings(repo)
-    ignored = sorted(k for k in from_files if k not in REPO_CONFIG_ALLOWED)
-    values = {k: v for k, v in from_files.items() if k in REPO_CONFIG_ALLOWED}
-    values.update(env_settings(dict(environ)))
-    values.update({k: v for k, v in flags.items() if v is not None})
-    try:
-        return Settings(**values), ignored
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "settings"
-        raise ConfigError(f"invalid setting {where}: {first['msg']}") from None
-
-
-# -- suggestions ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Suggestion:
-    path: str
-    start: int  # first line replaced, in the pull request's head version of the file
-    end: int
-    replacement: str
-
-    @property
-    def key(self) -> str:
-        raw = f"{self.path}\0{self.start}\0{self.end}\0{self.replacement}"
-        return hashlib.sha256(raw.encode()).hexdigest()[:16]
-
-    def body(self) -> str:
-        fence = _fence(self.replacement)
-        text = self.replacement if self.replacement.endswith("\n") or not self.replacement \
-            else self.replacement + "\n"
-        return (f"{SUGGESTION_MARKER.format(self.key)}\nMulligan suggests this change (the "
-                f"tests pass with it):\n\n{fence}suggestion\n{text}{fence}")
-
-    def review_comment(self) -> dict:
-        comment: dict[str, Any] = {"path": self.path, "line": self.end, "side": "RIGHT",
-                                   "body": self.body()}
-        if self.start != self.end:
-            comment.update(start_line=self.start, start_side="RIGHT")
-        return comment
-
-
-_HUNK_RE = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
-
-
-def touched_lines(pr_files: Iterable[Mapping[str, Any]]) -> dict[str, set[int]]:
-    """For each file of a pull request, the head-side line numbers its diff adds."""
-    touched: dict[str, set[int]] = {}
-    for item in pr_files:
-        patch = item.get("patch")
-        name = item.get("filename")
-        if not patch or not name or item.get("status") == "removed":
-            continue
-        lines: set[int] = set()
-        right = 0
-        for line in str(patch).splitlines():
-            match = _HUNK_RE.match(line)
-            if match:
-                right = int(match.group(3))
-                continue
-            if line.startswith("+"):
-                lines.add(right)
-                right += 1
-            elif line.startswith(" ") or line == "":
-                right += 1
-        touched[str(name)] = lines
-    return touched
-
-
-def suggestions_for(patch: str, touched: Mapping[str, set[int]],
-                    max_lines: int = SUGGESTION_MAX_LINES) -> list[Suggestion]:
-    """GitHub suggestions for the files the fix changes in one small hunk, where every line
-    it replaces is one the pull request added or changed."""
-    out = []
-    for pf in parse_patch(patch) or []:
-        if pf.is_added_file or pf.is_removed_file or pf.is_binary_file or len(pf) != 1:
-            continue
-        path = pf.path
-        hunk = list(pf[0])
-        changed = [i for i, line in enumerate(hunk) if line.is_added or line.is_removed]
-        if not changed:
-            continue
-        first, last = changed[0], changed[-1]
-        region = hunk[first:last + 1]
-        old = [line.source_line_no for line in region if not line.is_added]
-        new = [_line_text(line.value) for line in region if not line.is_removed]
-        if not any(line.is_removed for line in region):  # a pure insertion: anchor on a line
-            if first > 0 and hunk[first - 1].is_context:
-                anchor = hunk[first - 1]
-                new = [_line_text(anchor.value)] + new
-            elif last + 1 < len(hunk) and hunk[last + 1].is_context:
-                anchor = hunk[last + 1]
-                new = new + [_line_text(anchor.value)]
-            else:
-                continue
-            old = [anchor.source_line_no]
-        start, end = min(old), max(old)
-        if end - start + 1 > max_lines or len(new) > max_lines:
-            continue
-        lines = touched.get(path, set())
-        if not all(n in lines for n in range(start, end + 1)):
-            continue
-        out.append(Suggestion(path, start, end, "".join(new)))
-    return out
-
-
-def _line_text(value: str) -> str:
-    return value if value.endswith("\n") else value + "\n"
-
-
-# -- git ----------------------------------------------------------------------------------
-
-
-def _git(repo: Path, *args: str, env: Mapping[str, str] | None = None,
-         input: str | None = None, redact: Redactor | None = None) -> str:
-    proc = git.run(args, cwd=repo, env=env, input=input)
-    if not proc.ok:
-        line = proc.last_line()
-        if redact is not None:
-            line = redact(line)
-        raise MulliganError(f"git {args[0]} failed: {line}")
-    return proc.text.strip()
-
-
-def _head_sha(repo: Path) -> str | None:
-    try:
-        return _git(repo, "rev-parse", "HEAD")
-    except MulliganError:
-        return None
-
-
-def commit_patch(repo: Path, patch: str, parent: str, message: str) -> str:
-    """A commit of `parent` plus `patch`, made without touching the working tree, the index
-    or any branch (a private index file)."""
-    with tempfile.TemporaryDirectory(prefix="mulligan-ci-") as tmp:
-        index = str(Path(tmp) / "index")
-        patch_file = Path(tmp) / "fix.patch"
-        patch_file.write_text(patch)
-        env = {**os.environ, "GIT_INDEX_FILE": index}
-        env.setdefault("GIT_AUTHOR_NAME", BOT_NAME)
-        env.setdefault("GIT_AUTHOR_EMAIL", BOT_EMAIL)
-        env.setdefault("GIT_COMMITTER_NAME", env["GIT_AUTHOR_NAME"])
-        env.setdefault("GIT_COMMITTER_EMAIL", env["GIT_AUTHOR_EMAIL"])
-        _git(repo, "read-tree", parent, env=env)
-        _git(repo, "apply", "--cached", "--whitespace=nowarn", str(patch_file), env=env)
-        tree = _git(repo, "write-tree", env=env)
-        return _git(repo, "commit-tree", tree, "-p", parent, "-m", message, env=env)
-
-
-def push_env(repo: Path, remote: str, token: str | None, server_url: str) -> dict[str, str]:
-    """The environment for `git push`: the token as an HTTP header for the GitHub server
-    when the remote is HTTPS there and the checkout did not persist credentials itself.
-    It goes through GIT_CONFIG_* variables, never the command line or the remote URL."""
-    env = dict(os.environ)
-    env["GIT_TERMINAL_PROMPT"] = "0"
-    if not token:
-        return env
-    try:
-        url = _git(repo, "remote", "get-url", remote)
-    except MulliganError:
-        return env
-    if not url.startswith(("https://", "http://")):
-        return env
-    server = urlsplit(server_url)
-    if urlsplit(url).hostname != server.hostname:
-        return env
-    configured = git.run(["config", "--get-regexp", r"^http\..*extraheader$"], cwd=repo)
-    if configured.text.strip():
-        return env
-    basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
-    count = int(env.get("GIT_CONFIG_COUNT", "0") or 0)
-    env["GIT_CONFIG_COUNT"] = str(count + 1)
-    env[f"GIT_CONFIG_KEY_{count}"] = f"http.{server.scheme}://{server.netloc}/.extraheader"
-    env[f"GIT_CONFIG_VALUE_{count}"] = f"AUTHORIZATION: basic {basic}"
-    return env
-
-
-# -- rendering ----------------------------------------------------------------------------
-
-
-def _fence(text: str, char: str = "`") -> str:
-    longest = max((len(m) for m in re.findall(f"{re.escape(char)}+", text)), default=0)
-    return char * max(3, longest + 1)
-
-
-def _details(summary: str, patch: str, limit: int) -> str:
-    note = ""
-    if len(patch) > limit:
-        patch = patch[:limit].rsplit("\n", 1)[0] + "\n"
-        note = ("\n_The patch is cut short here; the whole patch is in the result file "
-                "(the `mulligan-result` artifact)._\n")
-    fence = _fence(patch)
-    return (f"<details><summary>{summary}</summary>\n\n{fence}diff\n{patch}"
-            f"{'' if patch.endswith(chr(10)) else chr(10)}{fence}\n{note}\n</details>\n")
-
-
-def _n(count: int, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _seconds(value: float) -> str:
-    if value < 90:
-        return f"{value:.1f}s"
-    return f"{int(value // 60)}m {int(value % 60):02d}s"
-
-
-@dataclass
-class Outcome:
-    """What one `mulligan ci` run did, for the comment, the summary and the result file."""
-
-    pr: int | None
-    mode: str
-    head_sha: str | None = None
-    result: Any = None  # agent.loop.Result
-    error: str | None = None
-    skipped: str | None = None
-    comment_url: str | None = None
-    fix_branch: str | None = None
-    fix_commit: str | None = None
-    fix_pull_url: str | None = None
-    fix_pull_number: int | None = None
-    suggestions: int = 0
-    notes: list[str] = field(default_factory=list)
-    trajectory: str | None = None
-    exit_code: int = 0
-
-    @property
-    def status(self) -> str:
-        if self.error is not None:
-            return ResultStatus.ERROR
-        if self.skipped is not None:
-            return "skipped"
-        return self.result.status if self.result is not None else ResultStatus.ERROR
-
-    def title(self) -> str:
-        return {
-            ResultStatus.SOLVED: "✅ Mulligan found a fix for the failing tests",
-            ResultStatus.UNSOLVED: "❌ Mulligan could not fix the failing tests",
-            ResultStatus.NOTHING_TO_FIX: "✅ The tests pass: nothing to fix",
-            "skipped": "Mulligan: nothing to do",
-            ResultStatus.ERROR: "⚠️ Mulligan could not run",
-        }.get(self.status, f"Mulligan: {self.status}")
-
-    def totals_rows(self) -> list[tuple[str, str]]:
-        r = self.result
-        if r is None:
-            return []
-        rows = []
-        if r.baseline is not None:
-            rows.append(("baseline", (f"{len(r.baseline.targets)} failing, "
-                                      f"{len(r.baseline.keep)} passing")))
-        rounds = sorted({c.round for c in r.candidates})
-        rows.append(("candidates", f"{len(r.candidates)} in {_n(len(rounds), 'round')}"))
-        rows.append(("tokens", (f"{r.usage.total:,} ({r.usage.prompt_tokens:,} prompt + "
-                                f"{r.usage.completion_tokens:,} completion)")))
-        rows.append(("cost", f"${r.cost_usd:.4f}"))
-        rows.append(("time", f"{_seconds(r.seconds)} (sandbox {_seconds(r.sandbox_seconds)})"))
-        return rows
-
-    def failing_list(self, limit: int = 20) -> str:
-        r = self.result
-        if r is None or r.baseline is None or not r.baseline.targets:
-            return ""
-        targets = list(r.baseline.targets)
-        lines = [f"- `{t}`" for t in targets[:limit]]
-        if len(targets) > limit:
-            lines.append(f"- … and {len(targets) - limit} more")
-        return "\n".join(lines) + "\n"
-
-
-def render_comment(o: Outcome) -> str:
-    r = o.result
-    sha = (o.head_sha or "")[:7]
-    parts = [MARKER, f"### {o.title()}", ""]
-    if o.status == ResultStatus.NOTHING_TO_FIX:
-        parts.append(f"The tests of `{sha}` pass, so there is nothing to fix.")
-    elif r is not None:
-        count = len(r.baseline.targets) if r.baseline else 0
-        parts.append(f"{_n(count, 'test')} {'fails' if count == 1 else 'fail'} on `{sha}`:\n")
-        parts.append(o.failing_list())
-        if o.status == ResultStatus.SOLVED:
-            chosen = r.chosen
-            parts.append(f"Mulligan tested a patch that makes them pass without breaking the "
-                         f"others (candidate `{chosen.id if chosen else '-'}`, "
-                         f"round {chosen.round if chosen else '-'}).")
-        else:
-            parts.append(f"No candidate passed: {r.reason or 'budget spent'}.")
-    if o.fix_pull_url:
-        parts.append(f"\n**Opened #{o.fix_pull_number} with the fix** (branch "
-                     f"`{o.fix_branch}`): {o.fix_pull_url}")
-    elif o.fix_commit and o.fix_branch:
-        parts.append(f"\n**Pushed the fix to `{o.fix_branch}`** as {o.fix_commit[:7]}.")
-    if o.suggestions:
-        parts.append(f"\nThe fix is also posted as {_n(o.suggestions, 'suggestion')} in a "
-                     "review, ready to commit from the pull request page.")
-    for note in o.notes:
-        parts.append(f"\n> {note}")
-    if r is not None and r.patch:
-        files, added, removed = diff_stats(r.patch)
-        label = "Patch" if o.status == ResultStatus.SOLVED else "Best attempt (does not pass)"
-        parts.append("")
-        parts.append(_details(f"{label}: {_n(files, 'file')}, +{added} −{removed}", r.patch,
-                              COMMENT_LIMIT - 4000))
-        if o.status == ResultStatus.SOLVED:
-            parts.append("To apply it locally: save it as `fix.patch` and run "
-                         "`git apply fix.patch`.\n")
-    rows = o.totals_rows()
-    if rows:
-        parts.append("<sub>" + " · ".join(f"{k}: {v}" for k, v in rows[1:]) + "</sub>")
-    body = "\n".join(parts).rstrip() + "\n"
-    return body[:COMMENT_LIMIT]
-
-
-def render_summary(o: Outcome) -> str:
-    r = o.result
-    parts = [f"## {o.title()}", ""]
-    if o.error:
-        parts += [f"**Error:** {o.error}", ""]
-    if o.skipped:
-        parts += [o.skipped, ""]
-    rows: list[tuple[str, str]] = []
-    if o.pr is not None:
-        rows.append(("pull request", f"#{o.pr}" + (f" (`{o.head_sha[:7]}`)" if o.head_sha
-                                                      else "")))
-    rows.append(("mode", o.mode))
-    if r is not None:
-        rows.append(("result", f"{r.status}{': ' + r.reason if r.reason else ''}"))
-    rows += o.totals_rows()
-    if o.comment_url:
-        rows.append(("comment", o.comment_url))
-    if o.fix_pull_url:
-        rows.append(("fix pull request", o.fix_pull_url))
-    elif o.fix_commit:
-        rows.append(("fix commit", f"`{o.fix_commit[:7]}` on `{o.fix_branch}`"))
-    if o.suggestions:
-        rows.append(("suggestions", str(o.suggestions)))
-    rows.append(("exit code", str(o.exit_code)))
-    parts += ["| | |", "|---|---|"] + [f"| {k} | {_cell(v)} |" for k, v in rows]
-    for note in o.notes:
-        parts += ["", f"> {note}"]
-    if r is not None and r.baseline is not None:
-        parts += ["", "### Baseline failures", ""]
-        parts.append(o.failing_list(50) or "none")
-    if r is not None and r.candidates:
-        parts += ["", "### Candidates per round", "",
-                  "| round | candidates | passed | failed | unusable | tokens | best |",
-                  "|---|---|---|---|---|---|---|"]
-        by_round: dict[int, list] = {}
-        for cand in r.candidates:
-            by_round.setdefault(cand.round, []).append(cand)
-        for round_no, cands in sorted(by_round.items()):
-            passed = [c for c in cands if c.solved]
-            unusable = [c for c in cands if c.format_error is not None
-                        or (c.report is not None and c.report.patch_error)]
-            failed = len(cands) - len(passed) - len(unusable)
-            best = max(cands, key=lambda c: c.rank_key())
-            tokens = sum(c.tokens for c in cands)
-            parts.append(f"| {round_no} | {len(cands)} | {len(passed)} | {failed} | "
-                         f"{len(unusable)} | {tokens:,} | `{best.id}` "
-                         f"({len(best.fixed)} fixed, {len(best.regressions)} regressions) |")
-    if r is not None and r.patch:
-        files, added, removed = diff_stats(r.patch)
-        label = "Patch" if r.status == ResultStatus.SOLVED else "Best attempt (does not pass)"
-        parts += ["", _details(f"{label}: {_n(files, 'file')}, +{added} −{removed}", r.patch,
-                               200_000)]
-    return "\n".join(parts).rstrip() + "\n\n"
-
 
 # -- the command --------------------------------------------------------------------------
 
@@ -624,7 +68,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="in push mode, commit the fix onto the pull request's own branch "
                         "instead of a new mulligan/fix-<pr> branch")
     p.add_argument("--remote", default="origin", help="the git remote to push to")
-    p.add_argument("--trust-repo-config", action="store_true",
+    p.add_argument("--trust-repo-config", "--trust-repo", dest="trust_repo_config",
+                   action="store_true",
                    help="honour every setting of the checked-out .mulligan.toml / "
                         "[tool.mulligan] (by default only the test command and limits: the "
                         "endpoint, model, image and budgets come from the workflow)")
@@ -658,6 +103,7 @@ class CiBot:
         self.console = console
         self.ctx: Context | None = None
         self.gh: GitHub | None = None
+        self.login: str | None = None
         self.outcome = Outcome(pr=args.pr, mode=args.mode or "comment")
 
     def log(self, text: str) -> None:
@@ -732,13 +178,14 @@ class CiBot:
         self.log(f"mulligan ci: {ctx.repository}#{ctx.pr_number}, mode {o.mode}, head "
                  f"{(o.head_sha or '?')[:7]}")
         if o.head_sha and local_head and local_head != o.head_sha:
-            o.notes.append(f"The checkout is `{local_head[:7]}`, not the pull request head "
-                           f"`{o.head_sha[:7]}` (check out `github.event.pull_request.head.sha`"
+            o.notes.append(f"The checkout is {code(local_head[:7])}, not the pull request head "
+                           f"{code(o.head_sha[:7])} (check out `github.event.pull_request.head.sha`"
                            "); line suggestions and pushes are skipped.")
 
         result = self._solve(repo, settings)
         o.result = result
-        o.exit_code = 0 if result.status in (ResultStatus.SOLVED, ResultStatus.NOTHING_TO_FIX) else 1
+        o.exit_code = 0 if result.status in (ResultStatus.SOLVED,
+                                             ResultStatus.NOTHING_TO_FIX) else 1
         if o.mode == "check" or self.gh is None:
             return
         self._report(repo, pr, local_head)
@@ -776,7 +223,7 @@ class CiBot:
                     except GitHubError:
                         raise
                     except MulliganError as exc:  # git refused: the comment has the patch
-                        o.notes.append(f"The fix was not pushed: {self.redact(str(exc))}")
+                        o.notes.append(f"The fix was not pushed: {code(self.redact(str(exc)))}")
                         self.log(f"mulligan: warning: {self.redact(str(exc))}")
             elif self.args.suggestions and at_head:
                 self._suggest(pr)
@@ -826,13 +273,19 @@ class CiBot:
             o.comment_url = comment.get("html_url")
             self.log(f"mulligan: commented {o.comment_url or ''}")
 
-    @staticmethod
-    def _own_comment(comments: list[dict]) -> dict | None:
-        mine = [c for c in comments if str(c.get("body") or "").startswith(MARKER)]
-        bots = [c for c in mine if str((c.get("user") or {}).get("type")) == "Bot"
-                or str((c.get("user") or {}).get("login", "")).endswith("[bot]")]
-        pool = bots or mine
-        return pool[0] if pool else None
+    def _login(self) -> str:
+        """Who the bot is on GitHub: the token's login, else the Actions bot (the author of
+        what a GITHUB_TOKEN writes), else MULLIGAN_BOT_LOGIN when set for an app token."""
+        if self.login is None:
+            assert self.gh is not None
+            self.login = (self.gh.viewer_login() or self.environ.get("MULLIGAN_BOT_LOGIN")
+                          or BOT_LOGIN)
+        return self.login
+
+    def _own_comment(self, comments: list[dict]) -> dict | None:
+        """The bot's earlier comment: the marker AND written by the bot's own login. A
+        comment anyone else starts with the marker is not ours and is never edited."""
+        return next((c for c in comments if _is_own(c, self._login())), None)
 
     def _suggest(self, pr: dict) -> None:
         o, gh = self.outcome, self.gh
@@ -842,6 +295,7 @@ class CiBot:
         if not found:
             return
         posted = {m for c in gh.review_comments(o.pr)
+                  if str((c.get("user") or {}).get("login") or "") == self._login()
                   for m in re.findall(r"<!-- mulligan-suggestion:([0-9a-f]+) -->",
                                       str(c.get("body") or ""))}
         fresh = [s for s in found if s.key not in posted]
@@ -849,7 +303,7 @@ class CiBot:
         if not fresh:
             return
         body = self.redact(f"{MARKER}\nMulligan's fix for the failing tests, as suggestions "
-                           f"(tested in the sandbox on `{(o.head_sha or '')[:7]}`).")
+                           f"(tested in the sandbox on {code((o.head_sha or '')[:7])}).")
         comments = [self.redact.data(s.review_comment()) for s in fresh]
         try:
             self._write("post suggestions", lambda: gh.create_review(
@@ -888,7 +342,8 @@ class CiBot:
         open_pulls = gh.pulls(head=f"{owner}:{branch}", base=head_ref)
         body = self.redact(
             f"{MARKER}\nMulligan's fix for the failing tests of #{o.pr} "
-            f"(`{(o.head_sha or '')[:7]}`). Merge it into `{head_ref}` to update #{o.pr}.\n\n"
+            f"({code((o.head_sha or '')[:7])}). Merge it into {code(head_ref)} to update "
+            f"#{o.pr}.\n\n"
             + "\n".join(f"- {k}: {v}" for k, v in o.totals_rows()))
         if open_pulls:
             fix = open_pulls[0]
@@ -914,8 +369,25 @@ class CiBot:
                     exit_code=o.exit_code)
         return self.redact.data(data)
 
+    def _redact_trajectory(self) -> None:
+        """The trajectory is uploaded as an artifact: redacted in place like every other
+        output (the endpoint with credentials, error texts, anything token-shaped)."""
+        if not self.outcome.trajectory:
+            return
+        path = Path(self.outcome.trajectory)
+        try:
+            text = path.read_text(encoding="utf-8")
+            clean = self.redact(text)
+            if clean != text:
+                tmp = path.with_name(path.name + ".redacting")
+                tmp.write_text(clean, encoding="utf-8")
+                os.replace(tmp, path)
+        except OSError as exc:
+            self.log(f"mulligan: warning: cannot redact the trajectory: {exc.strerror}")
+
     def _write_outputs(self) -> None:
         o, args = self.outcome, self.args
+        self._redact_trajectory()
         ctx_summary = self.ctx.summary_path if self.ctx else None
         summary = ctx_summary or (Path(self.environ["GITHUB_STEP_SUMMARY"])
                                   if self.environ.get("GITHUB_STEP_SUMMARY") else None)
@@ -943,6 +415,11 @@ class CiBot:
                         fh.write(f"fix-pull-request={o.fix_pull_url}\n")
             except OSError:
                 pass
+
+
+def _is_own(comment: Mapping[str, Any], login: str) -> bool:
+    return str(comment.get("body") or "").startswith(MARKER) and \
+        str((comment.get("user") or {}).get("login") or "") == login
 
 
 def main(argv: list[str] | None = None) -> int:

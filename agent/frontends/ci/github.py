@@ -231,6 +231,18 @@ class GitHub:
     def update_pull(self, number: int, **fields: Any) -> dict:
         return self.request("PATCH", f"{self._repo}/pulls/{number}", json=fields)
 
+    def viewer_login(self) -> str | None:
+        """The token's own login (GET /user); None for a token that may not ask, as an
+        Actions GITHUB_TOKEN or an app installation token (their author is the app's bot)."""
+        try:
+            data = self.request("GET", "/user")
+        except GitHubError as exc:
+            if exc.status in (401, 403, 404):
+                return None
+            raise
+        login = data.get("login") if isinstance(data, dict) else None
+        return login if isinstance(login, str) and login else None
+
     def issue_comments(self, number: int) -> list[dict]:
         return self.paginate(f"{self._repo}/issues/{number}/comments")
 

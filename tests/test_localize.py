@@ -1,0 +1,114 @@
+"""agent/context/localize.py: Ochiai ranking from a traced run, static signals through
+aliases and fixtures, and the tracer plugin run for real with pytest on a temp repo."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from agent.context.localize import (TRACER_SOURCE, Spectrum, ochiai, parse_trace,
+                                    trace_job)
+from agent.context.repomap import RepoMap
+from agent.context.tracebacks import TracebackHit
+from sandbox.api import Limits
+
+LIB = textwrap.dedent('''\
+    def used_by_all(x):
+        return x
+
+
+    def buggy(x):
+        if x > 2:
+            return x - 1
+        return x + 1
+
+
+    def unrelated(x):
+        return x * 2
+''')
+TESTS = textwrap.dedent('''\
+    import pytest
+    from pkg import lib
+
+    f = lib.buggy
+
+
+    @pytest.fixture
+    def doubled():
+        return lib.unrelated(2)
+
+
+    def test_small():
+        assert lib.used_by_all(f(1)) == 2
+
+
+    def test_big():
+        assert lib.used_by_all(f(5)) == 6
+
+
+    def test_other(doubled):
+        assert doubled == 4
+''')
+
+
+def make_repo(tmp_path: Path) -> dict[str, str]:
+    files = {"pkg/__init__.py": "", "pkg/lib.py": LIB, "tests/test_lib.py": TESTS}
+    for path, text in files.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text)
+    return files
+
+
+def test_tracer_plugin_records_lines_per_test_and_ochiai_ranks_the_bug_first(tmp_path):
+    files = make_repo(tmp_path)
+    plugin = tmp_path / "plugin"
+    plugin.mkdir()
+    (plugin / "mulligan_trace.py").write_text(TRACER_SOURCE)
+    env = {**os.environ, "PYTHONPATH": f"{plugin}:{tmp_path}", "MULLIGAN_TRACE_ROOT": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "-p", "mulligan_trace", "tests"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    spectrum = parse_trace(proc.stdout)
+    assert spectrum is not None and spectrum.failing == 1
+    outcomes = {nodeid: failed for nodeid, failed, _ in spectrum.tests}
+    assert outcomes == {"tests/test_lib.py::test_small": False,
+                        "tests/test_lib.py::test_big": True,
+                        "tests/test_lib.py::test_other": False}
+    big = next(lines for nodeid, _, lines in spectrum.tests if nodeid.endswith("test_big"))
+    assert ("pkg/lib.py", 7) in big and ("pkg/lib.py", 8) not in big
+    suspects = RepoMap().localize(files, [], spectrum)
+    assert (suspects[0].path, suspects[0].qualname) == ("pkg/lib.py", "buggy")
+    assert suspects[0].signals == ("dynamic",)
+    assert "unrelated" not in [s.qualname for s in suspects]
+
+
+def test_ochiai_prefers_lines_run_by_failing_tests_only():
+    spectrum = Spectrum([("a", True, frozenset({("m.py", 1), ("m.py", 2)})),
+                         ("b", False, frozenset({("m.py", 1)}))])
+    scores = ochiai(spectrum)
+    assert scores[("m.py", 2)] == 1.0 and scores[("m.py", 1)] < 1.0
+
+
+def test_static_signals_follow_an_alias_and_a_fixture():
+    files = {"pkg/__init__.py": "", "pkg/lib.py": LIB, "tests/test_lib.py": TESTS}
+    hits = [TracebackHit("tests/test_lib.py", 0, "test_big"),
+            TracebackHit("tests/test_lib.py", 0, "test_other")]
+    suspects = RepoMap().localize(files, hits, None)
+    names = {s.qualname: s.signals for s in suspects}
+    assert names["buggy"] == ("calls",)  # through `f = lib.buggy`
+    assert names["unrelated"] == ("calls",)  # through the `doubled` fixture
+    assert "used_by_all" in names
+
+
+def test_trace_job_only_for_pytest_and_samples_passing_tests(tmp_path):
+    assert trace_job(None, "make test", ["t::a"], [], Limits()) is None
+    passing = [f"tests/test_x.py::t{i}" for i in range(100)]
+    job = trace_job(None, "python -m pytest -q", ["tests/test_x.py::bad"], passing, Limits())
+    assert job.select[0] == "tests/test_x.py::bad" and len(job.select) == 41
+    assert job.env["PYTEST_ADDOPTS"] == "-p mulligan_trace"
+    assert job.test_command.endswith("&& python -m pytest -q")
+    whole = trace_job(None, "python -m pytest -q", ["t::a"], passing, Limits(), whole_suite=True)
+    assert whole.select == ()
