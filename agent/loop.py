@@ -18,8 +18,8 @@ from agent.models.hints import Hints, hinted
 from agent.novelty import NO_CHANGE, Revisions, Variant, semantic_key
 from agent.schedule import Activity, Ask, Planner, Schedule, ServerInfo, probe
 from agent.threads import in_daemon_thread
-from agent.context.localize import TRACE_ALL_BELOW_S, Suspect, parse_trace, trace_job
-from agent.context.repomap import RepoMap, TracebackHit, parse_traceback_locations
+from agent.context.localize import TRACE_ALL_BELOW_S, parse_trace, trace_job
+from agent.context.repomap import RepoMap
 from agent.edits import apply_edits, parse_answer, unified_diff
 from agent.edits.grammar import grammar_for
 from agent.errors import (BaselineTimedOut, EditApplyError, FormatError, ModelAuthError,
@@ -39,66 +39,18 @@ from agent.events import (
 )
 from agent.models.replay import call_key
 from agent.protocols import ChatModel, Completion, Sandbox, Usage
+from agent.prompting import OUTPUT_CHARS, Prompter, trim, words
+from agent.result import BudgetExhausted, Result
 from agent.verdict import confirmed_winner, second_opinion_job, unsolved_detail
-from prompts import render
 from sandbox.api import Job, Limits, Outcome, RunStatus, TestReport
 from sandbox.depfiles import changed_dependency_files
 from sandbox.snapshot import Snapshot
 from sandbox.testpaths import is_test_path
 
 REPRO_TEST_PATH = "tests/test_mulligan_repro.py"
-MESSAGE_CHARS = 1500
-OUTPUT_CHARS = 3000
 # Above this baseline suite time, candidates run the targets first and the rest only if
 # the targets pass; below it one container start costs more than it saves.
 TWO_PHASE_SUITE_S = 15.0
-
-
-@dataclass
-class Result:
-    run_id: str
-    status: ResultStatus
-    chosen: Candidate | None
-    patch: str | None  # against the user's files as snapshotted
-    candidates: list[Candidate]
-    baseline: Baseline | None
-    usage: Usage = Usage()
-    cost_usd: float = 0.0
-    seconds: float = 0.0
-    sandbox_seconds: float = 0.0
-    reason: str = ""
-    first_fix_s: float | None = None  # from the start of the run to the first passing test
-    model_idle_s: float = 0.0  # no model request in flight while candidates were tested
-    cached_prompt_tokens: int = 0
-
-    def to_json(self) -> dict:
-        return {
-            "run_id": self.run_id,
-            "status": self.status.value,
-            "patch": self.patch,
-            "chosen": self.chosen.id if self.chosen else None,
-            "reason": self.reason,
-            "targets": list(self.baseline.targets) if self.baseline else [],
-            "candidates": [
-                {"id": c.id, "round": c.round, "parent": c.parent, "state": c.state.value,
-                 "targets_fixed": len(c.fixed), "regressions": len(c.regressions),
-                 "edited_tests": c.edited_tests, "rejection": c.rejection, "tokens": c.tokens}
-                for c in self.candidates
-            ],
-            "totals": {"prompt_tokens": self.usage.prompt_tokens,
-                       "completion_tokens": self.usage.completion_tokens,
-                       "tokens": self.usage.total, "cost_usd": round(self.cost_usd, 6),
-                       "seconds": round(self.seconds, 3),
-                       "sandbox_seconds": round(self.sandbox_seconds, 3),
-                       "first_fix_s": None if self.first_fix_s is None
-                       else round(self.first_fix_s, 3),
-                       "model_idle_s": round(self.model_idle_s, 3),
-                       "cached_prompt_tokens": self.cached_prompt_tokens},
-        }
-
-
-class BudgetExhausted(Exception):
-    pass
 
 
 @dataclass
@@ -114,6 +66,7 @@ class Solver:
     repo_map: RepoMap = field(default_factory=RepoMap)
 
     def __post_init__(self) -> None:
+        self.prompts = Prompter(self.settings, self.repo_map, self.model)
         self.usage = Usage()
         self.cost = 0.0
         self.sandbox_seconds = 0.0
@@ -123,8 +76,6 @@ class Solver:
                              memory_mb=self.settings.memory_mb)
         self.stop_requested = False
         self.baseline: Baseline | None = None  # set by the baseline run
-        self.suspects: list[Suspect] = []
-        self._partial_sources = False  # a file was shown in part: never ask for whole files
         self._slots = asyncio.Semaphore(self.settings.workers)
         self.server = ServerInfo(False, None, False)
         self.planner = Planner(Schedule(self.settings.schedule), self.settings.candidates,
@@ -137,6 +88,23 @@ class Solver:
         self.activity = Activity()
         self.first_fix_s: float | None = None
         self.cached_tokens = 0
+
+    # The working base (a reproduction test joins it) is what prompts are built from.
+    @property
+    def base_files(self) -> dict[str, str]:
+        return self.prompts.base_files
+
+    @base_files.setter
+    def base_files(self, files: dict[str, str]) -> None:
+        self.prompts.base_files = files
+
+    @property
+    def baseline_report(self) -> TestReport | None:
+        return self.prompts.baseline_report
+
+    @baseline_report.setter
+    def baseline_report(self, report: TestReport) -> None:
+        self.prompts.baseline_report = report
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -272,12 +240,6 @@ class Solver:
 
     # -- context ----------------------------------------------------------------------------
 
-    def _focus(self, report: TestReport | None, failing: Sequence) -> list[TracebackHit]:
-        text = "\n".join(t.message for t in failing)
-        if report is not None:
-            text += "\n" + report.output
-        return parse_traceback_locations(text, self.base_files.keys())
-
     async def _localize(self) -> None:
         """Rank the functions that may hold the bug: static signals, plus the lines the
         failing and some passing tests execute in a traced sandbox run (pytest only)."""
@@ -295,63 +257,30 @@ class Solver:
                 job = trace_job(self.work, self.settings.test_cmd, self.baseline.targets, (),
                                 self.limits, whole_suite=True)
                 spectrum = parse_trace((await self._run_job(job)).output) if job else None
-        focus = self._focus(self.baseline_report, self.baseline_report.failing())
-        self.suspects = self.repo_map.localize(self.base_files, focus, spectrum)
-        self.bus.emit(Localized([s.to_dict() for s in self.suspects], spectrum is not None,
+        focus = self.prompts.focus(self.baseline_report, self.baseline_report.failing())
+        self.prompts.suspects = self.repo_map.localize(self.base_files, focus, spectrum)
+        self.bus.emit(Localized([s.to_dict() for s in self.prompts.suspects], spectrum is not None,
                                 time.monotonic() - started))
-
-    def _context_budget(self) -> int:
-        """Tokens of source per prompt: the setting, within the server's real window less
-        the answer and the rest of the prompt (instructions, failures, repository map)."""
-        budget = self.settings.context_tokens
-        window = getattr(self.model, "window", None)
-        if window is not None:
-            answer = self.settings.max_tokens or 2048
-            budget = min(budget, max(256, (window.tokens - answer) // 2))
-        return budget
-
-    def _sources(self, files: dict[str, str], focus: list[TracebackHit]) -> dict[str, str]:
-        budget = self._context_budget()
-        if self.suspects:
-            sources, partial = self.repo_map.function_source(files, self.suspects,
-                                                             token_budget=budget)
-            if sources:
-                self._partial_sources = self._partial_sources or partial
-                return sources
-        sources = self.repo_map.implicated_source(files, focus, token_budget=budget)
-        if not sources:
-            sources = {p: t for p, t in files.items() if p.endswith(".py") and not is_test_path(p)}
-        total, kept = 0, {}
-        for path, text in sources.items():
-            total += len(text) // 4
-            if kept and total > budget:
-                break
-            kept[path] = text
-        return kept
-
-    def _failure_views(self, cases: Sequence) -> list[dict[str, str]]:
-        return [{"nodeid": c.nodeid, "message": _trim(c.message or "(no message)", MESSAGE_CHARS)}
-                for c in cases][:10]
 
     # -- steps ----------------------------------------------------------------------------
 
     def _proposals(self, round_no: int, variant: Variant | None = None) -> list[Ask]:
         failing = [t for t in self.baseline_report.failing()] or []
-        focus = self._focus(self.baseline_report, failing)
-        sources = self._sources(self.base_files, focus)
+        focus = self.prompts.focus(self.baseline_report, failing)
+        sources = self.prompts.sources(self.base_files, focus)
         repo_map = self.repo_map.render(self.base_files, focus=focus,
-                                        mentioned=_words(self.issue),
-                                        token_budget=max(256, self._context_budget() // 4))
-        failures = self._failure_views(failing)
+                                        mentioned=words(self.issue),
+                                        token_budget=max(256, self.prompts.context_budget() // 4))
+        failures = self.prompts.failure_views(failing)
         if not failures and self.baseline.targets:
-            failures = [{"nodeid": t, "message": _trim(self.baseline_report.output, OUTPUT_CHARS)}
+            failures = [{"nodeid": t, "message": trim(self.baseline_report.output, OUTPUT_CHARS)}
                         for t in self.baseline.targets]
-        fmt = self._other_format() if variant is Variant.OTHER_FORMAT else self.edit_format
-        user = self._render("propose", fmt=fmt, issue=self.issue, failures=failures,
+        fmt = self.prompts.other_format() if variant is Variant.OTHER_FORMAT else self.prompts.edit_format
+        user = self.prompts.render("propose", fmt=fmt, issue=self.issue, failures=failures,
                             repo_map=repo_map, sources=sources)
         if variant is Variant.SPELL_OUT:
-            user += "\n" + self._render("variant", variant=variant.value, failures=failures)
-        messages = [{"role": "system", "content": self._system(sources, fmt)},
+            user += "\n" + self.prompts.render("variant", variant=variant.value, failures=failures)
+        messages = [{"role": "system", "content": self.prompts.system(sources, fmt)},
                     {"role": "user", "content": user}]
         return [Ask(f"r{round_no}c{i + 1}", round_no, None, messages, self.base_files,
                     self._seed(round_no, i), lineage=i, fmt=fmt)
@@ -370,9 +299,9 @@ class Solver:
         asks: list[Ask] = []
         questions = []
         for parent in parents:
-            feedback = self._feedback(parent)
+            feedback = self.prompts.feedback(parent)
             if variant is Variant.FAULTY_LINE:
-                feedback += "\n" + self._render("variant", variant=variant.value, failures=[])
+                feedback += "\n" + self.prompts.render("variant", variant=variant.value, failures=[])
             key = self.keys.get(parent.id, parent.id)
             if not self.revisions.is_new(key, feedback) and temperature is None:
                 continue  # this parent was asked exactly this already
@@ -451,7 +380,7 @@ class Solver:
             raise
 
     async def _answer(self, ask: Ask, done: asyncio.Event) -> None:
-        grammar = grammar_for(ask.fmt or self.edit_format) \
+        grammar = grammar_for(ask.fmt or self.prompts.edit_format) \
             if self.settings.constrained_decoding and ask.purpose != "reproduce" else None
         hints = Hints(temperature=ask.temperature, extra_body={
             "cache_prompt": True, "id_slot": ask.lineage % max(1, self.server.slots or 1)}
@@ -519,54 +448,10 @@ class Solver:
             self.bus.emit(Status(f"round {round_no}: expected ~{expected:.0f}s (measured "
                                  f"{self.planner.speed.decode or 0:.0f} tokens/s){note}"))
 
-    def _feedback(self, parent: Candidate) -> str:
-        if parent.format_error is not None or parent.files is None:
-            focus = self._focus(self.baseline_report, self.baseline_report.failing())
-            return self._render("format_error", error=parent.format_error or "no usable edits",
-                                sources=self._sources(self.base_files, focus))
-        if parent.dependency_edits and not parent.rejected:
-            focus = self._focus(self.baseline_report, self.baseline_report.failing())
-            return self._render("dependency_edit", files=parent.dependency_edits,
-                                patch=parent.patch, sources=self._sources(self.base_files, focus))
-        if parent.rejected:
-            focus = self._focus(self.baseline_report, self.baseline_report.failing())
-            return self._render("test_edit", files=parent.edited_tests, patch=parent.patch,
-                                sources=self._sources(self.base_files, focus))
-        report = parent.report
-        assert report is not None
-        focus = self._focus(report, parent.still_failing + parent.regressions)
-        return self._render(
-            "revise", patch=parent.patch, patch_error=report.patch_error,
-            timed_out=report.status is RunStatus.TIMED_OUT,
-            still_failing=self._failure_views(parent.still_failing),
-            regressions=self._failure_views(parent.regressions),
-            output=_trim(report.output, OUTPUT_CHARS),
-            sources=self._sources(parent.files, focus))
-
-    # -- prompts ----------------------------------------------------------------------------
-
-    @property
-    def edit_format(self) -> str:
-        chosen = self.settings.edit_format or (
-            "whole_file" if self.settings.model == "local" else "search_replace")
-        if chosen == "whole_file" and self._partial_sources:
-            return "function"  # a file shown in part cannot be given back whole
-        return chosen
-
-    def _other_format(self) -> str:
-        return "search_replace" if self.edit_format == "whole_file" else "whole_file"
-
-    def _render(self, name: str, fmt: str | None = None, **context: object) -> str:
-        return render(name, lang=_lang, edit_format=fmt or self.edit_format, **context)
-
-    def _system(self, sources: dict[str, str], fmt: str | None = None) -> str:
-        example = next(iter(sources), "path/to/file.py")
-        return render("system", edit_format=fmt or self.edit_format, example_path=example)
-
     def _apply(self, cand: Candidate, base: dict[str, str]) -> None:
         try:
             edits = parse_answer(cand.answer, known_paths=base.keys(),
-                                 functions=self.edit_format == "function")
+                                 functions=self.prompts.edit_format == "function")
             applied = apply_edits(base, edits)
         except (FormatError, EditApplyError) as exc:
             cand.format_error = str(exc)
@@ -613,12 +498,12 @@ class Solver:
     async def _reproduce(self) -> None:
         """Sample reproduction tests for the issue; keep one that fails on the current code."""
         self.bus.emit(Status("no failing test: sampling tests that reproduce the issue"))
-        repo_map = self.repo_map.render(self.base_files, mentioned=_words(self.issue),
-                                        token_budget=max(256, self._context_budget() // 4))
-        sources = self._sources(self.base_files, [])
-        user = self._render("reproduce", issue=self.issue, repo_map=repo_map, sources=sources,
+        repo_map = self.repo_map.render(self.base_files, mentioned=words(self.issue),
+                                        token_budget=max(256, self.prompts.context_budget() // 4))
+        sources = self.prompts.sources(self.base_files, [])
+        user = self.prompts.render("reproduce", issue=self.issue, repo_map=repo_map, sources=sources,
                             test_path=REPRO_TEST_PATH)
-        messages = [{"role": "system", "content": self._system(sources)},
+        messages = [{"role": "system", "content": self.prompts.system(sources)},
                     {"role": "user", "content": user}]
         completions = await self._sample("reproduce", messages, self.settings.candidates,
                                          self._seed(0, 0))
@@ -662,26 +547,6 @@ class Solver:
 
     def _record(self, cand: Candidate) -> None:
         self.bus.emit(self._update(cand, cand.state))
-
-
-def _trim(text: str, limit: int) -> str:
-    text = text.strip()
-    if len(text) <= limit:
-        return text
-    half = limit // 2
-    return text[:half] + "\n...\n" + text[-half:]
-
-
-def _words(text: str | None) -> list[str]:
-    import re
-
-    return re.findall(r"[A-Za-z_][A-Za-z0-9_]{2,}", text or "")
-
-
-def _lang(path: str) -> str:
-    return {"py": "python", "js": "javascript", "ts": "typescript", "md": "markdown",
-            "toml": "toml", "json": "json", "yml": "yaml", "yaml": "yaml"}.get(
-        path.rsplit(".", 1)[-1], "")
 
 
 __all__ = ["MulliganError", "Result", "Solver"]

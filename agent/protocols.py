@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from agent.models.window import Window
     from sandbox.api import Job, Limits, TestReport
 
 
@@ -68,6 +69,12 @@ class ChatModel(Protocol):
 
     async def aclose(self) -> None:
         """Release connections and processes; the model is not used afterwards."""
+        ...
+
+    @property
+    def window(self) -> Window | None:
+        """The server's context window, where it reports one (known after preflight); the
+        prompt is sized to fit it. None: unknown, the settings' budget alone decides."""
         ...
 
 

@@ -61,7 +61,7 @@ from agent.edits import Edit, apply_edits, parse_answer
 from agent.edits.grammar import grammar_for
 from agent.models.hints import Hints, hinted
 from agent.errors import EditApplyError, FormatError, MulliganError
-from agent.loop import MESSAGE_CHARS, _lang, _trim
+from agent.prompting import MESSAGE_CHARS, lang as _lang, trim as _trim
 from agent.trajectory import json_lines
 from prompts import render
 

@@ -159,6 +159,10 @@ class TimedModel:
     async def aclose(self):
         await self.inner.aclose()
 
+    @property
+    def window(self):
+        return self.inner.window
+
 
 # -- one task ----------------------------------------------------------------------------------
 

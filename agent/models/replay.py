@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping, Sequence
 
 from agent.events import ModelCall
+from agent.models.window import Window
 from agent.protocols import ChatModel, Completion, Usage
 
 REPLAYED = "replayed"  # the request_id of a Completion that came from a trajectory
@@ -53,3 +54,7 @@ class ReplayModel:
 
     async def aclose(self) -> None:
         await self.model.aclose()
+
+    @property
+    def window(self) -> Window | None:
+        return self.model.window

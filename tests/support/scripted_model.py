@@ -39,6 +39,7 @@ class ScriptedModel:
     requests: list[Request] = field(default_factory=list)
     preflights: int = 0
     closed: bool = False
+    window: None = None  # no server window: the settings' budget alone sizes the prompt
 
     def __post_init__(self) -> None:
         self._next = 0

@@ -8,7 +8,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agent.cores import usable_cores
 from agent.errors import ModelError, NoModelEndpoint
@@ -16,6 +16,7 @@ from agent.models.local import common
 from agent.models.local.common import ENV_THREADS, LOCAL_MODEL_NAME, LOCAL_TIMEOUT_S, Log
 from agent.models.local.server import LocalServer
 from agent.models.local.weights import local_status
+from agent.models.window import Window
 
 if TYPE_CHECKING:
     from agent.config import Settings
@@ -56,13 +57,16 @@ class WatchedModel:
             self.server.check()
             raise
 
-    async def aclose(self) -> None:
-        close = getattr(self.model, "aclose", None)
-        if close is not None:
-            await close()
+    async def preflight(self) -> None:
+        self.server.check()
+        await self.model.preflight()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.model, name)
+    async def aclose(self) -> None:
+        await self.model.aclose()
+
+    @property
+    def window(self) -> Window | None:
+        return self.model.window
 
 
 @dataclass

@@ -38,8 +38,16 @@ class _Stop(Exception):
 
 
 class _NoModel:
+    window = None
+
     async def sample(self, messages, n, seed=None):
         raise _Stop(messages)
+
+    async def preflight(self):
+        pass
+
+    async def aclose(self):
+        pass
 
 
 def _rank(suspects, file: str, function: str) -> int | None:
