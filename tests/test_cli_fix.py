@@ -121,8 +121,10 @@ def test_json_solved_with_patch_out_leaves_worktree_index_and_untracked_files_al
     patch_out = tmp_path / "fix.patch"
     openai_server.script(WRONG, RIGHT)
 
+    # narrow: the first answer is tested alone, then the second (a fixed verdict order)
     proc = fix(tmp_path, repo, "--json", "--candidates", "2", "--rounds", "1", "--patch-out",
-               str(patch_out), base_url=openai_server.base_url, image=docker_image)
+               str(patch_out), "--schedule", "narrow", base_url=openai_server.base_url,
+               image=docker_image)
 
     assert proc.returncode == 0, proc.stderr
     out = one_json_object(proc.stdout)

@@ -651,9 +651,10 @@ async def test_end_to_end_with_the_real_model(tmp_path, monkeypatch):
     assert started.model == "local"
     assert started.base_url.startswith("http://127.0.0.1:")
     answers = [a for e in events if isinstance(e, ModelCall) for a in e.answers]
-    assert len(answers) >= 2
-    assert any("/ len(values)" in a for a in answers), answers
     assert result.status in (ResultStatus.SOLVED, ResultStatus.UNSOLVED), result.reason
+    # the search stops at the first passing answer (docs/search.md); unsolved, it asked both
+    assert len(answers) >= (1 if result.status is ResultStatus.SOLVED else 2)
+    assert any("/ len(values)" in a for a in answers), answers
     if result.status is ResultStatus.SOLVED:
         assert "-    return sum(values) / (len(values) - 1)" in result.patch
     assert run.local is not None and not run.local.server.alive  # stopped after the run
