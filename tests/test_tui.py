@@ -129,7 +129,7 @@ def plain(widget: Static) -> str:
 async def test_run_from_start_to_apply(repo: Path, openai_server, docker_image):  # noqa: F811
     openai_server.script(BAD, GOOD)
     calc = repo / "calc.py"
-    app = MulliganApp(repo, flags=flags(openai_server, rounds=3))
+    app = MulliganApp(repo, flags=flags(openai_server, rounds=3, schedule="narrow"))
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen), "the setup screen")
         screen = app.screen

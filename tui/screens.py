@@ -631,7 +631,10 @@ class ErrorScreen(ModalScreen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#close", Button).focus()
+        # a screen dismissed while it mounts (a second error right behind the first) has no
+        # button left to focus
+        for button in self.query("#close").results(Button):
+            button.focus()
 
     def action_close(self) -> None:
         if self.fatal:
