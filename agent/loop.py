@@ -8,49 +8,52 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from agent.calls import ModelCalls
 from agent.candidate import Baseline, Candidate, choose
-from agent.cores import usable_cores
 from agent.config import Settings
-from agent.models.hints import Hints, hinted
-from agent.novelty import NO_CHANGE, Revisions, Variant, semantic_key
-from agent.schedule import Activity, Ask, Planner, Schedule, ServerInfo, probe
-from agent.threads import in_daemon_thread
 from agent.context.localize import TRACE_ALL_BELOW_S, parse_trace, trace_job
 from agent.context.repomap import RepoMap
+from agent.cores import usable_cores
 from agent.edits import apply_edits, parse_answer, unified_diff
 from agent.edits.grammar import grammar_for
-from agent.errors import (BaselineTimedOut, EditApplyError, FormatError, ModelAuthError,
-                          ModelError, ModelNotFound, MulliganError, NoTests)
+from agent.errors import (
+    BaselineTimedOut,
+    EditApplyError,
+    FormatError,
+    ModelAuthError,
+    ModelError,
+    ModelNotFound,
+    MulliganError,
+    NoTests,
+)
 from agent.events import (
     BaselineDone,
     CandidateState,
     CandidateUpdate,
     EventBus,
     Localized,
-    ModelCall,
     ResultStatus,
     RoundFinished,
     RunFinished,
     RunStarted,
     Status,
 )
-from agent.models.replay import call_key
-from agent.protocols import ChatModel, Completion, Sandbox, Usage
+from agent.jobs import JobRunner
+from agent.models.hints import Hints
+from agent.novelty import NO_CHANGE, Revisions, Variant, semantic_key
 from agent.prompting import OUTPUT_CHARS, Prompter, trim, words
+from agent.protocols import ChatModel, Sandbox
 from agent.result import BudgetExhausted, Result
+from agent.schedule import Activity, Ask, Planner, Schedule, ServerInfo, probe
 from agent.verdict import confirmed_winner, second_opinion_job, unsolved_detail
-from sandbox.api import Job, Limits, Outcome, RunStatus, TestReport
+from sandbox.api import Limits, Outcome, RunStatus, TestReport
 from sandbox.depfiles import changed_dependency_files
 from sandbox.snapshot import Snapshot
 from sandbox.testpaths import is_test_path
 
 REPRO_TEST_PATH = "tests/test_mulligan_repro.py"
-# Above this baseline suite time, candidates run the targets first and the rest only if
-# the targets pass; below it one container start costs more than it saves.
-TWO_PHASE_SUITE_S = 15.0
 
 
 @dataclass
@@ -67,16 +70,11 @@ class Solver:
 
     def __post_init__(self) -> None:
         self.prompts = Prompter(self.settings, self.repo_map, self.model)
-        self.usage = Usage()
-        self.cost = 0.0
-        self.sandbox_seconds = 0.0
-        self.started = time.monotonic()
         self.candidates: list[Candidate] = []
         self.limits = Limits(timeout_s=self.settings.test_timeout_s,
                              memory_mb=self.settings.memory_mb)
         self.stop_requested = False
         self.baseline: Baseline | None = None  # set by the baseline run
-        self._slots = asyncio.Semaphore(self.settings.workers)
         self.server = ServerInfo(False, None, False)
         self.planner = Planner(Schedule(self.settings.schedule), self.settings.candidates,
                                self.server)
@@ -86,8 +84,11 @@ class Solver:
         self.duplicates: set[str] = set()  # candidates whose change was tested already
         self.lineage: dict[str, int] = {}  # candidate id -> server slot of its conversation
         self.activity = Activity()
+        self.calls = ModelCalls(self.model, self.settings, self.bus, self.activity,
+                                self.planner.speed)
+        self.jobs = JobRunner(self.sandbox, self.snapshot, self.settings.test_cmd, self.limits,
+                              self.activity, self.planner.speed, self.settings.workers)
         self.first_fix_s: float | None = None
-        self.cached_tokens = 0
 
     # The working base (a reproduction test joins it) is what prompts are built from.
     @property
@@ -113,9 +114,8 @@ class Solver:
         self.bus.emit(RunStarted(self.run_id, self.repo_label, s.model, s.base_url, s.test_cmd,
                                  s.candidates, s.rounds, s.workers, self.issue))
         self.original = self.snapshot.text_files()
-        self.work = self.snapshot
         self.base_files = self.original
-        report = await self._test("", select=())
+        report = await self.jobs.test("")
         if report.exit_code == 127 and not report.tests:
             raise NoTests(f"the test command was not found in the sandbox: {s.test_cmd!r} "
                               f"({report.output.strip().splitlines()[-1][:200] if report.output.strip() else 'exit 127'})")
@@ -143,10 +143,10 @@ class Solver:
         self.planner = Planner(Schedule(s.schedule), s.candidates, self.server,
                                max_requests=s.max_requests)
         workers = self.planner.sandboxes(s.workers, usable_cores().usable)
-        self._slots = asyncio.Semaphore(workers)
+        self.jobs.speed = self.calls.speed = self.planner.speed
+        self.jobs.resize(workers)
         self._requests = asyncio.Semaphore(self.planner.parallel())
         self.bus.emit(Status(self.planner.describe(workers)))
-        self._workers = workers
         await self._localize()
         reason = f"no candidate passed in {s.rounds} round(s)"
         try:
@@ -177,7 +177,7 @@ class Solver:
             reason = str(exc)
         best = await confirmed_winner(  # a second opinion before "solved" (agent/verdict.py)
             self.candidates, self.baseline, lambda c: second_opinion_job(
-                self.work, c, self.baseline, self.settings.test_cmd, self.limits),
+                self.jobs.work, c, self.baseline, self.settings.test_cmd, self.limits),
             lambda job: asyncio.to_thread(self.sandbox.run, job), self.bus, self._record)
         if best is not None and best.solved:
             return self._finish(ResultStatus.SOLVED, best, "")
@@ -191,49 +191,16 @@ class Solver:
         patch = None
         if chosen is not None and chosen.files is not None:
             patch = unified_diff(self.original, chosen.files) or None
-        seconds = time.monotonic() - self.started
-        self.bus.emit(RunFinished(status, chosen.id if chosen else None, patch, self.usage.total,
-                                  self.cost, seconds, reason))
+        seconds = self.calls.elapsed()
+        calls = self.calls
+        self.bus.emit(RunFinished(status, chosen.id if chosen else None, patch, calls.usage.total,
+                                  calls.cost, seconds, reason))
         return Result(self.run_id, status, chosen, patch, self.candidates,
-                      self.baseline, self.usage, self.cost, seconds,
-                      self.sandbox_seconds, reason, self.first_fix_s, self.activity.idle_s,
-                      self.cached_tokens)
+                      self.baseline, calls.usage, calls.cost, seconds,
+                      self.jobs.seconds, reason, self.first_fix_s, self.activity.idle_s,
+                      calls.cached_tokens)
 
     # -- model calls ----------------------------------------------------------------------
-
-    def _check_budget(self) -> None:
-        s = self.settings
-        if s.token_budget is not None and self.usage.total >= s.token_budget:
-            raise BudgetExhausted(f"token budget of {s.token_budget} spent")
-        if s.cost_budget_usd is not None and self.cost >= s.cost_budget_usd:
-            raise BudgetExhausted(f"cost budget of ${s.cost_budget_usd} spent")
-        if s.time_budget_s is not None and time.monotonic() - self.started >= s.time_budget_s:
-            raise BudgetExhausted(f"time budget of {s.time_budget_s:.0f}s spent")
-
-    async def _sample(self, purpose: str, messages: list[dict[str, str]], n: int,
-                      seed: int | None, hints: Hints | None = None) -> list[Completion]:
-        self._check_budget()
-        self.activity.change(requests=1)
-        try:
-            with hinted(hints or Hints()):
-                completions = await self.model.sample(messages, n, seed=seed)
-        finally:
-            self.activity.change(requests=-1)
-        for c in completions:
-            if c.seconds > 0:  # a replayed answer took no time
-                self.planner.speed.record_sample(c.seconds, c.tokens_per_s,
-                                                 c.usage.completion_tokens)
-            self.cached_tokens += c.cached_tokens
-        usage = sum((c.usage for c in completions), Usage())
-        cost = sum(c.cost_usd for c in completions)
-        self.usage = self.usage + usage
-        self.cost += cost
-        self.bus.emit(ModelCall(call_key(messages, n, seed), purpose, messages,
-                                [c.text for c in completions], [c.finish_reason for c in completions], usage.prompt_tokens,
-                                usage.completion_tokens, cost,
-                                max((c.seconds for c in completions), default=0.0),
-                                sum(c.cached_tokens for c in completions)))
-        return completions
 
     def _seed(self, round_no: int, index: int) -> int | None:
         return None if self.settings.seed is None else self.settings.seed + 1000 * round_no + index
@@ -244,19 +211,19 @@ class Solver:
         """Rank the functions that may hold the bug: static signals, plus the lines the
         failing and some passing tests execute in a traced sandbox run (pytest only)."""
         started = time.monotonic()
-        job = trace_job(self.work, self.settings.test_cmd, self.baseline.targets,
+        job = trace_job(self.jobs.work, self.settings.test_cmd, self.baseline.targets,
                         sorted(self.baseline.keep), self.limits,
                         whole_suite=self.baseline_report.wall_s < TRACE_ALL_BELOW_S)
         spectrum = None
         if job is not None:
             self.bus.emit(Status("localizing: tracing the failing tests"))
-            report = await self._run_job(job)
+            report = await self.jobs.run(job)
             spectrum = parse_trace(report.output)
             if job.select and (spectrum is None or not spectrum.failing):
                 # a sampled id pytest cannot find aborts the run: trace the whole suite
-                job = trace_job(self.work, self.settings.test_cmd, self.baseline.targets, (),
+                job = trace_job(self.jobs.work, self.settings.test_cmd, self.baseline.targets, (),
                                 self.limits, whole_suite=True)
-                spectrum = parse_trace((await self._run_job(job)).output) if job else None
+                spectrum = parse_trace((await self.jobs.run(job)).output) if job else None
         focus = self.prompts.focus(self.baseline_report, self.baseline_report.failing())
         self.prompts.suspects = self.repo_map.localize(self.base_files, focus, spectrum)
         self.bus.emit(Localized([s.to_dict() for s in self.prompts.suspects], spectrum is not None,
@@ -327,7 +294,7 @@ class Solver:
         if not asks:
             return False
         # containers start while the model samples, one per job announced
-        self.sandbox.prewarm(self.limits, min(self._workers, len(asks)))
+        self.sandbox.prewarm(self.limits, min(self.jobs.workers, len(asks)))
         done = asyncio.Event()
         tasks = [asyncio.ensure_future(self._one(ask, done)) for ask in asks]
         waiter = asyncio.ensure_future(done.wait())
@@ -336,7 +303,7 @@ class Solver:
         try:
             pending = set(tasks)
             while pending and not done.is_set():
-                budget = self._time_left()
+                budget = self.calls.time_left()
                 finished, pending = await asyncio.wait(pending | {waiter}, timeout=budget,
                                                        return_when=asyncio.FIRST_COMPLETED)
                 pending.discard(waiter)
@@ -386,7 +353,7 @@ class Solver:
             "cache_prompt": True, "id_slot": ask.lineage % max(1, self.server.slots or 1)}
             if self.server.llama_cpp else {}, grammar=grammar)
         async with self._requests:
-            completion = (await self._sample(ask.purpose, ask.messages, 1, ask.seed, hints))[0]
+            completion = (await self.calls.sample(ask.purpose, ask.messages, 1, ask.seed, hints))[0]
         cand = Candidate(ask.id, ask.round, ask.parent.id if ask.parent else None,
                          ask.messages, completion.text, completion.usage.total,
                          allow_test_edits=self.settings.allow_test_edits)
@@ -413,7 +380,8 @@ class Solver:
             self.tested[key] = asyncio.get_running_loop().create_future()
             try:
                 self.bus.emit(self._update(cand, CandidateState.TESTING))
-                cand.report = await self._test_candidate(cand.patch)
+                cand.report = await self.jobs.test_candidate(cand.patch, self.baseline,
+                                                             self.baseline_report)
                 cand.score(self.baseline)
                 self._record(cand)
             finally:
@@ -422,7 +390,7 @@ class Solver:
                 else:
                     self.tested[key].set_result(cand)
         if cand.solved and self.first_fix_s is None:
-            self.first_fix_s = time.monotonic() - self.started
+            self.first_fix_s = self.calls.elapsed()
         if self._enough_passing():
             done.set()
 
@@ -434,16 +402,11 @@ class Solver:
         passing = {self.keys.get(c.id, c.id) for c in self.candidates if c.solved}
         return len(passing) >= self.settings.min_passing
 
-    def _time_left(self) -> float | None:
-        if self.settings.time_budget_s is None:
-            return None
-        return max(0.01, self.settings.time_budget_s - (time.monotonic() - self.started))
-
     def _expect(self, round_no: int) -> None:
         expected = self.planner.speed.expected_round_s(self.settings.candidates,
                                                        self.planner.parallel())
         if expected is not None:
-            left = self._time_left()
+            left = self.calls.time_left()
             note = f"; {left:.0f}s of the time budget left" if left is not None else ""
             self.bus.emit(Status(f"round {round_no}: expected ~{expected:.0f}s (measured "
                                  f"{self.planner.speed.decode or 0:.0f} tokens/s){note}"))
@@ -467,34 +430,6 @@ class Solver:
             return
         self.bus.emit(self._update(cand, CandidateState.APPLYING))
 
-    async def _test_candidate(self, patch: str) -> TestReport:
-        two_phase = (self.baseline.per_test and self.baseline.keep
-                     and self.baseline_report.wall_s > TWO_PHASE_SUITE_S)
-        if two_phase:
-            first = await self._test(patch, select=self.baseline.targets)
-            if not first.passed:
-                return first
-        return await self._test(patch, select=())
-
-    async def _test(self, patch: str, select: Sequence[str]) -> TestReport:
-        started = time.monotonic()
-        report = await self._run_job(
-            Job(self.work, patch, self.settings.test_cmd, tuple(select), self.limits))
-        if not select and patch:  # a whole candidate run: what the next round's tests cost
-            self.planner.speed.test_s.append(time.monotonic() - started)
-        return report
-
-    async def _run_job(self, job: Job) -> TestReport:
-        async with self._slots:
-            started = time.monotonic()
-            self.activity.change(tests=1)
-            try:
-                report = await in_daemon_thread(self.sandbox.run, job, name="mulligan-test")
-            finally:
-                self.activity.change(tests=-1)
-            self.sandbox_seconds += time.monotonic() - started
-        return report
-
     async def _reproduce(self) -> None:
         """Sample reproduction tests for the issue; keep one that fails on the current code."""
         self.bus.emit(Status("no failing test: sampling tests that reproduce the issue"))
@@ -505,7 +440,7 @@ class Solver:
                             test_path=REPRO_TEST_PATH)
         messages = [{"role": "system", "content": self.prompts.system(sources)},
                     {"role": "user", "content": user}]
-        completions = await self._sample("reproduce", messages, self.settings.candidates,
+        completions = await self.calls.sample("reproduce", messages, self.settings.candidates,
                                          self._seed(0, 0))
         for completion in completions:
             try:
@@ -517,10 +452,10 @@ class Solver:
             if not added:
                 continue
             patch = unified_diff(self.base_files, {**self.base_files, **added})
-            report = await self._test(patch, select=tuple(sorted(added)))
+            report = await self.jobs.test(patch, select=tuple(sorted(added)))
             failing = [t for t in report.tests.values() if t.outcome is Outcome.FAILED]
             if report.status is RunStatus.COMPLETED and failing:
-                self.work = self.snapshot.with_tree(self.snapshot.apply(patch))
+                self.jobs.work = self.snapshot.with_tree(self.snapshot.apply(patch))
                 self.base_files = {**self.base_files, **added}
                 self.baseline = dataclasses.replace(  # keeps what the baseline skipped
                     self.baseline, targets=tuple(t.nodeid for t in failing), per_test=True)

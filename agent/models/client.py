@@ -33,21 +33,33 @@ import asyncio
 import logging
 import math
 import random
-import socket
-import ssl
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
-from urllib.parse import urlsplit, urlunsplit
 
 import openai
 
-from agent.errors import ModelAuthError, ModelError, ModelNotFound, ModelUnavailable
+from agent.errors import ModelError
 from agent.models import hints
+from agent.models.failures import (
+    Adapted,
+    Malformed,
+    NotFound,
+    NUnsupported,
+    Parameters,
+    attempts,
+    classify,
+    display_url,
+    model_not_found,
+    names_a_model,
+    no_endpoint,
+    server_message,
+    unreachable,
+)
 from agent.models.pricing import DEFAULT_PRICES, cost_usd, price_for, split_usage
-from agent.protocols import ChatModel, Completion, Usage
 from agent.models.window import MIN_ANSWER, Window, estimate_tokens, server_window
+from agent.protocols import ChatModel, Completion, Usage
 
 __all__ = [
     "DEFAULT_PRICES",
@@ -86,63 +98,6 @@ class ModelSettings:
     retry_max_delay_s: float = 30.0
     retry_after_cap_s: float = 60.0  # a server's Retry-After is honoured up to this
     max_concurrent_requests: int = 8  # per model instance
-
-
-# -- error text helpers ---------------------------------------------------------------------
-
-
-def _display_url(url: str) -> str:
-    """The URL without credentials, query or fragment, and without a trailing slash."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6
-        host = f"[{host}]"
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
-
-
-def _server_message(exc: openai.APIError) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])
-        if isinstance(inner, str):
-            return inner
-    if isinstance(body, str) and body.strip():
-        return body
-    return getattr(exc, "message", "") or str(exc)
-
-
-class _Malformed(Exception):
-    """The server answered 200 with something that is not a chat completion."""
-
-
-class _NUnsupported(Exception):
-    """The server rejected ``n`` > 1."""
-
-
-def _connect_reason(exc: BaseException) -> str:
-    """A few words for why a connection failed, from the exception chain."""
-    chain: list[BaseException] = []
-    cur: BaseException | None = exc
-    while cur is not None and cur not in chain and len(chain) < 12:
-        chain.append(cur)
-        cur = cur.__cause__ or cur.__context__
-    text = " ".join(str(e) for e in chain).lower()
-    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "refused" in text:
-        return "connection refused"
-    if any(isinstance(e, socket.gaierror) for e in chain) or (
-        "name or service not known" in text or "nodename nor servname" in text
-    ):
-        return "cannot resolve the host name"
-    if any(isinstance(e, ConnectionResetError) for e in chain) or "reset" in text:
-        return "connection reset by the server"
-    if any(isinstance(e, ssl.SSLError) for e in chain):
-        return "TLS error"
-    inner = chain[-1]
-    return " ".join(str(inner).split()) or type(inner).__name__
 
 
 # -- the client ----------------------------------------------------------------------------
@@ -207,8 +162,7 @@ class OpenAIChatModel:
         self.prices = {**DEFAULT_PRICES, **(settings.prices or {})}
         self._client = client
         self._api_key = settings.api_key or NO_KEY
-        self._dropped: set[str] = set()  # parameters the server said it does not support
-        self._max_tokens_param = "max_tokens"
+        self._params_seen = Parameters()  # what the server said it does not support
         self._semaphore: asyncio.Semaphore | None = None
         self.window: Window | None = None  # the server's context size, learnt in preflight
 
@@ -239,8 +193,8 @@ class OpenAIChatModel:
     def base_url(self) -> str:
         """The base URL, as shown in messages (no credentials, no query)."""
         if self._client is None and self.settings.base_url:
-            return _display_url(self.settings.base_url)
-        return _display_url(str(self.client.base_url))
+            return display_url(self.settings.base_url)
+        return display_url(str(self.client.base_url))
 
     async def preflight(self) -> None:
         """Fail fast, before any test runs, when the server cannot be reached at all. Only the
@@ -248,9 +202,7 @@ class OpenAIChatModel:
         try:
             await self._listing_client.models.list(timeout=min(self.settings.timeout_s, 10.0))
         except (openai.APIConnectionError, openai.APITimeoutError) as exc:
-            raise ModelUnavailable(
-                f"cannot reach the model server at {self.base_url}: {_connect_reason(exc)} — is it "
-                "running? set OPENAI_BASE_URL or --base-url") from None
+            raise unreachable(self.base_url, exc) from None
         except (openai.OpenAIError, ValueError, TypeError):
             pass  # reachable; the first real request reports anything else precisely
         self.window = await server_window(str(self.client.base_url), self.settings.api_key,
@@ -290,7 +242,7 @@ class OpenAIChatModel:
             return await self._singles(messages, n, seed, start=0)
         try:
             first = await self._request(messages, n, seed)
-        except _NUnsupported:
+        except NUnsupported:
             log.info("%s rejects n=%d; sending one request per candidate", self.base_url, n)
             self.honours_n = False
             return await self._singles(messages, n, seed, start=0)
@@ -323,21 +275,21 @@ class OpenAIChatModel:
         if n > 1:
             params["n"] = n
         hint = hints.current()
-        if "temperature" not in self._dropped:
+        if "temperature" not in self._params_seen.dropped:
             params["temperature"] = s.temperature if hint.temperature is None \
                 else hint.temperature
         if hint.extra_body:
             params["extra_body"] = dict(hint.extra_body)
-        if s.top_p is not None and "top_p" not in self._dropped:
+        if s.top_p is not None and "top_p" not in self._params_seen.dropped:
             params["top_p"] = s.top_p
-        if seed is not None and "seed" not in self._dropped:
+        if seed is not None and "seed" not in self._params_seen.dropped:
             params["seed"] = seed
         if s.reasoning_effort is not None:
             params["reasoning_effort"] = s.reasoning_effort
         if s.max_completion_tokens is not None:
             params["max_completion_tokens"] = s.max_completion_tokens
         elif s.max_tokens is not None or self.window is not None:
-            params[self._max_tokens_param] = self._answer_room(messages, s.max_tokens)
+            params[self._params_seen.max_tokens] = self._answer_room(messages, s.max_tokens)
         if hint.grammar and self.window is not None and "llama.cpp" in self.window.source:
             params.setdefault("extra_body", {})["grammar"] = hint.grammar
         return params
@@ -372,24 +324,26 @@ class OpenAIChatModel:
                     try:
                         response = await self.client.chat.completions.create(**params)
                     except openai.APIError as exc:
-                        self._classify(exc, n)  # raises
+                        classify(exc, url=self.base_url, model=s.model, timeout_s=s.timeout_s,
+                                 max_retries=s.max_retries, n=n, params=self._params_seen,
+                                 line=self._line)
                     except ValueError as exc:  # invalid JSON in a 200 answer
-                        raise _Malformed(f"invalid JSON ({exc})") from exc
+                        raise Malformed(f"invalid JSON ({exc})") from exc
                     return self._completions(response, messages, started)
-            except _Malformed as err:
+            except Malformed as err:
                 if attempt >= s.max_retries:
                     raise ModelError(
                         f"the model server at {self.base_url} kept sending malformed answers "
-                        f"({_attempts(attempt + 1)}): {self._line(str(err), 160)} — is it an "
+                        f"({attempts(attempt + 1)}): {self._line(str(err), 160)} — is it an "
                         "OpenAI-compatible endpoint?") from err
                 delay = _backoff(s, attempt)
                 attempt += 1
                 log.debug("malformed answer (%s); retry %d/%d in %.2fs", self._line(str(err)),
                           attempt, s.max_retries, delay)
                 await asyncio.sleep(delay)
-            except _NotFound as nf:
+            except NotFound as nf:
                 raise await self._not_found(nf.exc) from None
-            except _Adapted:
+            except Adapted:
                 adaptations += 1
                 if adaptations > 4:  # cannot happen more than once per parameter
                     raise ModelError(
@@ -397,115 +351,29 @@ class OpenAIChatModel:
                         "parameters"
                     ) from None
 
-    def _classify(self, exc: openai.APIError, n: int) -> None:
-        """Raise what ``exc`` means: _Malformed, _Adapted, _NUnsupported or a ModelError.
-        Transport failures arrive here after the SDK's retries: they are final."""
-        url = self.base_url
-        s = self.settings
-        tries = _attempts(s.max_retries + 1)
-        if isinstance(exc, openai.APITimeoutError):
-            raise ModelUnavailable(
-                f"the model server at {url} did not answer within {s.timeout_s:g}s ({tries}) — "
-                "is it overloaded? raise the model timeout or use a smaller model") from None
-        if isinstance(exc, openai.APIConnectionError):
-            raise ModelUnavailable(
-                f"cannot reach the model server at {url}: {_connect_reason(exc)} — is it "
-                "running? set OPENAI_BASE_URL or --base-url") from None
-        if isinstance(exc, openai.APIResponseValidationError):
-            raise _Malformed(self._line(_server_message(exc))) from exc
-        if not isinstance(exc, openai.APIStatusError):
-            raise ModelError(f"the model server at {url} failed: {self._line(str(exc))}") from exc
-        status = exc.status_code
-        message = self._line(_server_message(exc))
-        if isinstance(exc, openai.AuthenticationError):
-            raise ModelAuthError(
-                f"the model server at {url} rejected the API key (HTTP 401) — "
-                "set OPENAI_API_KEY or --api-key"
-            ) from None
-        if isinstance(exc, openai.PermissionDeniedError):
-            raise ModelError(
-                f"the model server at {url} refused access to model {s.model!r} "
-                f"(HTTP 403): {message}"
-            ) from None
-        if isinstance(exc, openai.NotFoundError):
-            raise _NotFound(exc)
-        if status == 429:
-            raise ModelUnavailable(
-                f"the model server at {url} kept rate-limiting the requests ({tries}): "
-                f"HTTP 429: {self._line(message, 200)} — wait, or sample fewer candidates"
-            ) from None
-        if status in (408, 409) or status >= 500:
-            raise ModelUnavailable(
-                f"the model server at {url} kept failing ({tries}): "
-                f"HTTP {status}: {self._line(message, 200)}") from None
-        if isinstance(exc, openai.BadRequestError):
-            self._adapt(exc, n)  # raises _Adapted / _NUnsupported when it can cure it
-        raise ModelError(
-            f"the model server at {url} rejected the request (HTTP {status}): {message}"
-        ) from None
-
-    def _adapt(self, exc: openai.BadRequestError, n: int) -> None:
-        param = exc.param or ""
-        text = f"{exc.code or ''} {_server_message(exc)}".lower()
-        if (
-            "unsupported" not in text
-            and "not supported" not in text
-            and ("does not support" not in text)
-        ):
-            return
-        if param == "n" and n > 1:
-            raise _NUnsupported()
-        if param in ("temperature", "top_p", "seed") and param not in self._dropped:
-            log.info(
-                "%s does not support %s for %s; dropping it",
-                self.base_url,
-                param,
-                self.settings.model,
-            )
-            self._dropped.add(param)
-            raise _Adapted()
-        if param == "max_tokens" and self._max_tokens_param == "max_tokens":
-            self._max_tokens_param = "max_completion_tokens"
-            raise _Adapted()
-
     async def _not_found(self, exc: openai.NotFoundError) -> ModelError:
-        url = self.base_url
-        model = self.settings.model
-        message = self._line(_server_message(exc))
-        lowered = message.lower()
-        if exc.code != "model_not_found" and "model" not in lowered:
-            return ModelError(
-                f"the model server at {url} has no chat completions endpoint (HTTP 404: "
-                f"{message}) — check the base URL (OpenAI-compatible servers usually end in /v1)"
-            )
+        message = self._line(server_message(exc))
+        if not names_a_model(exc, message):
+            return no_endpoint(self.base_url, message)
         try:
             page = await self._listing_client.models.list(
                 timeout=min(self.settings.timeout_s, 10.0))
-            names = sorted(m.id for m in page.data)
+            names: list[str] | None = sorted(m.id for m in page.data)
         except (openai.OpenAIError, ValueError, AttributeError, TypeError):  # best effort
             names = None
-        if names:
-            shown = ", ".join(names[:20]) + (
-                f", … ({len(names)} in all)" if len(names) > 20 else ""
-            )
-            listing = f"available: {shown}"
-        elif names == []:
-            listing = "the server lists no models"
-        else:
-            listing = "could not list the available models"
-        return ModelNotFound(f"model {model!r} is not available at {url} ({listing})")
+        return model_not_found(self.settings.model, self.base_url, names)
 
     def _completions(self, response: Any, messages: list[dict], started: float) -> list[Completion]:
         choices = getattr(response, "choices", None)
         if not isinstance(choices, list) or not choices:
             kind = type(response).__name__
-            raise _Malformed(f"no choices in the answer ({kind})")
+            raise Malformed(f"no choices in the answer ({kind})")
         try:
             ordered = sorted(choices, key=lambda c: c.index if c.index is not None else 0)
             texts = [(c.message.content or "") if c.message is not None else "" for c in ordered]
             reasons = [c.finish_reason or "unknown" for c in ordered]
         except AttributeError as exc:
-            raise _Malformed(f"unexpected answer shape ({exc})") from exc
+            raise Malformed(f"unexpected answer shape ({exc})") from exc
         usage = getattr(response, "usage", None)
         prompt_tokens = getattr(usage, "prompt_tokens", None)
         completion_tokens = getattr(usage, "completion_tokens", None)
@@ -551,20 +419,6 @@ def _cache_and_speed(response: Any, usage: Any) -> tuple[int, float | None]:
     details = getattr(usage, "prompt_tokens_details", None)
     cached = getattr(details, "cached_tokens", None)
     return (cached if isinstance(cached, int) else 0), None
-
-
-def _attempts(count: int) -> str:
-    return f"{count} attempt{'s' if count != 1 else ''}"
-
-
-class _Adapted(Exception):
-    """A request parameter was dropped or renamed; send the request again at once."""
-
-
-class _NotFound(Exception):
-    def __init__(self, exc: openai.NotFoundError):
-        super().__init__(str(exc))
-        self.exc = exc
 
 
 async def _gather_or_cancel(coros: Sequence[Awaitable[Any]]) -> list[Any]:

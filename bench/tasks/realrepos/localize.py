@@ -75,7 +75,7 @@ async def measure(task: Path, entry: dict, settings: Settings) -> dict:
     events: list = []
     bus.subscribe(events.append)
     solver = Solver(settings, _NoModel(), sandbox, snapshot, bus, "loc", None, task.name,
-                    {}, RepoMap())
+                    RepoMap())
     started = time.monotonic()
     prompt = None
     try:
@@ -89,8 +89,8 @@ async def measure(task: Path, entry: dict, settings: Settings) -> dict:
         shutil.rmtree(work, ignore_errors=True)
     localized = next((e for e in events if isinstance(e, Localized)), None)
     file, function = entry["file"], entry["function"]
-    suspects = solver.suspects
-    focus = solver._focus(solver.baseline_report, solver.baseline_report.failing())
+    suspects = solver.prompts.suspects
+    focus = solver.prompts.focus(solver.baseline_report, solver.baseline_report.failing())
     static = solver.repo_map.localize(solver.base_files, focus, None)
     spectrum = captured.get("spectrum")
     dynamic = []
@@ -106,7 +106,7 @@ async def measure(task: Path, entry: dict, settings: Settings) -> dict:
         "rank_dynamic": _rank(dynamic, file, function),
         "signals": list(suspects[rank - 1].signals) if rank else [],
         "in_prompt": bool(prompt) and line.strip() in prompt and file in prompt,
-        "prompt_chars": len(prompt or ""), "edit_format": solver.edit_format,
+        "prompt_chars": len(prompt or ""), "edit_format": solver.prompts.edit_format,
         "traced": bool(localized and localized.traced),
         "targets": len(solver.baseline.targets),
         "baseline_s": round(solver.baseline_report.wall_s, 1),
