@@ -71,18 +71,29 @@ class JudgingSandbox:
         return [p for p in self.jobs if p]
 
 
-def solver_for(server, sandbox, **overrides) -> tuple[Solver, list]:
-    values = {"model": MODEL, "base_url": server.base_url, "candidates": 4, "rounds": 3,
-              "beam": 2, "workers": 2, "seed": 100, "edit_format": "whole_file"}
-    values.update(overrides)
-    settings = Settings(**values)
-    model = OpenAIChatModel(ModelSettings(model=MODEL, base_url=server.base_url,
-                                          temperature=settings.temperature, max_retries=0))
-    bus = EventBus()
-    events: list = []
-    bus.subscribe(events.append)
-    snapshot = Snapshot.from_files(FILES)
-    return Solver(settings, model, sandbox, snapshot, bus, "run-test"), events
+@pytest.fixture
+async def solver_for():
+    """Builds a Solver over the scripted server; every model it made is closed afterwards
+    (an unclosed client is closed by the garbage collector on some later test's loop)."""
+    models: list[OpenAIChatModel] = []
+
+    def make(server, sandbox, **overrides) -> tuple[Solver, list]:
+        values = {"model": MODEL, "base_url": server.base_url, "candidates": 4, "rounds": 3,
+                  "beam": 2, "workers": 2, "seed": 100, "edit_format": "whole_file"}
+        values.update(overrides)
+        settings = Settings(**values)
+        model = OpenAIChatModel(ModelSettings(model=MODEL, base_url=server.base_url,
+                                              temperature=settings.temperature, max_retries=0))
+        models.append(model)
+        bus = EventBus()
+        events: list = []
+        bus.subscribe(events.append)
+        snapshot = Snapshot.from_files(FILES)
+        return Solver(settings, model, sandbox, snapshot, bus, "run-test"), events
+
+    yield make
+    for model in models:
+        await model.aclose()
 
 
 def by_seed(answers: dict[int, object]):
@@ -180,7 +191,7 @@ def test_revision_ties_go_to_the_newest_least_revised_and_questions_are_not_repe
 # -- the streaming loop ---------------------------------------------------------------------
 
 
-async def test_narrow_asks_one_greedy_sample_first_and_stops_when_it_passes(openai_server):
+async def test_narrow_asks_one_greedy_sample_first_and_stops_when_it_passes(openai_server, solver_for):
     openai_server.script(RIGHT)
     sandbox = JudgingSandbox()
     solver, events = solver_for(openai_server, sandbox, schedule="narrow")
@@ -193,7 +204,7 @@ async def test_narrow_asks_one_greedy_sample_first_and_stops_when_it_passes(open
     assert any(isinstance(e, Status) and e.message.startswith("search: narrow") for e in events)
 
 
-async def test_narrow_widens_after_a_failed_greedy_sample(openai_server):
+async def test_narrow_widens_after_a_failed_greedy_sample(openai_server, solver_for):
     first, rest = seeds(1, 1)[0], seeds(1, 4)[1:]
     openai_server.fallback = by_seed({first: WRONG, rest[0]: WRONG, rest[1]: RIGHT,
                                       rest[2]: WRONG})
@@ -206,7 +217,7 @@ async def test_narrow_widens_after_a_failed_greedy_sample(openai_server):
     assert all(r.body.get("n", 1) == 1 for r in openai_server.chat_requests)
 
 
-async def test_stop_when_solved_cancels_outstanding_requests(openai_server):
+async def test_stop_when_solved_cancels_outstanding_requests(openai_server, solver_for):
     s = seeds(1, 4)
     openai_server.fallback = by_seed({s[0]: RIGHT, s[1]: stall(60, WRONG),
                                       s[2]: stall(60, WRONG), s[3]: stall(60, WRONG)})
@@ -223,7 +234,7 @@ async def test_stop_when_solved_cancels_outstanding_requests(openai_server):
                      "r1c3": CandidateState.CANCELLED, "r1c4": CandidateState.CANCELLED}
 
 
-async def test_keep_going_samples_the_whole_round(openai_server):
+async def test_keep_going_samples_the_whole_round(openai_server, solver_for):
     s = seeds(1, 3)
     openai_server.fallback = by_seed({s[0]: RIGHT, s[1]: RIGHT_REFORMATTED, s[2]: WRONG})
     sandbox = JudgingSandbox()
@@ -236,7 +247,7 @@ async def test_keep_going_samples_the_whole_round(openai_server):
     assert sum(c.solved for c in result.candidates) == 2
 
 
-async def test_a_no_op_answer_is_format_feedback_not_a_failed_candidate(openai_server):
+async def test_a_no_op_answer_is_format_feedback_not_a_failed_candidate(openai_server, solver_for):
     openai_server.fallback = lambda req: NOOP if req["messages"][-1]["role"] == "user" and \
         len(req["messages"]) == 2 else (RIGHT if NO_CHANGE in req["messages"][-1]["content"]
                                         else WRONG)
@@ -250,7 +261,7 @@ async def test_a_no_op_answer_is_format_feedback_not_a_failed_candidate(openai_s
     assert result.status is ResultStatus.SOLVED  # the revision was told its answer changed nothing
 
 
-async def test_a_round_without_progress_changes_the_question(openai_server):
+async def test_a_round_without_progress_changes_the_question(openai_server, solver_for):
     openai_server.fallback = lambda req: WRONG
     sandbox = JudgingSandbox()
     solver, events = solver_for(openai_server, sandbox, schedule="wide", candidates=2, beam=2,
@@ -268,7 +279,7 @@ async def test_a_round_without_progress_changes_the_question(openai_server):
     assert len(sandbox.candidate_jobs) == 1  # one distinct wrong change, tested once
 
 
-async def test_llama_cpp_requests_keep_each_lineage_on_its_slot(openai_server):
+async def test_llama_cpp_requests_keep_each_lineage_on_its_slot(openai_server, solver_for):
     s = seeds(1, 2)
     openai_server.fallback = by_seed({s[0]: WRONG, s[1]: WRONG, **{
         x: RIGHT for x in seeds(2, 2)}})
