@@ -138,6 +138,8 @@ def test_command_line_flags(fake_server, model_file, fake_env):
     assert argv[argv.index("--alias") + 1] == "local"
     # flags are only passed when the binary's --help lists them (older builds lack them)
     assert "--kv-unified" in argv and "--no-webui" in argv
+    # the host-memory prompt cache can mix conversations under a unified KV: it stays off
+    assert argv[argv.index("--cache-ram") + 1] == "0"
     assert int(argv[argv.index("-c") + 1]) == 16384
 
 

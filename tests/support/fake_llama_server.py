@@ -2,7 +2,7 @@
 """A stand-in for llama.cpp's `llama-server`, for testing the code that manages it.
 
 It takes the real server's flags that Mulligan passes (``-m``, ``--host``, ``--port``,
-``-t``, ``-c``, ``-np``, ``--alias``, ``--kv-unified``, ``--no-webui``, ``--version``,
+``-t``, ``-c``, ``-np``, ``--alias``, ``--kv-unified``, ``--no-webui``, ``--cache-ram``, ``--version``,
 ``--help``), binds like the real one (``couldn't bind HTTP server socket`` and exit 1 when the
 port is taken), answers ``GET /health`` (503 "Loading model" while loading, then 200),
 ``GET /v1/models`` and ``POST /v1/chat/completions`` (non-streaming, honours ``n``).
@@ -41,6 +41,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--alias", default=None)
     p.add_argument("--kv-unified", action="store_true")
     p.add_argument("--no-webui", action="store_true")
+    p.add_argument("--cache-ram", type=int)
     p.add_argument("--version", action="store_true")
     return p.parse_args(argv)
 

@@ -196,6 +196,11 @@ class LocalServer:
             cmd.append("--kv-unified")
         if "--no-webui" in helptext:
             cmd.append("--no-webui")
+        if "--cache-ram" in helptext:
+            # The host-memory prompt cache is off: with a unified KV it can restore another
+            # conversation's cells into a slot (llama.cpp #27148; seen here: a prompt answered
+            # with the file of a different task). Each lineage keeps its own slot's cache.
+            cmd += ["--cache-ram", "0"]
         return cmd + self.extra_args
 
     def _check_files(self) -> None:
