@@ -99,6 +99,7 @@ class BenchConfig:
     max_requests: int | None = None  # model requests at once within a job (a shared server)
     request_timeout_s: float | None = None  # per model request (a slow CPU server needs more)
     test_timeout_s: float = 120.0
+    context_tokens: int | None = None  # source tokens per prompt (None: the run's default)
     ray: str | None = None
     model_label: str = ""
     sources: list[str] = field(default_factory=list)
