@@ -128,3 +128,59 @@ def test_function_source_shows_long_files_in_part_and_short_files_whole():
     assert sources["pkg/mod.py"] == MOD
     assert "def f7(x):\n    return x + 7\n" in sources["pkg/big.py"]
     assert "def f8" not in sources["pkg/big.py"]
+
+
+OVERLOADED = """\
+import typing as t
+
+
+class Context:
+    @t.overload
+    def invoke(self, cb: int) -> int:
+        ...
+
+    @t.overload
+    def invoke(self, cb: str) -> str:
+        ...
+
+    def invoke(self, cb):
+        return cb - 1
+
+    def other(self):
+        return 1
+"""
+
+
+def test_an_echoed_view_changes_only_what_the_model_changed():
+    # small models copy every function shown; the unchanged ones (overload stubs included)
+    # must not land on another definition's span
+    answer = ("class Context:\n"
+              "    @t.overload\n    def invoke(self, cb: int) -> int:\n        ...\n\n"
+              "    @t.overload\n    def invoke(self, cb: str) -> str:\n        ...\n\n"
+              "    def invoke(self, cb):\n        return cb + 1\n\n"
+              "    def other(self):\n        return 1\n")
+    out = apply_functions(answer, {"pkg/mod.py": OVERLOADED})
+    assert out == OVERLOADED.replace("return cb - 1", "return cb + 1")
+
+
+def test_an_echoed_overload_stub_never_replaces_the_implementation():
+    # seen with the bundled model on click: the view's overload stub copied back alone
+    # replaced `Context.invoke` itself and broke 303 tests
+    answer = ("class Context:\n    @t.overload\n    def invoke(self, cb: str) -> str:\n"
+              "        ...\n\n    def other(self):\n        return 2\n")
+    out = apply_functions(answer, {"pkg/mod.py": OVERLOADED})
+    assert out == OVERLOADED.replace("return 1", "return 2")
+
+
+def test_one_overloaded_name_given_once_replaces_the_implementation():
+    answer = "class Context:\n    def invoke(self, cb):\n        return cb * 2\n"
+    out = apply_functions(answer, {"pkg/mod.py": OVERLOADED})
+    assert out == OVERLOADED.replace("return cb - 1", "return cb * 2")
+    assert out.count("@t.overload") == 2
+
+
+def test_a_function_given_back_unchanged_is_no_edit():
+    files = {"pkg/mod.py": MOD}
+    edits = parse_answer(fence("def helper(a, b):\n    return a - b\n"), files.keys(),
+                         functions=True)
+    assert apply_edits(files, edits).files["pkg/mod.py"] == MOD

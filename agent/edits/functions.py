@@ -7,6 +7,11 @@ only method of that name; a `class` block with methods replaces those methods of
 file's class of that name (a class the file lacks is added whole). A definition the file
 lacks is appended. Import lines the answer adds are put after the file's imports.
 Indentation is re-based on the target's, so a method given at column 0 still fits.
+
+A definition given back unchanged (small models copy every function they were shown) is
+skipped, so it can never land on the wrong span; several definitions of one name (typing
+overloads before the implementation) pair up in order when the answer gives as many as the
+file has, else the answer's one replaces the last (the implementation).
 """
 
 from __future__ import annotations
@@ -103,13 +108,18 @@ def apply_functions(source: str, answer: str, path: str, label: str) -> str:
                             and d.name == top.name]
             if file_classes and members:
                 for member in members:
+                    namesakes = [d for d in members if d.name == member.name]
                     lines = _splice(lines, a_lines[member.start:member.end], member.name,
-                                    top.name, label, path)
+                                    top.name, label, path,
+                                    (namesakes.index(member), len(namesakes)))
                 continue
             if file_classes:
-                lines = _replace_span(lines, file_classes[0], block)
+                if not _same(block, lines[file_classes[0].start:file_classes[0].end]):
+                    lines = _replace_span(lines, file_classes[0], block)
                 continue
-        lines = _splice(lines, block, top.name, None, label, path)
+        namesakes = [d for d in tops if d.name == top.name]
+        lines = _splice(lines, block, top.name, None, label, path,
+                        (namesakes.index(top), len(namesakes)))
     new_imports = [imp for imp in _imports(a_lines) if imp not in lines]
     if new_imports:
         at = max((i + 1 for i, ln in enumerate(lines) if _IMPORT_RE.match(ln)), default=0)
@@ -123,8 +133,15 @@ def _replace_span(lines: list[str], target: _Def, block: list[str]) -> list[str]
     return lines[: target.start] + _rebase(block, indent) + lines[target.end:]
 
 
+def _same(a: list[str], b: list[str]) -> bool:
+    """The same code, whatever its indentation and blank lines."""
+    return [ln.strip() for ln in a if ln.strip()] == [ln.strip() for ln in b if ln.strip()]
+
+
 def _splice(lines: list[str], block: list[str], name: str, cls: str | None, label: str,
-            path: str) -> list[str]:
+            path: str, nth: tuple[int, int] = (0, 1)) -> list[str]:
+    """Splice `block` over the file's definition `name`; `nth`: which of how many
+    definitions of that name the answer gives (overloads pair up in order)."""
     defs = _defs("\n".join(lines))
     if cls is not None:
         # the class's own methods (parent "Cls", or "Outer.Cls" for a nested class)
@@ -150,4 +167,8 @@ def _splice(lines: list[str], block: list[str], name: str, cls: str | None, labe
     if not matches:  # a new function: append it
         tail = [""] if lines and lines[-1].strip() else []
         return lines + tail + ([""] if tail else []) + _rebase(block, "")
-    return _replace_span(lines, matches[-1] if len(matches) > 1 else matches[0], block)
+    if any(_same(block, lines[d.start:d.end]) for d in matches):
+        return lines  # given back unchanged
+    index, count = nth
+    target = matches[index] if count == len(matches) else matches[-1]
+    return _replace_span(lines, target, block)
