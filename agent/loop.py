@@ -46,7 +46,7 @@ from agent.novelty import NO_CHANGE, Revisions, Variant, semantic_key
 from agent.prompting import OUTPUT_CHARS, Prompter, trim, words
 from agent.protocols import ChatModel, Sandbox
 from agent.result import BudgetExhausted, Result
-from agent.schedule import Activity, Ask, Planner, Schedule, ServerInfo, probe
+from agent.schedule import Activity, Ask, Planner, RequestGate, Schedule, ServerInfo, probe
 from agent.verdict import confirmed_winner, second_opinion_job, unsolved_detail
 from sandbox.api import Limits, Outcome, RunStatus, TestReport
 from sandbox.depfiles import changed_dependency_files
@@ -145,7 +145,7 @@ class Solver:
         workers = self.planner.sandboxes(s.workers, usable_cores().usable)
         self.jobs.speed = self.calls.speed = self.planner.speed
         self.jobs.resize(workers)
-        self._requests = asyncio.Semaphore(self.planner.parallel())
+        self._requests = RequestGate(self.planner.parallel)
         self.bus.emit(Status(self.planner.describe(workers)))
         await self._localize()
         reason = f"no candidate passed in {s.rounds} round(s)"
@@ -350,14 +350,14 @@ class Solver:
         grammar = grammar_for(ask.fmt or self.prompts.edit_format) \
             if self.settings.constrained_decoding and ask.purpose != "reproduce" else None
         hints = Hints(temperature=ask.temperature, extra_body={
-            "cache_prompt": True, "id_slot": ask.lineage % max(1, self.server.slots or 1)}
+            "cache_prompt": True, "id_slot": self.planner.slot(ask.lineage)}
             if self.server.llama_cpp else {}, grammar=grammar)
         async with self._requests:
             completion = (await self.calls.sample(ask.purpose, ask.messages, 1, ask.seed, hints))[0]
         cand = Candidate(ask.id, ask.round, ask.parent.id if ask.parent else None,
                          ask.messages, completion.text, completion.usage.total,
                          allow_test_edits=self.settings.allow_test_edits)
-        self.lineage[cand.id] = ask.lineage
+        self.lineage[cand.id] = self.planner.slot(ask.lineage)
         self.candidates.append(cand)
         self._apply(cand, ask.base)
         if cand.format_error is not None:

@@ -5,8 +5,9 @@ The policy (docs/search.md), pinned with `--schedule`:
 
 * `narrow` (auto on a llama.cpp server that decodes slowly, i.e. a CPU): the first request is
   one greedy sample, tested as soon as it is complete; only when it does not pass does the
-  round widen to the remaining samples in parallel, then revisions. An easy bug costs what
-  one sample costs; on a CPU, N answers side by side decode at a fraction of the speed each.
+  round go on to the remaining samples, then revisions, one request at a time on the slot
+  that has read the prompt. An easy bug costs what one sample costs; on a CPU, N answers side
+  by side decode at a fraction of the speed each, and each new slot reads the prompt again.
 * `wide` (auto on an API, or a llama.cpp server decoding fast, i.e. batching on a GPU): all
   N samples of a round at once, each tested as soon as it is complete.
 * Sandboxes: while a model on this machine generates, at most one sandbox per core the
@@ -15,11 +16,13 @@ The policy (docs/search.md), pinned with `--schedule`:
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import json
+import time
 import urllib.error
 import urllib.request
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -55,7 +58,7 @@ class ServerInfo:
 
 def _get_json(url: str) -> object | None:
     try:
-        with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_S) as resp:  # noqa: S310
+        with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_S) as resp:
             return json.loads(resp.read(1 << 20))
     except (urllib.error.URLError, OSError, ValueError):
         return None
@@ -135,10 +138,27 @@ class Planner:
     def greedy_first(self) -> bool:
         return self.narrow() and self.candidates > 1
 
+    def sequential(self) -> bool:
+        """One request at a time, all on one cached slot: a llama.cpp server that decodes
+        slowly (a CPU). Parallel answers there share the same cores (measured on 2 cores:
+        three streams at ~3 tokens/s each against ~13 for one), and every extra slot reads
+        the whole prompt again (~90 s for 4.5k tokens), while the slot that read it answers
+        the next sample of the same prompt with nothing to read."""
+        return self.narrow() and self.server.llama_cpp
+
     def parallel(self) -> int:
-        """Requests in flight at once: the server's slots bound it when it reports them."""
+        """Requests in flight at once: one on a CPU llama.cpp server, else bounded by the
+        server's slots when it reports them."""
+        if self.sequential():
+            return 1
         return max(1, min(self.candidates, self.server.slots or self.candidates,
                           self.max_requests or self.candidates))
+
+    def slot(self, lineage: int) -> int:
+        """The server slot a request of `lineage` goes to: all to one when sequential (the
+        prompts share their start, which that slot has read), else one per lineage."""
+        return 0 if self.sequential() else lineage % max(1, self.server.slots or 1)
+
 
     def sandboxes(self, workers: int, cores: int) -> int:
         """Sandboxes at once. Beside a llama.cpp server on this machine, the cores the model
@@ -151,9 +171,31 @@ class Planner:
 
     def describe(self, workers: int) -> str:
         mode = "narrow (one greedy sample first)" if self.narrow() else "wide"
+        if self.sequential():
+            mode += ", one request at a time on one cached slot"
         return (f"search: {mode}, {self.candidates} sample(s) per round, up to "
                 f"{self.parallel()} request(s) and {workers} sandbox(es) at once; "
                 f"server {self.server.label}")
+
+
+class RequestGate:
+    """At most `limit()` requests in flight, the limit read at every entry: the width
+    follows the speed measured so far (a GPU server is known fast after its first answer)."""
+
+    def __init__(self, limit: Callable[[], int]):
+        self._limit = limit
+        self._inside = 0
+        self._changed = asyncio.Condition()
+
+    async def __aenter__(self) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._inside < self._limit())
+            self._inside += 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        async with self._changed:
+            self._inside -= 1
+            self._changed.notify_all()
 
 
 @dataclass

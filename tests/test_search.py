@@ -122,7 +122,13 @@ def test_width_policy_follows_the_server():
     assert Planner(Schedule.NARROW, 4, api).narrow()  # pinned by --schedule
     assert not Planner(Schedule.WIDE, 4, cpu).narrow()
     assert not Planner(Schedule.NARROW, 1, cpu).greedy_first()  # one sample: nothing to widen
-    assert Planner(Schedule.AUTO, 8, ServerInfo(True, 2, True)).parallel() == 2
+    cpu_server = Planner(Schedule.AUTO, 8, ServerInfo(True, 2, True))
+    assert cpu_server.sequential() and cpu_server.parallel() == 1  # one cached slot
+    assert cpu_server.slot(0) == cpu_server.slot(1) == 0
+    cpu_server.speed.record_sample(1.0, 400.0, 400)  # it turned out to be a GPU
+    assert not cpu_server.sequential() and cpu_server.parallel() == 2  # its slots bound it
+    assert cpu_server.slot(1) == 1
+    assert Planner(Schedule.NARROW, 4, api).parallel() == 4  # an API has no slot to reuse
 
 
 def test_sandboxes_leave_the_model_its_cores():
@@ -307,3 +313,44 @@ async def test_llama_cpp_requests_keep_each_lineage_on_its_slot(openai_server, s
     revision = [b for b in bodies if len(b["messages"]) > 2]
     parent_slot = {b["id_slot"] for b in revision}
     assert len(parent_slot) == 1  # a revision stays on its parent's slot
+
+
+async def test_a_cpu_llama_cpp_server_gets_one_request_at_a_time_on_one_slot(
+        openai_server, solver_for):
+    # parallel answers on a CPU share its cores and each new slot reads the prompt again
+    lock = threading.Lock()
+    overlap = threading.Event()
+    inflight = {"now": 0, "most": 0}
+
+    def answer(_request):
+        with lock:
+            inflight["now"] += 1
+            inflight["most"] = max(inflight["most"], inflight["now"])
+            if inflight["now"] > 1:
+                overlap.set()
+        overlap.wait(0.5)  # a parallel client would send its next request meanwhile
+        with lock:
+            inflight["now"] -= 1
+        return WRONG
+
+    openai_server.fallback = answer
+    sandbox = JudgingSandbox()
+    solver, _ = solver_for(openai_server, sandbox, schedule="auto", candidates=3, rounds=1)
+    original = asyncio.to_thread
+
+    async def fake_probe(fn, *args):
+        if getattr(fn, "__name__", "") == "probe":
+            return ServerInfo(llama_cpp=True, slots=4, local=True)
+        return await original(fn, *args)
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(asyncio, "to_thread", fake_probe)
+    try:
+        result = await solver.run()
+    finally:
+        patch.undo()
+    assert result.status is ResultStatus.UNSOLVED
+    bodies = [r.body for r in openai_server.chat_requests]
+    assert len(bodies) == 3
+    assert [b["id_slot"] for b in bodies] == [0, 0, 0]
+    assert inflight["most"] == 1
