@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -68,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
           "| prompt tok | answer tok (median) | candidates |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for out in args.outs:
+        if not (out / "results.jsonl").is_file():
+            print(f"{out}: no results.jsonl (no job has finished there)", file=sys.stderr)
+            continue
         records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()
                    if line.strip()]
         rows = [_row(r, out, manifest) for r in records if r["task"] in manifest]
