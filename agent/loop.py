@@ -191,8 +191,8 @@ class Solver:
         patch = None
         if chosen is not None and chosen.files is not None:
             patch = unified_diff(self.original, chosen.files) or None
-        seconds = self.calls.elapsed()
         calls = self.calls
+        seconds = calls.elapsed()
         self.bus.emit(RunFinished(status, chosen.id if chosen else None, patch, calls.usage.total,
                                   calls.cost, seconds, reason))
         return Result(self.run_id, status, chosen, patch, self.candidates,

@@ -17,6 +17,7 @@ from agent.candidate import Candidate
 from agent.config import Settings
 from agent.events import (CandidateState, CandidateUpdate, EventBus, ModelCall, ResultStatus,
                           Status)
+import agent.loop as loop_module
 from agent.loop import Solver
 from agent.models.client import ModelSettings, OpenAIChatModel
 from agent.novelty import NO_CHANGE, Revisions, Variant, semantic_key
@@ -94,6 +95,11 @@ async def solver_for():
     yield make
     for model in models:
         await model.aclose()
+
+
+def serve_as(monkeypatch: pytest.MonkeyPatch, info: ServerInfo) -> None:
+    """The scripted server, as the loop's probe sees it (a llama.cpp server, its slots)."""
+    monkeypatch.setattr(loop_module, "probe", lambda _base_url: info)
 
 
 def by_seed(answers: dict[int, object]):
@@ -285,27 +291,16 @@ async def test_a_round_without_progress_changes_the_question(openai_server, solv
     assert len(sandbox.candidate_jobs) == 1  # one distinct wrong change, tested once
 
 
-async def test_llama_cpp_requests_keep_each_lineage_on_its_slot(openai_server, solver_for):
+async def test_llama_cpp_requests_keep_each_lineage_on_its_slot(openai_server, solver_for,
+                                                                monkeypatch):
     s = seeds(1, 2)
     openai_server.fallback = by_seed({s[0]: WRONG, s[1]: WRONG, **{
         x: RIGHT for x in seeds(2, 2)}})
     sandbox = JudgingSandbox()
     solver, _ = solver_for(openai_server, sandbox, schedule="wide", candidates=2, beam=1,
                            rounds=2)
-    solver.recorded = {}
-    original = asyncio.to_thread
-
-    async def fake_probe(fn, *args):
-        if getattr(fn, "__name__", "") == "probe":
-            return ServerInfo(llama_cpp=True, slots=2, local=False)
-        return await original(fn, *args)
-
-    asyncio_to_thread = pytest.MonkeyPatch()
-    asyncio_to_thread.setattr(asyncio, "to_thread", fake_probe)
-    try:
-        result = await solver.run()
-    finally:
-        asyncio_to_thread.undo()
+    serve_as(monkeypatch, ServerInfo(llama_cpp=True, slots=2, local=False))
+    result = await solver.run()
     assert result.status is ResultStatus.SOLVED
     bodies = [r.body for r in openai_server.chat_requests]
     assert all(b.get("cache_prompt") is True for b in bodies)
@@ -316,7 +311,7 @@ async def test_llama_cpp_requests_keep_each_lineage_on_its_slot(openai_server, s
 
 
 async def test_a_cpu_llama_cpp_server_gets_one_request_at_a_time_on_one_slot(
-        openai_server, solver_for):
+        openai_server, solver_for, monkeypatch):
     # parallel answers on a CPU share its cores and each new slot reads the prompt again
     lock = threading.Lock()
     overlap = threading.Event()
@@ -336,19 +331,8 @@ async def test_a_cpu_llama_cpp_server_gets_one_request_at_a_time_on_one_slot(
     openai_server.fallback = answer
     sandbox = JudgingSandbox()
     solver, _ = solver_for(openai_server, sandbox, schedule="auto", candidates=3, rounds=1)
-    original = asyncio.to_thread
-
-    async def fake_probe(fn, *args):
-        if getattr(fn, "__name__", "") == "probe":
-            return ServerInfo(llama_cpp=True, slots=4, local=True)
-        return await original(fn, *args)
-
-    patch = pytest.MonkeyPatch()
-    patch.setattr(asyncio, "to_thread", fake_probe)
-    try:
-        result = await solver.run()
-    finally:
-        patch.undo()
+    serve_as(monkeypatch, ServerInfo(llama_cpp=True, slots=4, local=True))
+    result = await solver.run()
     assert result.status is ResultStatus.UNSOLVED
     bodies = [r.body for r in openai_server.chat_requests]
     assert len(bodies) == 3
