@@ -204,17 +204,19 @@ async def test_a_candidate_that_edits_the_tests_is_rejected_even_though_they_pas
 
     result, events = await run_loop(repo, settings(openai_server, docker_image, candidates=2))
 
-    cands = by_id(result)
-    cheater = cands["r1c1"]
+    # the two requests run side by side: which candidate got which answer is the server's
+    # arrival order, so each is found by its answer
+    [cheater] = [c for c in result.candidates if c.answer == cheat]
+    [honest] = [c for c in result.candidates if c.answer == wrong]
     assert cheater.report is not None and cheater.report.passed  # its tests do pass
     assert cheater.state is CandidateState.REJECTED
     assert cheater.edited_tests == ["tests/test_calc.py"]
     assert result.status is ResultStatus.UNSOLVED
-    assert result.chosen is not None and result.chosen.id == "r1c2"
+    assert result.chosen is not None and result.chosen.id == honest.id
     as_json = {c["id"]: c for c in result.to_json()["candidates"]}
-    assert as_json["r1c1"]["state"] == "rejected"
-    assert as_json["r1c1"]["edited_tests"] == ["tests/test_calc.py"]
-    final = [e for e in events if isinstance(e, CandidateUpdate) and e.id == "r1c1"][-1]
+    assert as_json[cheater.id]["state"] == "rejected"
+    assert as_json[cheater.id]["edited_tests"] == ["tests/test_calc.py"]
+    final = [e for e in events if isinstance(e, CandidateUpdate) and e.id == cheater.id][-1]
     assert final.state is CandidateState.REJECTED
 
 
