@@ -52,6 +52,7 @@ class Candidate:
     parent: str | None
     messages: list[dict[str, str]] = field(default_factory=list)
     answer: str = ""
+    shown: tuple[str, ...] = ()  # the source files its prompt showed
     tokens: int = 0
     files: dict[str, str] | None = None  # every text file after the edits; None: unusable answer
     patch: str = ""  # against the working base

@@ -250,7 +250,7 @@ class Solver:
         messages = [{"role": "system", "content": self.prompts.system(sources, fmt)},
                     {"role": "user", "content": user}]
         return [Ask(f"r{round_no}c{i + 1}", round_no, None, messages, self.base_files,
-                    self._seed(round_no, i), lineage=i, fmt=fmt)
+                    self._seed(round_no, i), lineage=i, fmt=fmt, shown=tuple(sources))
                 for i in range(self.settings.candidates)]
 
     def _revisions(self, round_no: int) -> list[Ask]:
@@ -284,7 +284,8 @@ class Solver:
                 base = parent.files if parent.files is not None else self.base_files
                 ask = Ask(f"r{round_no}c{p_index * per_parent + j + 1}", round_no, parent,
                           messages, base, self._seed(round_no, p_index * per_parent + j),
-                          "revise", temperature, self.lineage.get(parent.id, p_index))
+                          "revise", temperature, self.lineage.get(parent.id, p_index),
+                          shown=parent.shown)
                 asks.append(ask)
         return asks
 
@@ -355,7 +356,7 @@ class Solver:
         async with self._requests:
             completion = (await self.calls.sample(ask.purpose, ask.messages, 1, ask.seed, hints))[0]
         cand = Candidate(ask.id, ask.round, ask.parent.id if ask.parent else None,
-                         ask.messages, completion.text, completion.usage.total,
+                         ask.messages, completion.text, ask.shown, completion.usage.total,
                          allow_test_edits=self.settings.allow_test_edits)
         self.lineage[cand.id] = self.planner.slot(ask.lineage)
         self.candidates.append(cand)
@@ -412,9 +413,12 @@ class Solver:
                                  f"{self.planner.speed.decode or 0:.0f} tokens/s){note}"))
 
     def _apply(self, cand: Candidate, base: dict[str, str]) -> None:
+        # small models drop the path line: a bare fence then edits the one file shown
+        shown = [p for p in cand.shown if not is_test_path(p)]
         try:
             edits = parse_answer(cand.answer, known_paths=base.keys(),
-                                 functions=self.prompts.edit_format == "function")
+                                 functions=self.prompts.edit_format == "function",
+                                 default_path=shown[0] if len(shown) == 1 else None)
             applied = apply_edits(base, edits)
         except (FormatError, EditApplyError) as exc:
             cand.format_error = str(exc)

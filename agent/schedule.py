@@ -212,6 +212,7 @@ class Ask:
     temperature: float | None = None  # None: the settings' temperature
     lineage: int = 0  # the server slot its conversation's prompt is cached in
     fmt: str | None = None  # the edit format asked for; None: the run's
+    shown: tuple[str, ...] = ()  # the source files its prompt showed
 
 
 @dataclass

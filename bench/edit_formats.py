@@ -23,8 +23,16 @@ Formats:
 * ``function_prod``: the production prompts in function mode (``edit_format="function"``),
   parsed with ``parse_answer(..., functions=True)``: replacement functions spliced back by
   their tree-sitter span;
-* ``function_prod_grammar``: the same, sampled under the llama.cpp grammar of
-  ``agent/edits/grammar.py`` (constrained decoding; needs a llama.cpp server).
+* ``function_prod_grammar`` and ``whole_file_prod_grammar``: the same, sampled under the
+  llama.cpp grammar of ``agent/edits/grammar.py`` (constrained decoding, on by default in the
+  product; needs a llama.cpp server);
+* ``whole_file_chat``: whole file with the layout learnt from Aider's whole-file coder: the
+  files in a message of their own, acknowledged, then the request, and the model told to
+  find and explain the faulty line before it writes the file.
+
+An answer that names no file edits the task's one module by definition name, as in the
+product (``parse_answer(default_path=...)``). ``--rescore`` runs stored answers through
+today's parser and tests again without asking the model anything.
 
 By default the bundled local model is started (``mulligan model setup`` first); ``--base-url``
 and ``--model`` point at any other OpenAI-compatible endpoint instead. Results are appended
@@ -67,9 +75,10 @@ from prompts import render
 
 DEFAULT_TASKS_DIR = ROOT.parent / "shared" / "benchmarks"
 FORMATS = ("search_replace", "sr_named", "unified_diff", "whole_file", "whole_function",
-           "whole_file_prod", "function_prod", "function_prod_grammar")
+           "whole_file_prod", "whole_file_prod_grammar", "whole_file_chat", "function_prod",
+           "function_prod_grammar")
 # Formats sampled with the server's grammar (llama.cpp GBNF from agent/edits/grammar.py).
-GRAMMAR_FORMATS = {"function_prod_grammar": "function"}
+GRAMMAR_FORMATS = {"function_prod_grammar": "function", "whole_file_prod_grammar": "whole_file"}
 
 # "search_replace" is the production prompt as it is (prompts/system.j2 + propose.j2). The
 # other formats share one system prompt without format rules and put the format's rules at
@@ -168,6 +177,27 @@ Rules:
 """
 FINAL_LINE_SR_V1 = "Fix the bug. Answer with SEARCH/REPLACE blocks."
 
+# Learnt from Aider's whole-file coder (its prompts fixed tasks where ours got the file copied
+# back): the files come first as a message of their own, acknowledged, then the request; the
+# model is told to find and explain the change before it writes the file.
+SYSTEM_CHAT = """\
+You are an expert software engineer. You fix bugs in the files the user shows you.
+
+When you are asked for a fix you MUST:
+1. Find the line or lines that cause the bug.
+2. Explain in one or two sentences what is wrong and how you change it.
+3. Give the complete corrected file.
+
+Give a file as its path on a line of its own, then a fenced code block with the entire
+content of the file. Never skip or abbreviate any part of the file with "..." or comments.
+Never edit the tests.
+"""
+CHAT_FILES = "These are the files to fix:\n\n{listing}"
+CHAT_ACK = "Ok. I will fix the bug in these files."
+CHAT_REQUEST = """\
+{issue}{failures}
+Find the bug, explain it in one or two sentences, then give the complete corrected file."""
+
 
 # -- tasks ------------------------------------------------------------------------------------
 
@@ -253,13 +283,24 @@ def messages_for(fmt: str, task: Path, sources: dict[str, str],
                  failures: list[dict[str, str]], max_failures: int = 10) -> list[dict[str, str]]:
     issue = json.loads((task / "task.json").read_text()).get("description")
     path = next(iter(sources))
-    prod = {"whole_file_prod": "whole_file", "function_prod": "function",
-            "function_prod_grammar": "function"}
+    prod = {"whole_file_prod": "whole_file", "whole_file_prod_grammar": "whole_file",
+            "function_prod": "function", "function_prod_grammar": "function"}
     if fmt in prod:  # the production prompts as they are now
         user = render("propose", issue=issue, failures=failures[:max_failures], repo_map=None,
                       sources=sources, lang=_lang, edit_format=prod[fmt])
         system = render("system", edit_format=prod[fmt], example_path=path)
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    if fmt == "whole_file_chat":
+        listing = "".join(f"{p}\n```{_lang(p)}\n{t.rstrip()}\n```\n\n" for p, t in sources.items())
+        shown = "".join(f"\n### {f['nodeid']}\n```\n{f['message']}\n```\n"
+                        for f in failures[:max_failures])
+        request = CHAT_REQUEST.format(
+            issue=(issue.strip() + "\n") if issue else "",
+            failures=f"\nThese tests fail:\n{shown}" if shown else "")
+        return [{"role": "system", "content": SYSTEM_CHAT},
+                {"role": "user", "content": CHAT_FILES.format(listing=listing)},
+                {"role": "assistant", "content": CHAT_ACK},
+                {"role": "user", "content": request}]
     user = render("propose", issue=issue, failures=failures[:max_failures], repo_map=None,
                   sources=sources, lang=_lang, edit_format="search_replace")
     body = user[: user.rindex("Fix the bug.")]  # the context, without the answer instructions
@@ -319,8 +360,10 @@ def apply_answer(fmt: str, answer: str, files: dict[str, str]) -> tuple[str, dic
         if fmt == "whole_function":
             edits = whole_function_edits(answer, files)
         else:
+            shown = [p for p in files if not p.startswith("tests/")]
             edits = parse_answer(answer, known_paths=files.keys(),
-                                 functions=fmt.startswith("function_prod"))
+                                 functions=fmt.startswith("function_prod"),
+                                 default_path=shown[0] if len(shown) == 1 else None)
     except FormatError as exc:
         return "parse", None, str(exc)[:300]
     try:
@@ -425,6 +468,27 @@ async def bench(args: argparse.Namespace) -> None:
     summarize(out)
 
 
+def rescore(source: Path, out: Path, tasks_dir: Path) -> None:
+    """The stored answers through today's parser and the task's tests; requests are not
+    repeated, so the answers stay the model's."""
+    if out.resolve() == source.resolve():
+        raise SystemExit("--rescore writes to --out: give another file")
+    rows = []
+    for row in read_results(source):
+        task = tasks_dir / row["task"]
+        sources = {p: t for p, t in task_files(task).items() if p.endswith(".py") and "/" not in p}
+        if row.get("stage") != "request":
+            stage, new_files, err = apply_answer(row["format"], row.get("answer") or "", sources)
+            row.update(stage=stage, error=err, fixed=False)
+            row.pop("still_failing", None)
+            if new_files is not None:
+                fixed, left, _ = run_pytest(task, new_files)
+                row.update(fixed=fixed, still_failing=len(left))
+        rows.append(row)
+    out.unlink(missing_ok=True)
+    append_rows(out, rows)
+
+
 def append_rows(path: Path, rows: list[dict]) -> None:
     with path.open("a") as fh:
         for row in rows:
@@ -480,7 +544,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=None)
     p.add_argument("--out", default=str(ROOT / "bench" / "out" / "edit_formats.jsonl"))
     p.add_argument("--summary", type=Path, default=None, help="only summarize a results file")
+    p.add_argument("--rescore", type=Path, default=None,
+                   help="parse, apply and test a results file's answers again (after a change "
+                        "to the parser), write it to --out and summarize it")
     args = p.parse_args(argv)
+    if args.rescore is not None:
+        rescore(args.rescore, Path(args.out), args.tasks_dir)
+        summarize(Path(args.out))
+        return 0
     if args.summary is not None:
         summarize(args.summary)
         return 0

@@ -184,3 +184,34 @@ def test_a_function_given_back_unchanged_is_no_edit():
     edits = parse_answer(fence("def helper(a, b):\n    return a - b\n"), files.keys(),
                          functions=True)
     assert apply_edits(files, edits).files["pkg/mod.py"] == MOD
+
+
+UNNAMED = ("The bug is the subtraction.\n\n```python\ndef helper(a, b):\n    return a + b\n```\n\n"
+           "Usage:\n\n```python\nprint(helper(1, 2))\n```\n")
+
+
+def test_a_fence_without_a_path_edits_the_one_file_shown_by_definition_name():
+    files = {"pkg/mod.py": MOD, "pkg/other.py": "x = 1\n"}
+    edits = parse_answer(UNNAMED, files.keys(), default_path="pkg/mod.py")
+    assert [(e.kind, e.path) for e in edits] == [(EditKind.FUNCTIONS, "pkg/mod.py")]
+    out = apply_edits(files, edits).files
+    assert out["pkg/mod.py"] == MOD.replace("return a - b", "return a + b")
+    assert out["pkg/other.py"] == "x = 1\n"
+
+
+def test_a_fence_without_a_path_is_no_edit_when_no_single_file_was_shown():
+    from agent.errors import FormatError
+
+    with pytest.raises(FormatError, match="No edits found"):
+        parse_answer(UNNAMED, ["pkg/mod.py", "pkg/other.py"])
+
+
+def test_a_named_edit_wins_over_unnamed_fences_and_a_cut_fence_is_never_taken():
+    from agent.errors import FormatError
+
+    named = UNNAMED + "\npkg/mod.py\n```python\ndef helper(a, b):\n    return b - a\n```\n"
+    edits = parse_answer(named, ["pkg/mod.py"], functions=True, default_path="pkg/mod.py")
+    assert len(edits) == 1 and "b - a" in (edits[0].functions or "")
+    with pytest.raises(FormatError):
+        parse_answer("```python\ndef helper(a, b):\n    return a +", ["pkg/mod.py"],
+                     default_path="pkg/mod.py")

@@ -39,7 +39,8 @@ def _join(lines: Sequence[str]) -> str:
 
 
 def parse_answer(
-    text: str, known_paths: Iterable[str] = (), *, functions: bool = False
+    text: str, known_paths: Iterable[str] = (), *, functions: bool = False,
+    default_path: str | None = None,
 ) -> list[Edit]:
     """Parse a model's answer into edits, in the order they appear.
 
@@ -47,7 +48,10 @@ def parse_answer(
     named by a path. Whole-file fences are only taken alongside other edits when they
     create a path that `known_paths` lacks, so an illustrative snippet cannot clobber a file.
     With `functions` (the function-level format), a fence named by an existing Python file
-    holds replacement definitions instead of the whole file.
+    holds replacement definitions instead of the whole file. `default_path` is the one file
+    the prompt showed: when the answer names no file at all, its Python fences that define
+    functions or classes hold replacement definitions for it (small models drop the path
+    line; a definition is spliced by name, so a snippet can never clobber the file).
     Raises FormatError (a message for the model) when nothing usable is found.
     """
     known = _Known(known_paths)
@@ -63,6 +67,8 @@ def parse_answer(
     if found:
         whole = [(pos, e) for pos, e in whole if known.paths and e.path not in known.set]
     found += whole
+    if not found and default_path is not None and default_path.endswith((".py", ".pyi")):
+        found = _unnamed_definitions(lines, default_path)
     if not found:
         raise FormatError("No edits found in the answer. " + _FORMAT_HELP)
     found.sort(key=lambda item: item[0])
@@ -228,6 +234,23 @@ def _parse_fences_and_diffs(
             continue
         i += 1
     return diffs, whole
+
+
+_DEFINITION_RE = re.compile(r"^\s*(?:async\s+def|def|class)\s+\w+")
+_PYTHON_INFO = {"", "python", "py", "python3"}
+
+
+def _unnamed_definitions(lines: list[str], path: str) -> list[tuple[int, Edit]]:
+    """Fenced Python code that defines something, attributed to `path` (no path was given)."""
+    edits = []
+    for fence in _fences(lines):
+        body = lines[fence.start + 1 : fence.end]
+        if fence.holds_blocks or fence.end >= len(lines) or \
+                fence.info.strip().lower() not in _PYTHON_INFO:
+            continue
+        if any(_DEFINITION_RE.match(line) for line in body):
+            edits.append((fence.start, Edit(path=path, functions=_join(body))))
+    return edits
 
 
 def _line_before(lines: list[str], index: int, used: list[bool]) -> str | None:

@@ -313,6 +313,14 @@ def test_an_edit_whose_search_text_is_not_in_the_file_is_a_format_error():
     assert result.status is ResultStatus.SOLVED and result.chosen.id == "r1c2"
 
 
+def test_a_fence_without_a_path_fixes_the_one_file_the_prompt_showed():
+    bare = "The subtraction is the bug.\n\n```python\ndef add(a, b):\n    return a + b\n```\n"
+    result, run = solve([bare], candidates=1)
+    assert result.status is ResultStatus.SOLVED
+    assert "+    return a + b" in result.patch
+    assert result.candidates[0].shown == ("calc.py",)
+
+
 def test_an_edit_that_changes_nothing_is_a_format_error():
     result, _ = solve([sr("    return a - b", "    return a - b"), WRONG])
     assert result.candidates[0].format_error == "the edits changed nothing"
