@@ -53,6 +53,7 @@ class Candidate:
     messages: list[dict[str, str]] = field(default_factory=list)
     answer: str = ""
     shown: tuple[str, ...] = ()  # the source files its prompt showed
+    fmt: str | None = None  # the edit format its prompt asked for; None: the run's
     tokens: int = 0
     files: dict[str, str] | None = None  # every text file after the edits; None: unusable answer
     patch: str = ""  # against the working base

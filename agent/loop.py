@@ -285,7 +285,7 @@ class Solver:
                 ask = Ask(f"r{round_no}c{p_index * per_parent + j + 1}", round_no, parent,
                           messages, base, self._seed(round_no, p_index * per_parent + j),
                           "revise", temperature, self.lineage.get(parent.id, p_index),
-                          shown=parent.shown)
+                          fmt=parent.fmt, shown=parent.shown)
                 asks.append(ask)
         return asks
 
@@ -356,7 +356,8 @@ class Solver:
         async with self._requests:
             completion = (await self.calls.sample(ask.purpose, ask.messages, 1, ask.seed, hints))[0]
         cand = Candidate(ask.id, ask.round, ask.parent.id if ask.parent else None,
-                         ask.messages, completion.text, ask.shown, completion.usage.total,
+                         ask.messages, completion.text, shown=ask.shown, fmt=ask.fmt,
+                         tokens=completion.usage.total,
                          allow_test_edits=self.settings.allow_test_edits)
         self.lineage[cand.id] = self.planner.slot(ask.lineage)
         self.candidates.append(cand)
@@ -417,7 +418,7 @@ class Solver:
         shown = [p for p in cand.shown if not is_test_path(p)]
         try:
             edits = parse_answer(cand.answer, known_paths=base.keys(),
-                                 functions=self.prompts.edit_format == "function",
+                                 functions=(cand.fmt or self.prompts.edit_format) == "function",
                                  default_path=shown[0] if len(shown) == 1 else None)
             applied = apply_edits(base, edits)
         except (FormatError, EditApplyError) as exc:

@@ -75,21 +75,23 @@ class Prompter:
     def feedback(self, parent: Candidate) -> str:
         if parent.format_error is not None or parent.files is None:
             focus = self.focus(self.baseline_report, self.baseline_report.failing())
-            return self.render("format_error", error=parent.format_error or "no usable edits",
+            return self.render("format_error", parent.fmt,
+                                error=parent.format_error or "no usable edits",
                                 sources=self.sources(self.base_files, focus))
         if parent.dependency_edits and not parent.rejected:
             focus = self.focus(self.baseline_report, self.baseline_report.failing())
-            return self.render("dependency_edit", files=parent.dependency_edits,
+            return self.render("dependency_edit", parent.fmt, files=parent.dependency_edits,
                                 patch=parent.patch, sources=self.sources(self.base_files, focus))
         if parent.rejected:
             focus = self.focus(self.baseline_report, self.baseline_report.failing())
-            return self.render("test_edit", files=parent.edited_tests, patch=parent.patch,
+            return self.render("test_edit", parent.fmt, files=parent.edited_tests,
+                                patch=parent.patch,
                                 sources=self.sources(self.base_files, focus))
         report = parent.report
         assert report is not None
         focus = self.focus(report, parent.still_failing + parent.regressions)
         return self.render(
-            "revise", patch=parent.patch, patch_error=report.patch_error,
+            "revise", parent.fmt, patch=parent.patch, patch_error=report.patch_error,
             timed_out=report.status is RunStatus.TIMED_OUT,
             still_failing=self.failure_views(parent.still_failing),
             regressions=self.failure_views(parent.regressions),
@@ -105,7 +107,11 @@ class Prompter:
         return chosen
 
     def other_format(self) -> str:
-        return "search_replace" if self.edit_format == "whole_file" else "whole_file"
+        """The format a round that made no progress tries instead: never a whole file of a
+        file shown in part."""
+        if self.edit_format != "search_replace":
+            return "search_replace"
+        return "function" if self.partial_sources else "whole_file"
 
     def render(self, name: str, fmt: str | None = None, **context: object) -> str:
         return render(name, lang=lang, edit_format=fmt or self.edit_format, **context)
