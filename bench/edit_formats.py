@@ -26,6 +26,9 @@ Formats:
 * ``function_prod_grammar`` and ``whole_file_prod_grammar``: the same, sampled under the
   llama.cpp grammar of ``agent/edits/grammar.py`` (constrained decoding, on by default in the
   product; needs a llama.cpp server);
+* ``function_prod_faulty_grammar`` and ``whole_file_prod_faulty_grammar``: the production
+  prompts with the search's "state the faulty line first" question (``prompts/variant.j2``)
+  asked in the first prompt, under the grammar;
 * ``whole_file_chat``: whole file with the layout learnt from Aider's whole-file coder: the
   files in a message of their own, acknowledged, then the request, and the model told to
   find and explain the faulty line before it writes the file.
@@ -76,9 +79,15 @@ from prompts import render
 DEFAULT_TASKS_DIR = ROOT.parent / "shared" / "benchmarks"
 FORMATS = ("search_replace", "sr_named", "unified_diff", "whole_file", "whole_function",
            "whole_file_prod", "whole_file_prod_grammar", "whole_file_chat", "function_prod",
-           "function_prod_grammar")
+           "function_prod_grammar", "function_prod_faulty_grammar",
+           "whole_file_prod_faulty_grammar")
 # Formats sampled with the server's grammar (llama.cpp GBNF from agent/edits/grammar.py).
-GRAMMAR_FORMATS = {"function_prod_grammar": "function", "whole_file_prod_grammar": "whole_file"}
+GRAMMAR_FORMATS = {"function_prod_grammar": "function", "whole_file_prod_grammar": "whole_file",
+                   "function_prod_faulty_grammar": "function",
+                   "whole_file_prod_faulty_grammar": "whole_file"}
+# Production prompts followed by the search's "state the faulty line first" question
+# (prompts/variant.j2), asked up front.
+FAULTY_FIRST = {"function_prod_faulty_grammar", "whole_file_prod_faulty_grammar"}
 
 # "search_replace" is the production prompt as it is (prompts/system.j2 + propose.j2). The
 # other formats share one system prompt without format rules and put the format's rules at
@@ -284,10 +293,14 @@ def messages_for(fmt: str, task: Path, sources: dict[str, str],
     issue = json.loads((task / "task.json").read_text()).get("description")
     path = next(iter(sources))
     prod = {"whole_file_prod": "whole_file", "whole_file_prod_grammar": "whole_file",
-            "function_prod": "function", "function_prod_grammar": "function"}
+            "function_prod": "function", "function_prod_grammar": "function",
+            "function_prod_faulty_grammar": "function",
+            "whole_file_prod_faulty_grammar": "whole_file"}
     if fmt in prod:  # the production prompts as they are now
         user = render("propose", issue=issue, failures=failures[:max_failures], repo_map=None,
                       sources=sources, lang=_lang, edit_format=prod[fmt])
+        if fmt in FAULTY_FIRST:
+            user += "\n" + render("variant", variant="faulty_line", failures=[])
         system = render("system", edit_format=prod[fmt], example_path=path)
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
     if fmt == "whole_file_chat":
