@@ -51,7 +51,7 @@ from agent.verdict import confirmed_winner, second_opinion_job, unsolved_detail
 from sandbox.api import Limits, Outcome, RunStatus, TestReport
 from sandbox.depfiles import changed_dependency_files
 from sandbox.snapshot import Snapshot
-from sandbox.testpaths import is_test_path
+from sandbox.testpaths import is_test_path, sole_source
 
 REPRO_TEST_PATH = "tests/test_mulligan_repro.py"
 
@@ -414,12 +414,10 @@ class Solver:
                                  f"{self.planner.speed.decode or 0:.0f} tokens/s){note}"))
 
     def _apply(self, cand: Candidate, base: dict[str, str]) -> None:
-        # small models drop the path line: a bare fence then edits the one file shown
-        shown = [p for p in cand.shown if not is_test_path(p)]
         try:
             edits = parse_answer(cand.answer, known_paths=base.keys(),
                                  functions=(cand.fmt or self.prompts.edit_format) == "function",
-                                 default_path=shown[0] if len(shown) == 1 else None)
+                                 default_path=sole_source(cand.shown))
             applied = apply_edits(base, edits)
         except (FormatError, EditApplyError) as exc:
             cand.format_error = str(exc)

@@ -75,19 +75,24 @@ from agent.errors import EditApplyError, FormatError, MulliganError
 from agent.prompting import MESSAGE_CHARS, lang as _lang, trim as _trim
 from agent.trajectory import json_lines
 from prompts import render
+from sandbox.testpaths import sole_source
 
 DEFAULT_TASKS_DIR = ROOT.parent / "shared" / "benchmarks"
 FORMATS = ("search_replace", "sr_named", "unified_diff", "whole_file", "whole_function",
            "whole_file_prod", "whole_file_prod_grammar", "whole_file_chat", "function_prod",
            "function_prod_grammar", "function_prod_faulty_grammar",
            "whole_file_prod_faulty_grammar")
-# Formats sampled with the server's grammar (llama.cpp GBNF from agent/edits/grammar.py).
-GRAMMAR_FORMATS = {"function_prod_grammar": "function", "whole_file_prod_grammar": "whole_file",
-                   "function_prod_faulty_grammar": "function",
-                   "whole_file_prod_faulty_grammar": "whole_file"}
-# Production prompts followed by the search's "state the faulty line first" question
-# (prompts/variant.j2), asked up front.
-FAULTY_FIRST = {"function_prod_faulty_grammar", "whole_file_prod_faulty_grammar"}
+# The formats that use the production prompts: (the product's edit format, sampled under the
+# server's grammar (llama.cpp GBNF from agent/edits/grammar.py), followed by the search's
+# "state the faulty line first" question (prompts/variant.j2) up front).
+PROD_FORMATS = {
+    "whole_file_prod": ("whole_file", False, False),
+    "whole_file_prod_grammar": ("whole_file", True, False),
+    "whole_file_prod_faulty_grammar": ("whole_file", True, True),
+    "function_prod": ("function", False, False),
+    "function_prod_grammar": ("function", True, False),
+    "function_prod_faulty_grammar": ("function", True, True),
+}
 
 # "search_replace" is the production prompt as it is (prompts/system.j2 + propose.j2). The
 # other formats share one system prompt without format rules and put the format's rules at
@@ -251,6 +256,11 @@ def task_files(task: Path) -> dict[str, str]:
     return files
 
 
+def task_sources(files: dict[str, str]) -> dict[str, str]:
+    """The modules the model is shown: the task's top-level Python files."""
+    return {p: t for p, t in files.items() if p.endswith(".py") and "/" not in p}
+
+
 def run_pytest(task: Path, files: dict[str, str] | None = None,
                timeout: float = 120.0) -> tuple[bool, list[dict[str, str]], float]:
     """Run the task's tests in a temporary copy (with `files` written over it)."""
@@ -292,16 +302,13 @@ def messages_for(fmt: str, task: Path, sources: dict[str, str],
                  failures: list[dict[str, str]], max_failures: int = 10) -> list[dict[str, str]]:
     issue = json.loads((task / "task.json").read_text()).get("description")
     path = next(iter(sources))
-    prod = {"whole_file_prod": "whole_file", "whole_file_prod_grammar": "whole_file",
-            "function_prod": "function", "function_prod_grammar": "function",
-            "function_prod_faulty_grammar": "function",
-            "whole_file_prod_faulty_grammar": "whole_file"}
-    if fmt in prod:  # the production prompts as they are now
+    if fmt in PROD_FORMATS:  # the production prompts as they are now
+        edit_format, _, faulty_first = PROD_FORMATS[fmt]
         user = render("propose", issue=issue, failures=failures[:max_failures], repo_map=None,
-                      sources=sources, lang=_lang, edit_format=prod[fmt])
-        if fmt in FAULTY_FIRST:
+                      sources=sources, lang=_lang, edit_format=edit_format)
+        if faulty_first:
             user += "\n" + render("variant", variant="faulty_line", failures=[])
-        system = render("system", edit_format=prod[fmt], example_path=path)
+        system = render("system", edit_format=edit_format, example_path=path)
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
     if fmt == "whole_file_chat":
         listing = "".join(f"{p}\n```{_lang(p)}\n{t.rstrip()}\n```\n\n" for p, t in sources.items())
@@ -373,10 +380,9 @@ def apply_answer(fmt: str, answer: str, files: dict[str, str]) -> tuple[str, dic
         if fmt == "whole_function":
             edits = whole_function_edits(answer, files)
         else:
-            shown = [p for p in files if not p.startswith("tests/")]
             edits = parse_answer(answer, known_paths=files.keys(),
-                                 functions=fmt.startswith("function_prod"),
-                                 default_path=shown[0] if len(shown) == 1 else None)
+                                 functions=fmt in PROD_FORMATS and PROD_FORMATS[fmt][0] == "function",
+                                 default_path=sole_source(files))
     except FormatError as exc:
         return "parse", None, str(exc)[:300]
     try:
@@ -438,15 +444,14 @@ async def bench(args: argparse.Namespace) -> None:
                 if passed:
                     print(f"{task.name}: the tests pass without a fix; skipped", file=sys.stderr)
                     continue
-                sources = {p: t for p, t in files.items()
-                           if p.endswith(".py") and "/" not in p}
+                sources = task_sources(files)
                 baselines[task.name] = (sources, failures)
             sources, failures = baselines[task.name]
             messages = messages_for(fmt, task, sources, failures, args.max_failures)
-            grammar = GRAMMAR_FORMATS.get(fmt)
+            edit_format, constrained, _ = PROD_FORMATS.get(fmt, ("", False, False))
             started = time.monotonic()
             try:
-                with hinted(Hints(grammar=grammar_for(grammar) if grammar else None)):
+                with hinted(Hints(grammar=grammar_for(edit_format) if constrained else None)):
                     completions = await model.sample(messages, args.samples, seed=args.seed)
                 error = ""
             except MulliganError as exc:  # a failed request counts as unusable samples
@@ -486,10 +491,12 @@ def rescore(source: Path, out: Path, tasks_dir: Path) -> None:
     repeated, so the answers stay the model's."""
     if out.resolve() == source.resolve():
         raise SystemExit("--rescore writes to --out: give another file")
-    rows = []
+    rows, by_task = [], {}
     for row in read_results(source):
         task = tasks_dir / row["task"]
-        sources = {p: t for p, t in task_files(task).items() if p.endswith(".py") and "/" not in p}
+        if task.name not in by_task:
+            by_task[task.name] = task_sources(task_files(task))
+        sources = by_task[task.name]
         if row.get("stage") != "request":
             stage, new_files, err = apply_answer(row["format"], row.get("answer") or "", sources)
             row.update(stage=stage, error=err, fixed=False)

@@ -18,7 +18,7 @@ import posixpath
 import re
 import shlex
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 TEST_DIRS = frozenset({"test", "tests", "testing", "__tests__", "spec", "specs"})
@@ -69,6 +69,13 @@ def is_test_path(path: str) -> bool:
     if ".test." in name or ".spec." in name:
         return True
     return bool(re.search(r"[a-z0-9]Tests?$", stem))  # FooTest.java
+
+
+def sole_source(paths: Iterable[str]) -> str | None:
+    """The one file of `paths` that is not a test file, or None when there are none or
+    several (an answer that names no file edits the one source its prompt showed)."""
+    sources = [p for p in paths if not is_test_path(p)]
+    return sources[0] if len(sources) == 1 else None
 
 
 def is_test_module(path: str) -> bool:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from sandbox.tamper import review
-from sandbox.testpaths import infrastructure_edits, is_test_module, is_test_path, shadowed_module
+from sandbox.testpaths import (
+    infrastructure_edits,
+    is_test_module,
+    is_test_path,
+    shadowed_module,
+    sole_source,
+)
 
 
 @pytest.mark.parametrize("path", [
@@ -84,3 +90,9 @@ def test_honest_code_and_code_the_project_already_had_are_not_flagged():
     new = old + "\n\ndef run():\n    return eval('1 + 1')\n"
     assert review({"cli.py": old}, {"cli.py": new}) == []
     assert review({}, {"tests/test_x.py": "import os\nos._exit(0)\n"}) == []  # a test edit
+
+
+def test_sole_source_is_the_one_non_test_file_or_none():
+    assert sole_source(["calc.py", "tests/test_calc.py", "conftest.py"]) == "calc.py"
+    assert sole_source(["a.py", "b.py"]) is None
+    assert sole_source(["tests/test_calc.py"]) is None
