@@ -29,11 +29,12 @@ ROOT = Path(__file__).resolve().parent.parent
 TASKS = Path("/work/shared/benchmarks")
 
 
-def task_slice(tasks_dir: Path, every: int, only: list[str] | None) -> list[Path]:
+def task_slice(tasks_dir: Path, every: int, only: list[str] | None,
+               offset: int = 0) -> list[Path]:
     found = sorted(p for p in tasks_dir.iterdir() if (p / "task.json").is_file())
     if only:
         return [p for p in found if p.name in only]
-    return found[::every]
+    return found[offset::every]
 
 
 def run_mulligan(task: Path, args: argparse.Namespace, out: Path) -> None:
@@ -125,13 +126,15 @@ def main() -> int:
     ap.add_argument("--aider", default="/work/aider-venv/bin/aider")
     ap.add_argument("--tasks-dir", type=Path, default=TASKS)
     ap.add_argument("--every", type=int, default=10, help="every k-th task (sorted by id)")
+    ap.add_argument("--offset", type=int, default=0,
+                    help="start at the k-th task: --every 6 --offset 3 is a slice disjoint from --every 6")
     ap.add_argument("--only", action="append", default=None)
     ap.add_argument("--aider-timeout", type=float, default=600)
     ap.add_argument("--no-aider", action="store_true")
     ap.add_argument("--out", type=Path, default=ROOT / "docs/results/search-local")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    for task in task_slice(args.tasks_dir, args.every, args.only):
+    for task in task_slice(args.tasks_dir, args.every, args.only, args.offset):
         print(f"== {task.name}: mulligan bench (single, mulligan)", flush=True)
         run_mulligan(task, args, args.out)
         if not args.no_aider:
