@@ -75,8 +75,10 @@ class JudgingSandbox:
 @pytest.fixture
 async def solver_for():
     """Builds a Solver over the scripted server; every model it made is closed afterwards
-    (an unclosed client is closed by the garbage collector on some later test's loop)."""
+    (an unclosed client is closed by the garbage collector on some later test's loop), and
+    every snapshot's private object store is removed."""
     models: list[OpenAIChatModel] = []
+    snapshots: list[Snapshot] = []
 
     def make(server, sandbox, **overrides) -> tuple[Solver, list]:
         values = {"model": MODEL, "base_url": server.base_url, "candidates": 4, "rounds": 3,
@@ -90,11 +92,14 @@ async def solver_for():
         events: list = []
         bus.subscribe(events.append)
         snapshot = Snapshot.from_files(FILES)
+        snapshots.append(snapshot)
         return Solver(settings, model, sandbox, snapshot, bus, "run-test"), events
 
     yield make
     for model in models:
         await model.aclose()
+    for snapshot in snapshots:
+        snapshot.close()
 
 
 def serve_as(monkeypatch: pytest.MonkeyPatch, info: ServerInfo) -> None:
