@@ -58,6 +58,9 @@ class Candidate:
     files: dict[str, str] | None = None  # every text file after the edits; None: unusable answer
     patch: str = ""  # against the working base
     format_error: str | None = None
+    # The answer is the code it started from (byte for byte, or AST-equal): the revision is
+    # told so and shown the failures again, not asked to mind the format.
+    changes_nothing: bool = False
     strategies: list[str] = field(default_factory=list)
     report: TestReport | None = None
     fixed: list[str] = field(default_factory=list)

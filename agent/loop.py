@@ -365,8 +365,8 @@ class Solver:
         if cand.format_error is not None:
             return
         key = semantic_key(self.base_files, cand.files or {})
-        if key is None:  # the same code as the original: format feedback, not a failure
-            cand.format_error = NO_CHANGE
+        if key is None:  # the same code as the original: feedback, not a failed candidate
+            cand.changes_nothing, cand.format_error = True, NO_CHANGE
             self._record(cand)
             return
         self.keys[cand.id] = key
@@ -428,7 +428,7 @@ class Solver:
         cand.patch = unified_diff(self.base_files, cand.files)
         cand.dependency_edits = changed_dependency_files(self.base_files, cand.files)
         if not cand.patch:
-            cand.format_error = "the edits changed nothing"
+            cand.changes_nothing, cand.format_error = True, NO_CHANGE
             self._record(cand)
             return
         self.bus.emit(self._update(cand, CandidateState.APPLYING))

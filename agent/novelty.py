@@ -13,9 +13,7 @@ from dataclasses import dataclass, field
 
 from agent.candidate import Candidate
 
-NO_CHANGE = ("your answer changes nothing: the files you wrote are the same code as before "
-             "(only whitespace, comments or formatting differ). Change the code that makes "
-             "the failing test fail.")
+NO_CHANGE = "the answer changes nothing: it is the same code as before"
 
 
 def _canonical(path: str, text: str) -> str:

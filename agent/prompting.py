@@ -73,6 +73,11 @@ class Prompter:
                 for c in cases][:10]
 
     def feedback(self, parent: Candidate) -> str:
+        if parent.changes_nothing:
+            # Seen on the bundled model: told "answer again in the format", it answers "the
+            # file is already correct" and copies it again. The failures say it is not.
+            return self.render("no_change", parent.fmt, layout_only=bool(parent.patch),
+                               failures=self.failure_views(self.baseline_report.failing())[:3])
         if parent.format_error is not None or parent.files is None:
             focus = self.focus(self.baseline_report, self.baseline_report.failing())
             return self.render("format_error", parent.fmt,

@@ -266,14 +266,14 @@ async def test_keep_going_samples_the_whole_round(openai_server, solver_for):
 
 async def test_a_no_op_answer_is_format_feedback_not_a_failed_candidate(openai_server, solver_for):
     openai_server.fallback = lambda req: NOOP if req["messages"][-1]["role"] == "user" and \
-        len(req["messages"]) == 2 else (RIGHT if NO_CHANGE in req["messages"][-1]["content"]
-                                        else WRONG)
+        len(req["messages"]) == 2 else (RIGHT if "Your answer changes nothing" in
+                                        req["messages"][-1]["content"] else WRONG)
     sandbox = JudgingSandbox()
     solver, _ = solver_for(openai_server, sandbox, schedule="wide", candidates=2, beam=1,
                            rounds=2)
     result = await solver.run()
     round1 = [c for c in result.candidates if c.round == 1]
-    assert all(c.format_error == NO_CHANGE for c in round1)
+    assert all(c.changes_nothing and c.format_error == NO_CHANGE for c in round1)
     assert all("a - b" not in p or "a + b" in p for p in sandbox.candidate_jobs)  # never tested
     assert result.status is ResultStatus.SOLVED  # the revision was told its answer changed nothing
 

@@ -321,9 +321,23 @@ def test_a_fence_without_a_path_fixes_the_one_file_the_prompt_showed():
     assert result.candidates[0].shown == ("calc.py",)
 
 
-def test_an_edit_that_changes_nothing_is_a_format_error():
-    result, _ = solve([sr("    return a - b", "    return a - b"), WRONG])
-    assert result.candidates[0].format_error == "the edits changed nothing"
+def test_an_edit_that_changes_nothing_is_not_tested():
+    result, run = solve([sr("    return a - b", "    return a - b"), WRONG])
+    assert result.candidates[0].changes_nothing
+    assert run.final_states()["r1c1"] is CandidateState.FORMAT_ERROR
+
+
+def test_an_answer_that_changes_nothing_is_revised_with_the_failures_not_the_format():
+    """Told "answer again in the format", the bundled model says the file is already correct
+    and copies it again; the revision must hear that the code fails, and where."""
+    same = sr("    return a - b", "    return a - b")
+    result, run = solve([same, same, RIGHT, RIGHT], rounds=2, beam=1)
+    assert result.status is ResultStatus.SOLVED
+    revise = run.model.requests[2].user
+    assert revise.startswith("Your answer changes nothing")
+    assert "could not be used" not in revise and "exactly in the format" not in revise
+    assert "tests/test_calc.py::test_add" in revise and "assert" in revise
+    assert "the one line that makes a test fail" in revise
 
 
 # -- test edits ----------------------------------------------------------------------------
