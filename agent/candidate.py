@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from agent.edits import normalize_diff
+from agent.edits.lines import LineTarget
 from agent.events import CandidateState
 from sandbox.api import Outcome, RunStatus, TestCase, TestReport
 
@@ -54,6 +55,7 @@ class Candidate:
     answer: str = ""
     shown: tuple[str, ...] = ()  # the source files its prompt showed
     fmt: str | None = None  # the edit format its prompt asked for; None: the run's
+    lines: tuple[LineTarget, ...] = ()  # the suspect lines a line question named
     tokens: int = 0
     files: dict[str, str] | None = None  # every text file after the edits; None: unusable answer
     patch: str = ""  # against the working base

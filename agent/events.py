@@ -81,6 +81,7 @@ class Localized(Event):
     suspects: list[dict[str, Any]]
     traced: bool  # whether the dynamic signal (a traced test run) was available
     seconds: float = 0.0
+    lines: list[dict[str, Any]] = field(default_factory=list)  # suspect lines, best first
 
 
 @dataclass(frozen=True)

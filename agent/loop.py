@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from agent.calls import ModelCalls
 from agent.candidate import Baseline, Candidate, choose
 from agent.config import Settings
-from agent.context.localize import TRACE_ALL_BELOW_S, parse_trace, trace_job
+from agent.context.localize import (TRACE_ALL_BELOW_S, SuspectLine, line_groups, parse_trace,
+                                    rank_lines, trace_job)
 from agent.context.repomap import RepoMap
 from agent.cores import usable_cores
 from agent.edits import apply_edits, parse_answer, unified_diff
 from agent.edits.grammar import grammar_for
+from agent.edits.lines import LineTarget, line_edits
 from agent.errors import (
     BaselineTimedOut,
     EditApplyError,
@@ -89,6 +91,7 @@ class Solver:
         self.jobs = JobRunner(self.sandbox, self.snapshot, self.settings.test_cmd, self.limits,
                               self.activity, self.planner.speed, self.settings.workers)
         self.first_fix_s: float | None = None
+        self.lines_asked: dict[tuple[SuspectLine, ...], int] = {}  # question -> times asked
 
     # The working base (a reproduction test joins it) is what prompts are built from.
     @property
@@ -226,12 +229,43 @@ class Solver:
                 spectrum = parse_trace((await self.jobs.run(job)).output) if job else None
         focus = self.prompts.focus(self.baseline_report, self.baseline_report.failing())
         self.prompts.suspects = self.repo_map.localize(self.base_files, focus, spectrum)
+        self.suspect_lines = rank_lines(self.base_files, self.prompts.suspects, spectrum)
         self.bus.emit(Localized([s.to_dict() for s in self.prompts.suspects], spectrum is not None,
-                                time.monotonic() - started))
+                                time.monotonic() - started,
+                                [line.to_dict() for line in self.suspect_lines]))
 
     # -- steps ----------------------------------------------------------------------------
 
     def _proposals(self, round_no: int, variant: Variant | None = None) -> list[Ask]:
+        fmt = self.prompts.other_format() if variant is Variant.OTHER_FORMAT else self.prompts.edit_format
+        messages, sources = self._question(fmt, variant)
+        return [Ask(f"r{round_no}c{i + 1}", round_no, None, messages, self.base_files,
+                    self._seed(round_no, i), lineage=i, fmt=fmt, shown=tuple(sources))
+                for i in range(self.settings.candidates)]
+
+    def _line_asks(self, round_no: int) -> list[Ask]:
+        """Line repair: each ask names a few suspect lines (best first, never asked before
+        while there are new ones) and wants one of them corrected; a question asked before
+        is asked again at the sampling temperature, a new one greedily."""
+        groups = line_groups(self.suspect_lines)
+        order = sorted(groups, key=lambda g: self.lines_asked.get(g, 0))  # stable: rank kept
+        asks = []
+        for i, group in enumerate(order[:self.settings.candidates]):
+            shown = sorted(group, key=lambda line: line.line)
+            messages, _ = self._question("line", None, shown)
+            temperature = 0.0 if group not in self.lines_asked else None
+            self.lines_asked[group] = self.lines_asked.get(group, 0) + 1
+            asks.append(Ask(f"r{round_no}c{i + 1}", round_no, None, messages, self.base_files,
+                            self._seed(round_no, i), "line", temperature, lineage=i, fmt="line",
+                            shown=(group[0].path,),
+                            lines=tuple(LineTarget(g.path, g.line, g.text) for g in group)))
+        return asks
+
+    def _question(self, fmt: str, variant: Variant | None,
+                  lines: list[SuspectLine] | None = None) -> tuple[list[dict[str, str]], dict]:
+        """A fresh question's messages and the sources it shows. Every fresh question
+        shares one prefix (the system prompt of the run's format, failures, map, source), so
+        a server's prompt cache reads it once."""
         failing = [t for t in self.baseline_report.failing()] or []
         focus = self.prompts.focus(self.baseline_report, failing)
         sources = self.prompts.sources(self.base_files, focus)
@@ -242,21 +276,21 @@ class Solver:
         if not failures and self.baseline.targets:
             failures = [{"nodeid": t, "message": trim(self.baseline_report.output, OUTPUT_CHARS)}
                         for t in self.baseline.targets]
-        fmt = self.prompts.other_format() if variant is Variant.OTHER_FORMAT else self.prompts.edit_format
         user = self.prompts.render("propose", fmt=fmt, issue=self.issue, failures=failures,
-                            repo_map=repo_map, sources=sources)
+                                   repo_map=repo_map, sources=sources, lines=lines or [])
         if variant is Variant.SPELL_OUT:
             user += "\n" + self.prompts.render("variant", variant=variant.value, failures=failures)
-        messages = [{"role": "system", "content": self.prompts.system(sources, fmt)},
+        system_format = self.prompts.edit_format if fmt == "line" else fmt
+        messages = [{"role": "system", "content": self.prompts.system(sources, system_format)},
                     {"role": "user", "content": user}]
-        return [Ask(f"r{round_no}c{i + 1}", round_no, None, messages, self.base_files,
-                    self._seed(round_no, i), lineage=i, fmt=fmt, shown=tuple(sources))
-                for i in range(self.settings.candidates)]
+        return messages, sources
 
     def _revisions(self, round_no: int) -> list[Ask]:
         """Revise the best distinct candidates; a round after one without progress asks a
         different question (agent.novelty.Variant); a question already asked is not asked."""
-        variant = self.revisions.variant()
+        variant = self.revisions.variant(skip=() if self.suspect_lines else (Variant.LINES,))
+        if variant is Variant.LINES:
+            return self._line_asks(round_no)
         if variant in (Variant.SPELL_OUT, Variant.OTHER_FORMAT):
             return self._proposals(round_no, variant)
         pool = [c for c in self.candidates if not c.solved and c.id not in self.duplicates]
@@ -266,6 +300,9 @@ class Solver:
         asks: list[Ask] = []
         questions = []
         for parent in parents:
+            if parent.fmt == "line" and parent.files is not None and \
+                    not _retarget(parent.lines, parent.files, self.base_files):
+                continue  # its change moved the lines the question named
             feedback = self.prompts.feedback(parent)
             if variant is Variant.FAULTY_LINE:
                 feedback += "\n" + self.prompts.render("variant", variant=variant.value, failures=[])
@@ -285,7 +322,8 @@ class Solver:
                 ask = Ask(f"r{round_no}c{p_index * per_parent + j + 1}", round_no, parent,
                           messages, base, self._seed(round_no, p_index * per_parent + j),
                           "revise", temperature, self.lineage.get(parent.id, p_index),
-                          fmt=parent.fmt, shown=parent.shown)
+                          fmt=parent.fmt, shown=parent.shown,
+                          lines=_retarget(parent.lines, base, self.base_files))
                 asks.append(ask)
         return asks
 
@@ -357,6 +395,7 @@ class Solver:
             completion = (await self.calls.sample(ask.purpose, ask.messages, 1, ask.seed, hints))[0]
         cand = Candidate(ask.id, ask.round, ask.parent.id if ask.parent else None,
                          ask.messages, completion.text, shown=ask.shown, fmt=ask.fmt,
+                         lines=ask.lines,
                          tokens=completion.usage.total,
                          allow_test_edits=self.settings.allow_test_edits)
         self.lineage[cand.id] = self.planner.slot(ask.lineage)
@@ -415,9 +454,12 @@ class Solver:
 
     def _apply(self, cand: Candidate, base: dict[str, str]) -> None:
         try:
-            edits = parse_answer(cand.answer, known_paths=base.keys(),
-                                 functions=(cand.fmt or self.prompts.edit_format) == "function",
-                                 default_path=sole_source(cand.shown))
+            if cand.fmt == "line":
+                edits = line_edits(cand.answer, cand.lines, base)
+            else:
+                edits = parse_answer(cand.answer, known_paths=base.keys(),
+                                     functions=(cand.fmt or self.prompts.edit_format) == "function",
+                                     default_path=sole_source(cand.shown))
             applied = apply_edits(base, edits)
         except (FormatError, EditApplyError) as exc:
             cand.format_error = str(exc)
@@ -485,6 +527,20 @@ class Solver:
 
     def _record(self, cand: Candidate) -> None:
         self.bus.emit(self._update(cand, cand.state))
+
+
+def _retarget(lines: tuple[LineTarget, ...], files: dict[str, str],
+              original: dict[str, str]) -> tuple[LineTarget, ...]:
+    """A line question's targets as they read in `files` (a revision starts from its parent's
+    change); none where the change moved line numbers (it added or removed lines)."""
+    out = []
+    for target in lines:
+        text = files.get(target.path, "").split("\n")
+        if len(text) != original.get(target.path, "").count("\n") + 1:
+            return ()
+        if 1 <= target.line <= len(text) and text[target.line - 1].strip():
+            out.append(LineTarget(target.path, target.line, text[target.line - 1]))
+    return tuple(out)
 
 
 __all__ = ["MulliganError", "Result", "Solver"]

@@ -46,6 +46,7 @@ def semantic_key(base: dict[str, str], files: dict[str, str]) -> str | None:
 class Variant(enum.StrEnum):
     """Ways to ask again when a round made no progress, tried in this order."""
 
+    LINES = "lines"  # name the suspect lines and ask for one corrected (agent/edits/lines.py)
     SPELL_OUT = "spell_out"  # a fresh proposal with the failing assertion's values spelled out
     FAULTY_LINE = "faulty_line"  # state the faulty line first, then the fix
     OTHER_FORMAT = "other_format"  # the other edit format
@@ -61,6 +62,7 @@ class Revisions:
     best_so_far: tuple | None = None
     stalled_rounds: int = 0
     rounds_seen: int = 0
+    first_stalled: bool = False  # the first round fixed no target, and nothing since did
 
     def parents(self, pool: Sequence[Candidate], beam: int,
                 keys: dict[str, str]) -> list[Candidate]:
@@ -88,7 +90,10 @@ class Revisions:
         self.times_revised[parent.id] = self.times_revised.get(parent.id, 0) + 1
 
     def progress(self, candidates: Iterable[Candidate]) -> bool:
-        """Whether the best rank improved since the last call (counts stalled rounds)."""
+        """Whether the best rank improved since the last call (counts stalled rounds). A first
+        round that fixed no target counts as stalled, so the next round asks the line
+        question (revising such answers fixed nothing in the measured runs); where there is
+        no line question, the first round is revised first."""
         ranks = [c.rank_key() for c in candidates if c.report is not None]
         best = max(ranks) if ranks else None
         first = not self.rounds_seen
@@ -97,16 +102,27 @@ class Revisions:
                                          or best[:4] > self.best_so_far[:4])
         if improved:
             self.best_so_far, self.stalled_rounds = best, 0
-        elif not first:  # the first round's own answers are revised before anything else
+        if first:
+            improved = best is not None and best[2] > 0  # fixed a target
+            self.first_stalled = not improved
+            self.stalled_rounds = int(self.first_stalled)
+        elif improved:
+            self.first_stalled = False
+        else:
             self.stalled_rounds += 1
         return improved
 
-    def variant(self) -> Variant | None:
-        """The question to ask after stalled rounds: None while the search makes progress."""
-        if self.stalled_rounds == 0:
+    def variant(self, skip: Iterable[Variant] = ()) -> Variant | None:
+        """The question to ask after stalled rounds (never one in `skip`, e.g. LINES without
+        suspect lines): None while the search makes progress."""
+        skip = set(skip)
+        stalled = self.stalled_rounds
+        if self.first_stalled and Variant.LINES in skip:
+            stalled -= 1  # no line question to ask: the first round is revised first
+        if stalled <= 0:
             return None
-        members = list(Variant)
-        return members[(self.stalled_rounds - 1) % len(members)]
+        members = [v for v in Variant if v not in skip]
+        return members[(stalled - 1) % len(members)]
 
 
 def _digest(text: str) -> str:

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from agent.candidate import Candidate
+    from agent.edits.lines import LineTarget
 
 # Decode speed above which a llama.cpp server is treated as batching hardware (a GPU): a
 # 1.5B model on two CPU cores decodes at ~10-20 tokens/s, on a GPU at hundreds.
@@ -213,6 +214,7 @@ class Ask:
     lineage: int = 0  # the server slot its conversation's prompt is cached in
     fmt: str | None = None  # the edit format asked for; None: the run's
     shown: tuple[str, ...] = ()  # the source files its prompt showed
+    lines: tuple[LineTarget, ...] = ()  # a line question's suspect lines (fmt "line")
 
 
 @dataclass

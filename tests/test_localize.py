@@ -9,8 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from agent.context.localize import (TRACER_SOURCE, Spectrum, ochiai, parse_trace,
-                                    trace_job)
+from agent.context.localize import (TRACER_SOURCE, Spectrum, line_groups, ochiai,
+                                    parse_trace, rank_lines, trace_job)
 from agent.context.repomap import RepoMap
 from agent.context.tracebacks import TracebackHit
 from sandbox.api import Limits
@@ -83,6 +83,11 @@ def test_tracer_plugin_records_lines_per_test_and_ochiai_ranks_the_bug_first(tmp
     assert (suspects[0].path, suspects[0].qualname) == ("pkg/lib.py", "buggy")
     assert suspects[0].signals == ("dynamic",)
     assert "unrelated" not in [s.qualname for s in suspects]
+    lines = rank_lines(files, suspects, spectrum)
+    # run only by the failing test first; then the shared branch, before the helper's line
+    assert [(line.line, line.function) for line in lines[:3]] == [
+        (7, "buggy"), (6, "buggy"), (2, "used_by_all")]
+    assert lines[0].text == "        return x - 1" and lines[0].score == 1.0
 
 
 def test_ochiai_prefers_lines_run_by_failing_tests_only():
@@ -90,6 +95,20 @@ def test_ochiai_prefers_lines_run_by_failing_tests_only():
                          ("b", False, frozenset({("m.py", 1)}))])
     scores = ochiai(spectrum)
     assert scores[("m.py", 2)] == 1.0 and scores[("m.py", 1)] < 1.0
+
+
+def test_suspect_lines_skip_headers_and_group_by_function():
+    files = {"m.py": "def f(x):\n    y = x + 1\n    if y:\n        pass\n    return y\n\n\n"
+                     "def g(x):\n    return x\n"}
+    every = frozenset(("m.py", n) for n in range(1, 10))
+    spectrum = Spectrum([("a", True, every), ("b", False, frozenset({("m.py", 9)}))])
+    suspects = RepoMap().localize(files, [], spectrum)
+    lines = rank_lines(files, suspects, spectrum)
+    assert [line.line for line in lines] == [2, 3, 5, 9]  # no def, pass or blank lines
+    # equal scores: more operators first within a function, better function first
+    assert [[line.line for line in group] for group in line_groups(lines, size=2)] == \
+        [[2, 3], [5], [9]]
+    assert rank_lines(files, suspects, None) == []
 
 
 def test_static_signals_follow_an_alias_and_a_fixture():

@@ -197,12 +197,23 @@ def test_revision_ties_go_to_the_newest_least_revised_and_questions_are_not_repe
     same = {**keys, "r1c2": "r1c3"}  # two candidates with one change: one parent
     assert [c.id for c in revisions.parents(pool, 3, same)] == ["r1c2", "r1c1"]
     assert revisions.variant() is None
-    revisions.progress([])  # the first round: its answers are revised first
-    assert revisions.variant() is None
+    no_lines = (Variant.LINES,)
+    revisions.progress([])  # a first round that fixed nothing: the line question next,
+    assert revisions.variant() is Variant.LINES
+    assert revisions.variant(skip=no_lines) is None  # or, without one, its answers revised
     revisions.progress([])  # a round without progress: ask another question
     assert revisions.variant() is Variant.SPELL_OUT
+    assert revisions.variant(skip=no_lines) is Variant.SPELL_OUT
     revisions.progress([])
     assert revisions.variant() is Variant.FAULTY_LINE
+
+
+def test_a_first_round_that_fixed_a_target_is_revised_first():
+    fixed_one = Candidate("r1c1", 1, None, patch="x", fixed=["t::a"],
+                          report=TestReport(RunStatus.COMPLETED, 1, 0.1))
+    revisions = Revisions()
+    assert revisions.progress([fixed_one])
+    assert revisions.variant() is None
 
 
 # -- the streaming loop ---------------------------------------------------------------------

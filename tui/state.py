@@ -343,7 +343,7 @@ def _model_call(view: RunView, event: ModelCall) -> RunView:
                    cost_usd=view.cost_usd + event.cost_usd, model_calls=view.model_calls + 1)
     waiting = [c for c in view.ordered if c.answer is None]
     targets: list[CandidateView] = []
-    if event.purpose == "propose":
+    if event.purpose in ("propose", "line"):
         targets = [c for c in waiting if c.parent is None]
     elif event.purpose == "revise":
         # The request continues the parent's conversation: its last assistant message is the

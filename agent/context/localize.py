@@ -10,7 +10,8 @@ Signals, each cheap:
   tests, rarely by the passing ones); a function scores its best line.
 
 The ranked `Suspect` list says which signals named each function, so a measurement can
-tell which one found the bug.
+tell which one found the bug. Inside the best functions, `rank_lines` ranks single lines
+(`SuspectLine`) for the line-repair question (agent/edits/lines.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import base64
 import json
 import math
 import random
+import re
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -52,6 +54,21 @@ class Suspect:
         return {"path": self.path, "function": self.qualname, "line": self.line,
                 "end_line": self.end_line, "score": round(self.score, 4),
                 "signals": list(self.signals)}
+
+
+@dataclass(frozen=True)
+class SuspectLine:
+    """One line that may hold the bug: in a suspect function, run by failing tests."""
+
+    path: str
+    line: int  # 1-based
+    text: str
+    score: float
+    function: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"path": self.path, "line": self.line, "function": self.function,
+                "score": round(self.score, 4), "text": self.text.strip()[:120]}
 
 
 @dataclass
@@ -175,3 +192,53 @@ def rank(table: Mapping[str, list[Symbol]], ctx: _Focus, spectrum: Spectrum | No
     order = sorted(scores, key=lambda k: (-scores[k], spans[k].end_line - spans[k].line, k))
     return [Suspect(k[0], k[1], spans[k].line - len(spans[k].decorators), spans[k].end_line,
                     scores[k], tuple(signals[k])) for k in order[:limit]]
+
+
+# Lines that cannot hold a single-site bug: layout, headers, bare keywords, brackets.
+_NOT_CODE = re.compile(r"""^(?:$|#|@|(?:async\s+)?def\s|class\s|(?:else|try|finally)\s*:|pass$|"""
+                       r"""[)\]}]+[,:]?$|[rbuRBU]*(?:\"\"\"|\'\'\'))""")
+# Tokens where a one-site bug lives (operators, comparisons, literals, subscripts): among
+# lines the spectrum cannot tell apart, the ones with more of them come first.
+_RISKY = re.compile(r"[<>!=]=?|[-+*/%&|^~]|\b(?:and|or|not|is|in|None|True|False)\b|\d+|\[")
+
+
+def rank_lines(files: Mapping[str, str], suspects: Sequence[Suspect],
+               spectrum: Spectrum | None, *, functions: int = 5,
+               limit: int = 24) -> list[SuspectLine]:
+    """Code lines of the best `functions` suspects that the failing tests executed, most
+    suspicious first (Ochiai; ties: the better-ranked function, then the line with more
+    operators and literals, then source order). Empty without a spectrum."""
+    if spectrum is None or not suspects:
+        return []
+    scores = ochiai(spectrum)
+    top = list(suspects[:functions])
+    found: dict[tuple[str, int], tuple[int, SuspectLine]] = {}
+    for (path, line), score in scores.items():
+        owner = next((i for i, s in enumerate(top)
+                      if s.path == path and s.line <= line <= s.end_line), None)
+        if owner is None or path not in files:
+            continue
+        lines = files[path].split("\n")
+        if not 1 <= line <= len(lines) or _NOT_CODE.match(lines[line - 1].strip()):
+            continue
+        found[(path, line)] = (owner, SuspectLine(path, line, lines[line - 1], score,
+                                                  top[owner].qualname))
+    order = sorted(found.values(), key=lambda item: (
+        -item[1].score, item[0], -len(_RISKY.findall(item[1].text)), item[1].line))
+    return [line for _, line in order[:limit]]
+
+
+def line_groups(lines: Sequence[SuspectLine], size: int = 3) -> list[tuple[SuspectLine, ...]]:
+    """The ranked lines cut into questions: up to `size` consecutive lines of one function
+    each (the model picks the wrong one among them), best first."""
+    groups: list[tuple[SuspectLine, ...]] = []
+    current: list[SuspectLine] = []
+    for line in lines:
+        if current and (len(current) == size or
+                        (line.path, line.function) != (current[0].path, current[0].function)):
+            groups.append(tuple(current))
+            current = []
+        current.append(line)
+    if current:
+        groups.append(tuple(current))
+    return groups

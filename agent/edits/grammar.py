@@ -1,6 +1,7 @@
 """Grammars that make a server's sampler produce well-formed answers by construction
 (llama.cpp GBNF, sent as the request's `grammar`): a few lines of reasoning, then edits in
-the prompt's format, so a small model cannot break a fence or a marker.
+the prompt's format, so a small model cannot break a fence or a marker (and a corrected
+line stays a few lines).
 
 Code lines may hold single and double backticks (docstrings), never a fence. The function
 and whole-file grammars end after one file's block: a small model otherwise keeps repeating
@@ -27,7 +28,13 @@ block ::= path "```python\n" "<<<<<<< SEARCH\n" sline* "=======\n" sline* ">>>>>
 sline ::= ([^`<=>\n] ([^`\n])*)? "\n"
 """ + _COMMON
 
-GRAMMARS = {"function": _FENCED, "whole_file": _FENCED, "search_replace": _SEARCH_REPLACE}
+# A corrected line: a sentence or two, then one short fence (agent/edits/lines.py).
+_LINE = r"""
+root ::= (pline "\n"){0,3} "```python\n" cline{1,6} "```\n"
+""" + _COMMON
+
+GRAMMARS = {"function": _FENCED, "whole_file": _FENCED, "search_replace": _SEARCH_REPLACE,
+            "line": _LINE}
 
 
 def grammar_for(edit_format: str) -> str | None:

@@ -12,14 +12,18 @@ It satisfies `agent.protocols.Sandbox`: run, prewarm and close, each recorded fo
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import threading
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from unidiff import PatchSet
 from unidiff.errors import UnidiffParseError
 
+from agent.context.localize import TRACE_MARKER
 from sandbox.api import Job, Limits, Outcome, RunStatus, TestCase, TestReport
 from sandbox.snapshot import PatchDoesNotApply
 from sandbox.testpaths import is_test_path
@@ -133,12 +137,14 @@ class FakeSandbox:
     """`tests`: node id -> rule. A node id is "path::name"; the test exists while `path` does.
     `wall_s`: the wall time each report claims. `timeout_if`: files on which the test command
     would hang (a TIMED_OUT report). `exit_code`: the command's exit code when a report has
-    no tests at all (5 is pytest's "no tests collected")."""
+    no tests at all (5 is pytest's "no tests collected"). `lines`: node id -> the (path, line)
+    the test executes, reported as the tracer plugin does when the job is a traced run."""
 
     tests: Mapping[str, Check]
     wall_s: float = 0.01
     timeout_if: Callable[[Files], bool] | None = None
     exit_code_without_tests: int = 5
+    lines: Mapping[str, Sequence[tuple[str, int]]] | None = None
     jobs: list[Job] = field(default_factory=list)
     prewarmed: list[tuple[Limits, int]] = field(default_factory=list)
     closed: bool = False
@@ -168,6 +174,8 @@ class FakeSandbox:
             code = 0 if all(c.ok for c in cases.values()) else 1
         output = "\n".join(f"{c.nodeid} {c.outcome.value.upper()} {c.message}".rstrip()
                            for c in cases.values()) or "no tests ran"
+        if self.lines is not None and "mulligan_trace" in job.env.get("PYTEST_ADDOPTS", ""):
+            output += "\n" + _trace_line(self.lines, cases)
         return TestReport(RunStatus.COMPLETED, code, self.wall_s, output, tests=cases,
                           changed_test_files=changed)
 
@@ -203,3 +211,13 @@ def _patch_paths(patch: str) -> list[str]:
         return [pf.path for pf in PatchSet(patch)] if patch.strip() else []
     except UnidiffParseError:
         return []
+
+
+def _trace_line(lines: Mapping[str, Sequence[tuple[str, int]]],
+                cases: Mapping[str, TestCase]) -> str:
+    """The marker line sandbox/tracer.py prints, for the tests that ran."""
+    names = sorted({path for executed in lines.values() for path, _ in executed})
+    tests = [[nodeid, not case.ok, [[names.index(p), n] for p, n in lines.get(nodeid, ())]]
+             for nodeid, case in cases.items()]
+    data = json.dumps({"files": names, "tests": tests}).encode()
+    return f"{TRACE_MARKER} {base64.b64encode(zlib.compress(data)).decode()}"

@@ -22,6 +22,7 @@ from agent.events import (
     CandidateUpdate,
     Event,
     EventBus,
+    Localized,
     ModelCall,
     ResultStatus,
     RoundFinished,
@@ -338,6 +339,51 @@ def test_an_answer_that_changes_nothing_is_revised_with_the_failures_not_the_for
     assert "could not be used" not in revise and "exactly in the format" not in revise
     assert "tests/test_calc.py::test_add" in revise and "assert" in revise
     assert "the one line that makes a test fail" in revise
+
+
+# -- line repair ----------------------------------------------------------------------------
+
+STEPS = {"calc.py": "def add(a, b):\n    total = a\n    total = total - b\n    return total\n",
+         "tests/test_calc.py": CALC["tests/test_calc.py"]}
+EVERY_LINE = [("calc.py", n) for n in (1, 2, 3, 4)]
+
+
+def test_a_first_round_that_fixed_nothing_is_followed_by_the_line_question():
+    """The traced run points at add's lines; round 2 names them and the one corrected line
+    the model writes (unindented, in a fence) is the fix."""
+    sandbox = FakeSandbox(CHECKS, lines={TEST_ADD: EVERY_LINE, TEST_ZERO: EVERY_LINE})
+    wrong = sr("    total = total - b", "    total = total * b")
+    line = "The subtraction should be an addition.\n```python\ntotal = total + b\n```\n"
+    result, run = solve([wrong, wrong, line], files=STEPS, sandbox=sandbox, rounds=2)
+    assert result.status is ResultStatus.SOLVED and result.chosen.fmt == "line"
+    assert "+    total = total + b" in result.patch
+    [localized] = run.of(Localized)
+    # equal Ochiai scores: the line with more operators first; no `def` line
+    assert [entry["line"] for entry in localized.lines] == [3, 2, 4]
+    question = run.model.requests[2].user
+    assert "Where the bug probably is" in question and "`add` in calc.py" in question
+    assert question.index("Line 2:") < question.index("Line 3:") < question.index("Line 4:")
+    assert "Do not repeat the function" in question
+    # the same prefix as round 1's question: a server's prompt cache reads it once
+    first = run.model.requests[0]
+    assert first.messages[0] == run.model.requests[2].messages[0]
+    assert question.startswith(first.user.split("Fix the bug.")[0])
+
+
+def test_a_corrected_line_that_fixed_one_target_is_revised_as_a_line_question():
+    test_small = "tests/test_calc.py::test_small"
+    checks = {**CHECKS, test_small: python_check("calc.py", "add(2, 1) == 3")}
+    traced = {t: EVERY_LINE for t in checks}
+    sandbox = FakeSandbox(checks, lines=traced)
+    wrong = sr("    total = total - b", "    total = total * b")
+    half = "```python\ntotal = total + b if a > 2 else total\n```"  # fixes test_add only
+    result, run = solve([wrong, half, "`total = total + b`"], files=STEPS, sandbox=sandbox,
+                        checks=checks, candidates=1, rounds=3)
+    assert result.status is ResultStatus.SOLVED and result.chosen.round == 3
+    assert result.chosen.fmt == "line" and result.chosen.parent == "r2c1"
+    assert "+    total = total + b\n" in result.patch
+    revise = run.model.requests[2].user
+    assert "did not fix everything" in revise and "Do not repeat the function" in revise
 
 
 # -- test edits ----------------------------------------------------------------------------
