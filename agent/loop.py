@@ -237,8 +237,7 @@ class Solver:
     # -- steps ----------------------------------------------------------------------------
 
     def _proposals(self, round_no: int, variant: Variant | None = None) -> list[Ask]:
-        fmt = self.prompts.other_format() if variant is Variant.OTHER_FORMAT else self.prompts.edit_format
-        messages, sources = self._question(fmt, variant)
+        messages, sources, fmt = self._question(variant)
         return [Ask(f"r{round_no}c{i + 1}", round_no, None, messages, self.base_files,
                     self._seed(round_no, i), lineage=i, fmt=fmt, shown=tuple(sources))
                 for i in range(self.settings.candidates)]
@@ -252,7 +251,7 @@ class Solver:
         asks = []
         for i, group in enumerate(order[:self.settings.candidates]):
             shown = sorted(group, key=lambda line: line.line)
-            messages, _ = self._question("line", None, shown)
+            messages, _, _ = self._question(None, shown)
             temperature = 0.0 if group not in self.lines_asked else None
             self.lines_asked[group] = self.lines_asked.get(group, 0) + 1
             asks.append(Ask(f"r{round_no}c{i + 1}", round_no, None, messages, self.base_files,
@@ -261,11 +260,11 @@ class Solver:
                             lines=tuple(LineTarget(g.path, g.line, g.text) for g in group)))
         return asks
 
-    def _question(self, fmt: str, variant: Variant | None,
-                  lines: list[SuspectLine] | None = None) -> tuple[list[dict[str, str]], dict]:
-        """A fresh question's messages and the sources it shows. Every fresh question
-        shares one prefix (the system prompt of the run's format, failures, map, source), so
-        a server's prompt cache reads it once."""
+    def _question(self, variant: Variant | None, lines: list[SuspectLine] | None = None
+                  ) -> tuple[list[dict[str, str]], dict[str, str], str]:
+        """A fresh question's messages, the sources it shows and its edit format (a line
+        question's with `lines`). Every fresh question shares one prefix (the system prompt
+        of the run's format, failures, map, source), so a server's prompt cache reads it once."""
         failing = [t for t in self.baseline_report.failing()] or []
         focus = self.prompts.focus(self.baseline_report, failing)
         sources = self.prompts.sources(self.base_files, focus)
@@ -273,6 +272,10 @@ class Solver:
                                         mentioned=words(self.issue),
                                         token_budget=max(256, self.prompts.context_budget() // 4))
         failures = self.prompts.failure_views(failing)
+        # after the sources: a file shown in part is never asked for whole
+        run_format = self.prompts.edit_format
+        fmt = "line" if lines else \
+            self.prompts.other_format() if variant is Variant.OTHER_FORMAT else run_format
         if not failures and self.baseline.targets:
             failures = [{"nodeid": t, "message": trim(self.baseline_report.output, OUTPUT_CHARS)}
                         for t in self.baseline.targets]
@@ -280,10 +283,10 @@ class Solver:
                                    repo_map=repo_map, sources=sources, lines=lines or [])
         if variant is Variant.SPELL_OUT:
             user += "\n" + self.prompts.render("variant", variant=variant.value, failures=failures)
-        system_format = self.prompts.edit_format if fmt == "line" else fmt
-        messages = [{"role": "system", "content": self.prompts.system(sources, system_format)},
+        messages = [{"role": "system", "content": self.prompts.system(
+                        sources, run_format if lines else fmt)},
                     {"role": "user", "content": user}]
-        return messages, sources
+        return messages, sources, fmt
 
     def _revisions(self, round_no: int) -> list[Ask]:
         """Revise the best distinct candidates; a round after one without progress asks a

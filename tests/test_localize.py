@@ -111,6 +111,16 @@ def test_suspect_lines_skip_headers_and_group_by_function():
     assert rank_lines(files, suspects, None) == []
 
 
+def test_the_condition_guarding_a_symptom_line_follows_it():
+    files = {"m.py": "def check(s):\n    n = len(s)\n    if s[1:3] == '--':\n"
+                     "        raise ValueError(s)\n    return n\n"}
+    spectrum = Spectrum([("bad", True, frozenset(("m.py", n) for n in (1, 2, 3, 4))),
+                         ("ok", False, frozenset(("m.py", n) for n in (1, 2, 3, 5)))])
+    lines = rank_lines(files, RepoMap().localize(files, [], spectrum), spectrum)
+    # the raise runs in the failing test only; its `if` (run by every test) comes next
+    assert [line.line for line in lines] == [4, 3, 2]
+
+
 def test_static_signals_follow_an_alias_and_a_fixture():
     files = {"pkg/__init__.py": "", "pkg/lib.py": LIB, "tests/test_lib.py": TESTS}
     hits = [TracebackHit("tests/test_lib.py", 0, "test_big"),

@@ -17,8 +17,8 @@ from rich.text import Text
 from textual.widgets import Input, Static
 
 from agent import errors
-from agent.events import (CandidateState, CandidateUpdate, ResultStatus, RunError, RunFinished,
-                          RunStarted)
+from agent.events import (CandidateState, CandidateUpdate, Localized, ModelCall, ResultStatus,
+                          RunError, RunFinished, RunStarted)
 from tests.support.openai_server import stall
 from tests.support.sandbox_env import docker_image  # noqa: F401 - a fixture
 from tui import demo
@@ -475,6 +475,22 @@ def test_reducer_on_a_recorded_run():
     assert view.prompt_tokens == 812 + 1011 * 2 and view.model_calls == 3
     assert view.elapsed(None) == pytest.approx(19.6)
     assert view.candidate("r1c3").failing_tests()[0]["nodeid"] == demo.EMPTY
+
+
+def test_the_suspects_and_a_line_question_reach_the_view():
+    suspect = {"path": "pkg/core.py", "function": "check", "line": 10, "end_line": 14,
+               "score": 1.0, "signals": ["dynamic"]}
+    line = {"path": "pkg/core.py", "line": 11, "function": "check", "score": 1.0,
+            "text": "if label[1:3] == '--':"}
+    view = reduce(RunView(), Localized([suspect], True, 2.0, [line]))
+    assert view.suspects == ("pkg/core.py:10-14 check (dynamic)",)
+    assert "  line pkg/core.py:11 if label[1:3] == '--':" in view.log
+    view = reduce(view, CandidateUpdate("r2c1", 2, None, CandidateState.SAMPLING))
+    asked = [{"role": "user", "content": "Line 11: ..."}]
+    view = reduce(view, ModelCall("k", "line", asked, ["`if label[2:4] == '--':`"], ["stop"],
+                                  50, 12, 0.0, 3.0))
+    assert view.candidate("r2c1").answer == "`if label[2:4] == '--':`"  # a root candidate's
+    assert view.candidate("r2c1").purpose == "line"
 
 
 def test_reducer_while_running_and_after_an_error():

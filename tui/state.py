@@ -273,7 +273,10 @@ def reduce(view: RunView, event: Event, now: float | None = None) -> RunView:
         suspects = tuple(suspect_line(s) for s in event.suspects)
         line = (f"localized: {suspects[0]}" if suspects else "localized: no function found")
         log = view.log
-        for entry in [line, *(f"  {i}. {s}" for i, s in enumerate(suspects[1:5], 2))]:
+        top_lines = [f"  line {entry['path']}:{entry['line']} {entry['text']}"
+                     for entry in event.lines[:3]]
+        for entry in [line, *(f"  {i}. {s}" for i, s in enumerate(suspects[1:5], 2)),
+                      *top_lines]:
             log = _log(log, entry)
         return replace(view, suspects=suspects, status=line, log=log)
     if isinstance(event, ModelCall):

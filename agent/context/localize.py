@@ -225,7 +225,36 @@ def rank_lines(files: Mapping[str, str], suspects: Sequence[Suspect],
                                                   top[owner].qualname))
     order = sorted(found.values(), key=lambda item: (
         -item[1].score, item[0], -len(_RISKY.findall(item[1].text)), item[1].line))
-    return [line for _, line in order[:limit]]
+    ranked: list[SuspectLine] = []
+    for _, line in order:
+        if line in ranked:
+            continue
+        ranked.append(line)
+        # the condition that let the failing run into this line (often the bug, where the
+        # line is only the symptom: a `raise` under a wrong `if`) comes right after it
+        guard = _guard(files[line.path].split("\n"), line.line)
+        if guard is not None and (line.path, guard) in found:
+            guarded = found[(line.path, guard)][1]
+            if guarded not in ranked:
+                ranked.append(guarded)
+    return ranked[:limit]
+
+
+_HEADER = re.compile(r"(?:if|elif|while|for|except|with)\b")
+
+
+def _guard(lines: list[str], number: int) -> int | None:
+    """The line number of the `if`/`while`/... header whose block holds line `number`."""
+    text = lines[number - 1]
+    indent = len(text) - len(text.lstrip())
+    for at in range(number - 1, 0, -1):
+        above = lines[at - 1]
+        if not above.strip() or above.lstrip().startswith("#"):
+            continue
+        depth = len(above) - len(above.lstrip())
+        if depth < indent:
+            return at if _HEADER.match(above.lstrip()) else None
+    return None
 
 
 def line_groups(lines: Sequence[SuspectLine], size: int = 3) -> list[tuple[SuspectLine, ...]]:

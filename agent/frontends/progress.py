@@ -40,6 +40,9 @@ class ConsoleProgress:
             for rank, s in enumerate(event.suspects[:3], 1):
                 c.print(f"[dim]suspect {rank}: {s['path']}:{s['line']}-{s['end_line']} "
                         f"{s['function']} ({', '.join(s['signals'])})[/]")
+            for entry in event.lines[:3]:
+                c.print(f"[dim]suspect line: {entry['path']}:{entry['line']} "
+                        f"{escape(entry['text'])}[/]")
         elif isinstance(event, ModelCall) and self.verbose:
             c.print(f"[dim]model: {event.purpose}, {len(event.answers)} answer(s), "
                     f"{event.prompt_tokens + event.completion_tokens} tokens[/]")

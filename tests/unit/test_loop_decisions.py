@@ -341,6 +341,16 @@ def test_an_answer_that_changes_nothing_is_revised_with_the_failures_not_the_for
     assert "the one line that makes a test fail" in revise
 
 
+def test_a_file_shown_in_part_is_never_asked_for_whole_even_by_the_first_question():
+    filler = "".join(f"\n\ndef helper_{i}(x):\n    return x + {i}\n" for i in range(60))
+    files = {**CALC, "calc.py": CALC["calc.py"] + filler}
+    answer = "calc.py\n```python\ndef add(a, b):\n    return a + b\n```\n"
+    result, run = solve([answer], files=files, edit_format="whole_file", candidates=1)
+    assert result.status is ResultStatus.SOLVED and result.chosen.fmt == "function"
+    assert "complete new version of each function" in run.model.requests[0].messages[0]["content"]
+    assert "# lines " in run.model.requests[0].user  # shown in part
+
+
 # -- line repair ----------------------------------------------------------------------------
 
 STEPS = {"calc.py": "def add(a, b):\n    total = a\n    total = total - b\n    return total\n",
