@@ -243,13 +243,14 @@ class Solver:
                 for i in range(self.settings.candidates)]
 
     def _line_asks(self, round_no: int) -> list[Ask]:
-        """Line repair: each ask names a few suspect lines (best first, never asked before
-        while there are new ones) and wants one of them corrected; a question asked before
-        is asked again at the sampling temperature, a new one greedily."""
+        """Line repair: each ask names a few suspect lines (the least asked first, best
+        first among them) and wants one of them corrected; a new question is asked greedily,
+        one asked before at the sampling temperature."""
         groups = line_groups(self.suspect_lines)
         order = sorted(groups, key=lambda g: self.lines_asked.get(g, 0))  # stable: rank kept
         asks = []
-        for i, group in enumerate(order[:self.settings.candidates]):
+        picks = [order[i % len(order)] for i in range(self.settings.candidates)] if order else []
+        for i, group in enumerate(picks):  # fewer questions than samples: again, sampled
             shown = sorted(group, key=lambda line: line.line)
             messages, _, _ = self._question(None, shown)
             temperature = 0.0 if group not in self.lines_asked else None

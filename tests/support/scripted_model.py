@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from agent.errors import ModelUnavailable
+from agent.models import hints
+from agent.models.hints import Hints
 from agent.protocols import Completion, Usage
 
 Answer = Callable[[list[dict], int], str]  # (messages, index in the request) -> answer
@@ -22,6 +24,7 @@ class Request:
     messages: list[dict]
     n: int
     seed: int | None
+    hints: Hints = field(default_factory=Hints)  # the search's per-request hints
 
     @property
     def user(self) -> str:
@@ -46,7 +49,7 @@ class ScriptedModel:
 
     async def sample(self, messages: list[dict], n: int, *,
                      seed: int | None = None) -> list[Completion]:
-        self.requests.append(Request(messages, n, seed))
+        self.requests.append(Request(messages, n, seed, hints.current()))
         texts = []
         for i in range(n):
             if callable(self.answers):

@@ -364,8 +364,11 @@ def test_a_first_round_that_fixed_nothing_is_followed_by_the_line_question():
     sandbox = FakeSandbox(CHECKS, lines={TEST_ADD: EVERY_LINE, TEST_ZERO: EVERY_LINE})
     wrong = sr("    total = total - b", "    total = total * b")
     line = "The subtraction should be an addition.\n```python\ntotal = total + b\n```\n"
-    result, run = solve([wrong, wrong, line], files=STEPS, sandbox=sandbox, rounds=2)
+    result, run = solve([wrong, wrong, line, line], files=STEPS, sandbox=sandbox, rounds=2)
     assert result.status is ResultStatus.SOLVED and result.chosen.fmt == "line"
+    # one question for two samples: asked twice, the second time not greedily
+    assert [r.user == run.model.requests[2].user for r in run.model.requests[2:]] == [True, True]
+    assert [r.hints.temperature for r in run.model.requests[2:]] == [0.0, None]
     assert "+    total = total + b" in result.patch
     [localized] = run.of(Localized)
     # equal Ochiai scores: the line with more operators first; no `def` line
@@ -373,7 +376,7 @@ def test_a_first_round_that_fixed_nothing_is_followed_by_the_line_question():
     question = run.model.requests[2].user
     assert "Where the bug probably is" in question and "`add` in calc.py" in question
     assert question.index("Line 2:") < question.index("Line 3:") < question.index("Line 4:")
-    assert "Do not repeat the function" in question
+    assert "do not repeat the function" in question
     # the same prefix as round 1's question: a server's prompt cache reads it once
     first = run.model.requests[0]
     assert first.messages[0] == run.model.requests[2].messages[0]
@@ -393,7 +396,7 @@ def test_a_corrected_line_that_fixed_one_target_is_revised_as_a_line_question():
     assert result.chosen.fmt == "line" and result.chosen.parent == "r2c1"
     assert "+    total = total + b\n" in result.patch
     revise = run.model.requests[2].user
-    assert "did not fix everything" in revise and "Do not repeat the function" in revise
+    assert "did not fix everything" in revise and "do not repeat the function" in revise
 
 
 # -- test edits ----------------------------------------------------------------------------
