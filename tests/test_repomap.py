@@ -191,6 +191,16 @@ def test_other_languages_with_the_optional_language_pack():
     assert table["g"].signature == "function g(a, b)" and table["g"].line == 4
 
 
+def test_generated_runs_of_alike_definitions_fold_into_one_line():
+    table = "".join(f"def _seg_{i}() -> list:\n    return [{i}]\n\n" for i in range(50))
+    files = {"pkg/data.py": table + "def lookup(x):\n    return x\n",
+             "pkg/few.py": "".join(f"def f{i}():\n    pass\n" for i in range(3))}
+    text = RepoMap().render(files, token_budget=2000)
+    assert "  def _seg_0() -> list:  # and 49 more alike, to _seg_49\n  def lookup(x):" in text
+    assert "_seg_1()" not in text
+    assert "def f0():\n  def f1():\n  def f2():" in text  # three in a row stay as they are
+
+
 def test_is_test_path():
     for path in [
         "tests/test_mod.py",
@@ -544,15 +554,16 @@ def test_render_respects_the_budget_and_never_cuts_a_line(budget):
 
 
 def test_render_keeps_the_focused_symbol_of_a_large_file():
+    # distinct names (not a foldable run of alike definitions)
     big = "\n\n".join(
-        f"def function_number_{i}(argument_{i}, other):\n    pass" for i in range(200)
+        f"def function_{chr(97 + i % 26)}_{i}(argument_{i}, other):\n    pass" for i in range(200)
     )
     files = {"big.py": big, "small.py": "def tiny():\n    pass\n"}
     last_line = len(big.split("\n")) - 1
     text = RepoMap().render(files, focus=[TracebackHit("big.py", last_line, None)], token_budget=60)
     lines = text.splitlines()
     assert lines[0] == "big.py"
-    assert "  def function_number_199(argument_199, other):" in lines
+    assert "  def function_r_199(argument_199, other):" in lines
     assert "  ⋮" in lines  # the elided symbols are marked
     assert len(text) / 4 <= 60
 

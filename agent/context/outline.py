@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -78,7 +79,10 @@ def _file_lines(symbols: list[Symbol], ctx: _Focus) -> list[tuple[str, int, int,
         by_qualname.setdefault(symbol.qualname, symbol)
     lines: list[tuple[str, int, int, int]] = []
     index_of: dict[str, int] = {}
-    for symbol in symbols:
+    runs = _runs(symbols, ctx)
+    for index, symbol in enumerate(symbols):
+        if runs.get(index, 1) == 0:
+            continue  # folded into the first of its run
         focused = (symbol.path, symbol.qualname) in ctx.symbols
         # skip definitions local to a function unless focused
         depth, parent, local = 0, symbol.parent, False
@@ -92,6 +96,8 @@ def _file_lines(symbols: list[Symbol], ctx: _Focus) -> list[tuple[str, int, int,
             continue
         prefix = " ".join(_short_decorator(d) for d in symbol.decorators)
         text = "  " * (depth + 1) + (prefix + " " if prefix else "") + symbol.signature
+        if runs.get(index, 1) > 1:
+            text += f"  # and {runs[index] - 1} more alike, to {symbols[index + runs[index] - 1].name}"
         parent_index = index_of.get(symbol.parent, -1) if symbol.parent else -1
         lines.append((text, 2 if focused else 0, depth, parent_index))
         index_of.setdefault(symbol.qualname, len(lines) - 1)
@@ -102,6 +108,29 @@ def _file_lines(symbols: list[Symbol], ctx: _Focus) -> list[tuple[str, int, int,
             p = lines[parent_index]
             lines[parent_index] = (p[0], priority, p[2], p[3])
     return lines
+
+FOLD_RUN = 4  # this many alike definitions in a row show as one line
+
+
+def _runs(symbols: list[Symbol], ctx: _Focus) -> dict[int, int]:
+    """Runs of consecutive definitions that differ only in numbers (generated tables such as
+    `_seg_0` ... `_seg_80`): index of a run's first -> its length, of the rest -> 0."""
+    def key(symbol: Symbol) -> tuple[object, ...] | None:
+        if symbol.kind == "class" or (symbol.path, symbol.qualname) in ctx.symbols:
+            return None  # a focused definition is always shown; a class keeps its members
+        return (symbol.parent, symbol.kind, re.sub(r"\d+", "#", symbol.signature))
+
+    runs: dict[int, int] = {}
+    start = 0
+    for i in range(1, len(symbols) + 1):
+        if i < len(symbols) and key(symbols[i]) is not None and key(symbols[i]) == key(symbols[start]):
+            continue
+        if i - start >= FOLD_RUN:
+            runs[start] = i - start
+            runs.update({j: 0 for j in range(start + 1, i)})
+        start = i
+    return runs
+
 
 def _choose_lines(lines: list[tuple[str, int, int, int]], budget: int) -> set[int]:
     order = sorted(range(len(lines)), key=lambda i: (-lines[i][1], i))
