@@ -163,7 +163,12 @@ class Solver:
                     if self.planner.greedy_first():  # an easy bug costs one sample
                         asks[0].temperature = 0.0
                         if not await self._stream(asks[:1]) and not self.stop_requested:
-                            await self._stream(asks[1:])
+                            rest = asks[1:]
+                            if self.suspect_lines and self.planner.long_answers():
+                                rest = self._line_asks(round_no, len(rest), first=2)
+                                self.bus.emit(Status("answers are long here: asking about the "
+                                                     "suspect lines first"))
+                            await self._stream(rest)
                     else:
                         await self._stream(asks)
                 else:
@@ -242,21 +247,24 @@ class Solver:
                     self._seed(round_no, i), lineage=i, fmt=fmt, shown=tuple(sources))
                 for i in range(self.settings.candidates)]
 
-    def _line_asks(self, round_no: int) -> list[Ask]:
+    def _line_asks(self, round_no: int, count: int | None = None, first: int = 1) -> list[Ask]:
         """Line repair: each ask names a few suspect lines (the least asked first, best
         first among them) and wants one of them corrected; a new question is asked greedily,
         one asked before at the sampling temperature."""
         groups = line_groups(self.suspect_lines)
         order = sorted(groups, key=lambda g: self.lines_asked.get(g, 0))  # stable: rank kept
         asks = []
-        picks = [order[i % len(order)] for i in range(self.settings.candidates)] if order else []
+        count = self.settings.candidates if count is None else count
+        picks = [order[i % len(order)] for i in range(count)] if order else []
         for i, group in enumerate(picks):  # fewer questions than samples: again, sampled
             shown = sorted(group, key=lambda line: line.line)
             messages, _, _ = self._question(None, shown)
             temperature = 0.0 if group not in self.lines_asked else None
             self.lines_asked[group] = self.lines_asked.get(group, 0) + 1
-            asks.append(Ask(f"r{round_no}c{i + 1}", round_no, None, messages, self.base_files,
-                            self._seed(round_no, i), "line", temperature, lineage=i, fmt="line",
+            index = first - 1 + i
+            asks.append(Ask(f"r{round_no}c{index + 1}", round_no, None, messages, self.base_files,
+                            self._seed(round_no, index), "line", temperature, lineage=index,
+                            fmt="line",
                             shown=(group[0].path,),
                             lines=tuple(LineTarget(g.path, g.line, g.text) for g in group)))
         return asks

@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 # 1.5B model on two CPU cores decodes at ~10-20 tokens/s, on a GPU at hundreds.
 FAST_TOKENS_PER_S = 60.0
 PROBE_TIMEOUT_S = 2.0
+# An answer that took longer than this to write makes the narrow search ask the line
+# question before sampling the same long answer again (measured with the bundled model on
+# two cores: real-library functions copied back in 150-300 s; a corrected line in ~10 s).
+LONG_ANSWER_S = 60.0
 
 
 class Schedule(enum.StrEnum):
@@ -90,6 +94,7 @@ class Speed:
     tokens_per_s: list[float] = field(default_factory=list)
     sample_s: list[float] = field(default_factory=list)  # wall time of one answer
     test_s: list[float] = field(default_factory=list)  # wall time of one candidate's tests
+    decode_s: list[float] = field(default_factory=list)  # of sample_s, writing the answer
 
     def record_sample(self, seconds: float, tokens_per_s: float | None, tokens: int) -> None:
         self.sample_s.append(seconds)
@@ -97,6 +102,7 @@ class Speed:
             tokens_per_s = tokens / seconds
         if tokens_per_s:
             self.tokens_per_s.append(tokens_per_s)
+            self.decode_s.append(tokens / tokens_per_s)
 
     @property
     def decode(self) -> float | None:
@@ -138,6 +144,13 @@ class Planner:
 
     def greedy_first(self) -> bool:
         return self.narrow() and self.candidates > 1
+
+    def long_answers(self) -> bool:
+        """The last answer took more than LONG_ANSWER_S to write (a function or file copied
+        out on a CPU: 1-2k tokens, minutes): more samples of that question cost more than
+        short questions (a corrected line, ~10 s) are worth trying first."""
+        return self.narrow() and bool(self.speed.decode_s) and \
+            self.speed.decode_s[-1] > LONG_ANSWER_S
 
     def sequential(self) -> bool:
         """One request at a time, all on one cached slot: a llama.cpp server that decodes

@@ -43,6 +43,8 @@ class ScriptedModel:
     preflights: int = 0
     closed: bool = False
     window: None = None  # no server window: the settings' budget alone sizes the prompt
+    # the decode speed each answer reports (tokens/s); None: an instant answer, as replayed
+    tokens_per_s: float | None = None
 
     def __post_init__(self) -> None:
         self._next = 0
@@ -60,9 +62,12 @@ class ScriptedModel:
                 texts.append(self.answers[self._next])
                 self._next += 1
         # the request's prompt tokens ride on its first answer, as a real request splits them
+        seconds = 0.0 if self.tokens_per_s is None else \
+            self.completion_tokens / self.tokens_per_s
         return [Completion(t, "stop", Usage(self.prompt_tokens if i == 0 else 0,
                                             self.completion_tokens),
-                           self.cost_per_answer_usd, f"scripted-{len(self.requests)}", 0.0)
+                           self.cost_per_answer_usd, f"scripted-{len(self.requests)}", seconds,
+                           tokens_per_s=self.tokens_per_s)
                 for i, t in enumerate(texts)]
 
     async def preflight(self) -> None:

@@ -383,6 +383,23 @@ def test_a_first_round_that_fixed_nothing_is_followed_by_the_line_question():
     assert question.startswith(first.user.split("Fix the bug.")[0])
 
 
+@pytest.mark.parametrize("decode_s, asked, temperatures", [
+    (120.0, ["propose", "line", "line"], [0.0, 0.0, None]),  # one line question, then sampled
+    (10.0, ["propose", "propose", "propose"], [0.0, None, None]),
+])
+def test_after_a_long_greedy_answer_the_narrow_search_asks_the_line_question(
+        decode_s, asked, temperatures):
+    """A greedy answer that took minutes to write (a function copied out on a CPU) is not
+    sampled again before the ~10 s line questions; a quick one is."""
+    sandbox = FakeSandbox(CHECKS, lines={TEST_ADD: EVERY_LINE, TEST_ZERO: EVERY_LINE})
+    wrong = sr("    total = total - b", "    total = total * b")
+    model = ScriptedModel([wrong] * 3, tokens_per_s=10 / decode_s)  # 10 tokens an answer
+    run = Run(model, files=STEPS, sandbox=sandbox, schedule="narrow", candidates=3, rounds=1)
+    run.result()
+    assert [e.purpose for e in run.of(ModelCall)] == asked
+    assert [r.hints.temperature for r in model.requests] == temperatures
+
+
 def test_a_corrected_line_that_fixed_one_target_is_revised_as_a_line_question():
     test_small = "tests/test_calc.py::test_small"
     checks = {**CHECKS, test_small: python_check("calc.py", "add(2, 1) == 3")}
