@@ -19,7 +19,7 @@ from agent.context.repomap import RepoMap
 from agent.cores import usable_cores
 from agent.edits import apply_edits, parse_answer, unified_diff
 from agent.edits.grammar import grammar_for
-from agent.edits.lines import LineTarget, line_edits
+from agent.edits.lines import LineTarget, line_edits, retarget
 from agent.errors import (
     BaselineTimedOut,
     EditApplyError,
@@ -91,6 +91,7 @@ class Solver:
         self.jobs = JobRunner(self.sandbox, self.snapshot, self.settings.test_cmd, self.limits,
                               self.activity, self.planner.speed, self.settings.workers)
         self.first_fix_s: float | None = None
+        self.suspect_lines: list[SuspectLine] = []  # set by localization
         self.lines_asked: dict[tuple[SuspectLine, ...], int] = {}  # question -> times asked
 
     # The working base (a reproduction test joins it) is what prompts are built from.
@@ -313,7 +314,7 @@ class Solver:
         questions = []
         for parent in parents:
             if parent.fmt == "line" and parent.files is not None and \
-                    not _retarget(parent.lines, parent.files, self.base_files):
+                    not retarget(parent.lines, parent.files, self.base_files):
                 continue  # its change moved the lines the question named
             feedback = self.prompts.feedback(parent)
             if variant is Variant.FAULTY_LINE:
@@ -335,7 +336,7 @@ class Solver:
                           messages, base, self._seed(round_no, p_index * per_parent + j),
                           "revise", temperature, self.lineage.get(parent.id, p_index),
                           fmt=parent.fmt, shown=parent.shown,
-                          lines=_retarget(parent.lines, base, self.base_files))
+                          lines=retarget(parent.lines, base, self.base_files))
                 asks.append(ask)
         return asks
 
@@ -539,20 +540,6 @@ class Solver:
 
     def _record(self, cand: Candidate) -> None:
         self.bus.emit(self._update(cand, cand.state))
-
-
-def _retarget(lines: tuple[LineTarget, ...], files: dict[str, str],
-              original: dict[str, str]) -> tuple[LineTarget, ...]:
-    """A line question's targets as they read in `files` (a revision starts from its parent's
-    change); none where the change moved line numbers (it added or removed lines)."""
-    out = []
-    for target in lines:
-        text = files.get(target.path, "").split("\n")
-        if len(text) != original.get(target.path, "").count("\n") + 1:
-            return ()
-        if 1 <= target.line <= len(text) and text[target.line - 1].strip():
-            out.append(LineTarget(target.path, target.line, text[target.line - 1]))
-    return tuple(out)
 
 
 __all__ = ["MulliganError", "Result", "Solver"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from agent.edits import apply_edits
-from agent.edits.lines import LineTarget, code_of, line_edits
+from agent.edits.lines import LineTarget, code_of, line_edits, retarget
 from agent.errors import FormatError
 
 SOURCE = (
@@ -93,3 +93,11 @@ def test_a_line_that_changed_since_it_was_shown_is_refused():
 def test_code_of_takes_the_first_fence_and_trims_blank_lines():
     assert code_of("a\n```py\n\nx = 1\n\n```\n```py\ny = 2\n```") == ["x = 1"]
     assert code_of("two\nlines of prose") == []
+
+
+def test_a_revision_retargets_the_lines_unless_the_change_moved_them():
+    changed = {"pkg/core.py": with_line(5, "    if label[2:4] == '--':")}
+    assert retarget((SECOND_IF, SIZE), changed, FILES) == (
+        LineTarget("pkg/core.py", 5, "    if label[2:4] == '--':"), SIZE)
+    longer = {"pkg/core.py": with_line(5, "    if label[2:4] == '--':", "        pass")}
+    assert retarget((SECOND_IF, SIZE), longer, FILES) == ()

@@ -40,6 +40,20 @@ class LineTarget:
     text: str
 
 
+def retarget(lines: Sequence[LineTarget], files: Mapping[str, str],
+             original: Mapping[str, str]) -> tuple[LineTarget, ...]:
+    """A line question's targets as they read in `files` (a revision starts from its parent's
+    change); none where the change moved line numbers (it added or removed lines)."""
+    out = []
+    for target in lines:
+        text = files.get(target.path, "").split("\n")
+        if len(text) != original.get(target.path, "").count("\n") + 1:
+            return ()
+        if 1 <= target.line <= len(text) and text[target.line - 1].strip():
+            out.append(LineTarget(target.path, target.line, text[target.line - 1]))
+    return tuple(out)
+
+
 def code_of(answer: str) -> list[str]:
     """The code lines of an answer: its first fence, else its last `inline` code, else the
     answer itself when it is one line."""
