@@ -300,14 +300,28 @@ class Solver:
 
     def _revisions(self, round_no: int) -> list[Ask]:
         """Revise the best distinct candidates; a round after one without progress asks a
-        different question (agent.novelty.Variant); a question already asked is not asked."""
+        different question (agent.novelty.Variant); a question already asked is not asked.
+        A line round asks half its samples as line questions and revises with the rest."""
         variant = self.revisions.variant(skip=() if self.suspect_lines else (Variant.LINES,))
         if variant is Variant.LINES:
-            return self._line_asks(round_no)
+            lines = self._line_asks(round_no, -(-self.settings.candidates // 2))
+            return lines + self._revise(round_no, None, self.settings.candidates - len(lines),
+                                        first=len(lines) + 1)
         if variant in (Variant.SPELL_OUT, Variant.OTHER_FORMAT):
             return self._proposals(round_no, variant)
+        asks = self._revise(round_no, variant, self.settings.candidates)
+        if not asks:  # every question was asked: a fresh proposal, spelled out
+            return self._proposals(round_no, Variant.SPELL_OUT)
+        return asks
+
+    def _revise(self, round_no: int, variant: Variant | None, count: int,
+                first: int = 1) -> list[Ask]:
+        """Up to `count` revisions of the best parents, each with its own feedback; none
+        where every question was asked before."""
+        if count <= 0:
+            return []
         pool = [c for c in self.candidates if not c.solved and c.id not in self.duplicates]
-        parents = self.revisions.parents(pool, self.settings.beam, self.keys)
+        parents = self.revisions.parents(pool, min(self.settings.beam, count), self.keys)
         temperature = min(1.5, self.settings.temperature + 0.4) \
             if variant is Variant.HOTTER else None
         asks: list[Ask] = []
@@ -326,14 +340,15 @@ class Solver:
             questions.append((parent, parent.messages + [
                 {"role": "assistant", "content": parent.answer},
                 {"role": "user", "content": feedback}]))
-        if not questions:  # every question was asked: a fresh proposal, spelled out
-            return self._proposals(round_no, Variant.SPELL_OUT)
-        per_parent = max(1, self.settings.candidates // len(questions))
+        if not questions:
+            return []
+        per_parent = max(1, count // len(questions))
         for p_index, (parent, messages) in enumerate(questions):
             for j in range(per_parent):
+                index = first - 1 + p_index * per_parent + j
                 base = parent.files if parent.files is not None else self.base_files
-                ask = Ask(f"r{round_no}c{p_index * per_parent + j + 1}", round_no, parent,
-                          messages, base, self._seed(round_no, p_index * per_parent + j),
+                ask = Ask(f"r{round_no}c{index + 1}", round_no, parent,
+                          messages, base, self._seed(round_no, index),
                           "revise", temperature, self.lineage.get(parent.id, p_index),
                           fmt=parent.fmt, shown=parent.shown,
                           lines=retarget(parent.lines, base, self.base_files))

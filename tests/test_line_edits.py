@@ -68,6 +68,12 @@ def test_an_answer_that_changes_nothing_gives_no_change():
     assert fixed("```python\n    if label[1:3] == '--':\n```") == SOURCE
 
 
+def test_search_replace_blocks_are_read_as_such():
+    answer = ("pkg/core.py\n```python\n<<<<<<< SEARCH\n    size = len(label)\n=======\n"
+              "    size = len(label.strip())\n>>>>>>> REPLACE\n```\n")
+    assert fixed(answer) == with_line(4, "    size = len(label.strip())")
+
+
 def test_a_whole_function_is_read_as_a_function_edit():
     answer = ("```python\ndef check(label):\n    return label[2:4] != '--'\n```")
     assert fixed(answer) == "def check(label):\n    return label[2:4] != '--'\n"

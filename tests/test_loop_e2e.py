@@ -176,10 +176,14 @@ async def test_round_two_succeeds_because_the_revise_prompt_carries_the_assertio
     result, _ = await run_loop(repo, settings(openai_server, docker_image, candidates=2,
                                               rounds=2, beam=1))
 
-    # two single-sample proposals (one change: tested once), then revisions of it
-    proposes = [r for r in openai_server.chat_requests if len(r.messages) == 2]
+    # two single-sample proposals (one change: tested once), then a round that revises it
+    # with half its samples and asks the traced run's suspect line with the other half
+    fresh = [r for r in openai_server.chat_requests if len(r.messages) == 2]
+    lines = [r for r in fresh if "Where the bug probably is" in last_user(r)]
+    proposes = [r for r in fresh if r not in lines]
     revises = [r for r in openai_server.chat_requests if len(r.messages) > 2]
-    assert len(proposes) == 2 and revises
+    assert len(proposes) == 2 and revises and len(lines) == 1
+    assert "Line 2:\n```python\n    return a + b - 1\n```" in last_user(lines[0])
     for propose in proposes:
         assert "assert 5 == 6" in last_user(propose)
         assert "assert 7 == 6" not in propose.prompt

@@ -4,7 +4,8 @@ instead of copying a whole function, and cannot clobber anything it was not poin
 
 The corrected line replaces the suspect line it most resembles (re-indented to it); lines
 the answer repeats from just before or after it are context, not new code. An answer that
-defines a function instead is read as a function edit. A result that no longer parses as
+defines a function instead is read as a function edit, and SEARCH/REPLACE blocks or a diff
+as such. A result that no longer parses as
 Python is refused here, before it costs a sandbox run.
 """
 
@@ -26,6 +27,7 @@ _FENCE = re.compile(r"^\s*(`{3,}|~{3,})[^\n]*\n(.*?)^\s*\1\s*$", re.DOTALL | re.
 _INLINE = re.compile(r"`([^`\n]+)`")
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _DEF = re.compile(r"^\s*(?:async\s+def|def|class)\s+\w+")
+_BLOCKS = re.compile(r"^\s*(?:<{5,9}\s*(?:SEARCH|ORIGINAL)\b|--- \S|@@ )", re.MULTILINE)
 
 _HELP = ("Answer with the corrected line in a ```python fence: the one line, changed, "
          "nothing else.")
@@ -82,6 +84,8 @@ def line_edits(answer: str, targets: Sequence[LineTarget],
     Raises FormatError with a message for the model."""
     if not targets:
         raise FormatError("no suspect line was named")
+    if _BLOCKS.search(answer):  # SEARCH/REPLACE blocks or a diff after all
+        return parse_answer(answer, known_paths=files.keys(), default_path=targets[0].path)
     code = code_of(answer)
     if any(_DEF.match(line) for line in code):  # a whole function after all
         return parse_answer(answer, known_paths=files.keys(), functions=True,

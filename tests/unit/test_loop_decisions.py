@@ -359,27 +359,33 @@ EVERY_LINE = [("calc.py", n) for n in (1, 2, 3, 4)]
 
 
 def test_a_first_round_that_fixed_nothing_is_followed_by_the_line_question():
-    """The traced run points at add's lines; round 2 names them and the one corrected line
-    the model writes (unindented, in a fence) is the fix."""
+    """The traced run points at add's lines; round 2 names them (and revises with its other
+    half), and the one corrected line the model writes (unindented, in a fence) is the fix."""
     sandbox = FakeSandbox(CHECKS, lines={TEST_ADD: EVERY_LINE, TEST_ZERO: EVERY_LINE})
     wrong = sr("    total = total - b", "    total = total * b")
     line = "The subtraction should be an addition.\n```python\ntotal = total + b\n```\n"
-    result, run = solve([wrong, wrong, line, line], files=STEPS, sandbox=sandbox, rounds=2)
+
+    def answer(messages, _):
+        return line if "Where the bug probably is" in messages[-1]["content"] else wrong
+
+    result, run = solve(answer, files=STEPS, sandbox=sandbox, rounds=2, candidates=4, beam=1)
     assert result.status is ResultStatus.SOLVED and result.chosen.fmt == "line"
-    # one question for two samples: asked twice, the second time not greedily
-    assert [r.user == run.model.requests[2].user for r in run.model.requests[2:]] == [True, True]
-    assert [r.hints.temperature for r in run.model.requests[2:]] == [0.0, None]
     assert "+    total = total + b" in result.patch
     [localized] = run.of(Localized)
     # equal Ochiai scores: the line with more operators first; no `def` line
     assert [entry["line"] for entry in localized.lines] == [3, 2, 4]
-    question = run.model.requests[2].user
+    round2 = run.model.requests[4:]
+    assert sorted(len(r.messages) for r in round2) == [2, 2, 4, 4]  # two line asks, two revisions
+    question = next(r.user for r in round2 if len(r.messages) == 2)
     assert "Where the bug probably is" in question and "`add` in calc.py" in question
     assert question.index("Line 2:") < question.index("Line 3:") < question.index("Line 4:")
     assert "do not repeat the function" in question
+    # one question for two line samples: greedy first, then sampled
+    assert sorted(str(r.hints.temperature) for r in round2 if len(r.messages) == 2) == \
+        ["0.0", "None"]
     # the same prefix as round 1's question: a server's prompt cache reads it once
     first = run.model.requests[0]
-    assert first.messages[0] == run.model.requests[2].messages[0]
+    assert first.messages[0] == round2[0].messages[0]
     assert question.startswith(first.user.split("Fix the bug.")[0])
 
 
