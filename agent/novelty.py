@@ -89,11 +89,12 @@ class Revisions:
         self.asked.add((parent_key, _digest(feedback)))
         self.times_revised[parent.id] = self.times_revised.get(parent.id, 0) + 1
 
-    def progress(self, candidates: Iterable[Candidate]) -> bool:
+    def progress(self, candidates: Sequence[Candidate]) -> bool:
         """Whether the best rank improved since the last call (counts stalled rounds). A first
-        round that fixed no target counts as stalled, so the next round asks the line
-        question (revising such answers fixed nothing in the measured runs); where there is
-        no line question, the first round is revised first."""
+        round whose usable answers fixed no target counts as stalled, so the next round asks
+        the line question beside its revisions (revising such answers alone fixed nothing in
+        the measured runs); where there is no line question, the first round is revised
+        first, as is one whose answers were all unusable (format feedback)."""
         ranks = [c.rank_key() for c in candidates if c.report is not None]
         best = max(ranks) if ranks else None
         first = not self.rounds_seen
@@ -104,7 +105,9 @@ class Revisions:
             self.best_so_far, self.stalled_rounds = best, 0
         if first:
             improved = best is not None and best[2] > 0  # fixed a target
-            self.first_stalled = not improved
+            # answers that were all unusable are revised with format feedback first
+            usable = any(c.report is not None or c.changes_nothing for c in candidates)
+            self.first_stalled = not improved and usable
             self.stalled_rounds = int(self.first_stalled)
         elif improved:
             self.first_stalled = False

@@ -495,11 +495,14 @@ def test_resume_repeats_no_finished_model_call_and_solves(tmp_path, openai_serve
 
     with pytest.raises(ModelError, match="kept failing"):
         asyncio.run(go())
-    failed_revise = openai_server.chat_requests[-1].body["messages"]
     finished = [e for e in read_events(run_path(first.run_id)) if isinstance(e, ModelCall)]
     assert [c.purpose for c in finished] == ["propose", "propose"]  # one per sample
     finished_bodies = [c.messages for c in finished]
     assert openai_server.chat_requests[0].body["messages"] == finished_bodies[0]
+    # round 2's requests (a line question and a revision) never got an answer
+    unfinished = [r.body["messages"] for r in openai_server.chat_requests
+                  if r.body["messages"] not in finished_bodies]
+    assert any(len(b) == 4 for b in unfinished)  # the revision
 
     # Resume with a fresh script: only the unfinished revise call may reach the server.
     openai_server.reset()
@@ -518,7 +521,7 @@ def test_resume_repeats_no_finished_model_call_and_solves(tmp_path, openai_serve
     bodies = [r.body["messages"] for r in openai_server.chat_requests]
     assert bodies, "the resumed run asked nothing"
     assert not any(b in finished_bodies for b in bodies)
-    assert all(b == failed_revise for b in bodies)  # only the unfinished revision's samples
+    assert all(b in unfinished for b in bodies)  # only the unfinished round's samples
     out = json.loads(proc.stdout)
     assert out["run_id"] == first.run_id
     assert out["status"] == "solved"

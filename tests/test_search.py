@@ -198,7 +198,8 @@ def test_revision_ties_go_to_the_newest_least_revised_and_questions_are_not_repe
     assert [c.id for c in revisions.parents(pool, 3, same)] == ["r1c2", "r1c1"]
     assert revisions.variant() is None
     no_lines = (Variant.LINES,)
-    revisions.progress([])  # a first round that fixed nothing: the line question next,
+    tested = Candidate("r1c1", 1, None, patch="x", report=TestReport(RunStatus.COMPLETED, 1, 0.1))
+    revisions.progress([tested])  # a first round that fixed nothing: the line question next,
     assert revisions.variant() is Variant.LINES
     assert revisions.variant(skip=no_lines) is None  # or, without one, its answers revised
     revisions.progress([])  # a round without progress: ask another question
@@ -208,12 +209,20 @@ def test_revision_ties_go_to_the_newest_least_revised_and_questions_are_not_repe
     assert revisions.variant() is Variant.FAULTY_LINE
 
 
-def test_a_first_round_that_fixed_a_target_is_revised_first():
+def test_a_first_round_that_fixed_a_target_or_gave_no_usable_answer_is_revised_first():
     fixed_one = Candidate("r1c1", 1, None, patch="x", fixed=["t::a"],
                           report=TestReport(RunStatus.COMPLETED, 1, 0.1))
     revisions = Revisions()
     assert revisions.progress([fixed_one])
     assert revisions.variant() is None
+    unusable = Candidate("r1c1", 1, None, format_error="No edits found")
+    revisions = Revisions()
+    revisions.progress([unusable])  # format feedback first
+    assert revisions.variant() is None
+    copied = Candidate("r1c1", 1, None, format_error="same code", changes_nothing=True)
+    revisions = Revisions()
+    revisions.progress([copied])  # a copy is an answer: the line question next
+    assert revisions.variant() is Variant.LINES
 
 
 # -- the streaming loop ---------------------------------------------------------------------
