@@ -301,12 +301,16 @@ class Solver:
     def _revisions(self, round_no: int) -> list[Ask]:
         """Revise the best distinct candidates; a round after one without progress asks a
         different question (agent.novelty.Variant); a question already asked is not asked.
-        A line round asks half its samples as line questions and revises with the rest."""
+        A line round revises tested candidates with up to half its samples (an answer that
+        only copied the code back is not worth revising) and asks line questions with the rest."""
         variant = self.revisions.variant(skip=() if self.suspect_lines else (Variant.LINES,))
         if variant is Variant.LINES:
-            lines = self._line_asks(round_no, -(-self.settings.candidates // 2))
-            return lines + self._revise(round_no, None, self.settings.candidates - len(lines),
-                                        first=len(lines) + 1)
+            n = self.settings.candidates
+            revisions = self._revise(round_no, None, n // 2, tested_only=True)
+            asks = self._line_asks(round_no, n - len(revisions)) + revisions
+            for index, ask in enumerate(asks):  # numbered in the order they are asked
+                ask.id, ask.seed = f"r{round_no}c{index + 1}", self._seed(round_no, index)
+            return asks
         if variant in (Variant.SPELL_OUT, Variant.OTHER_FORMAT):
             return self._proposals(round_no, variant)
         asks = self._revise(round_no, variant, self.settings.candidates)
@@ -314,13 +318,14 @@ class Solver:
             return self._proposals(round_no, Variant.SPELL_OUT)
         return asks
 
-    def _revise(self, round_no: int, variant: Variant | None, count: int,
-                first: int = 1) -> list[Ask]:
-        """Up to `count` revisions of the best parents, each with its own feedback; none
-        where every question was asked before."""
+    def _revise(self, round_no: int, variant: Variant | None, count: int, *,
+                tested_only: bool = False) -> list[Ask]:
+        """Up to `count` revisions of the best parents (`tested_only`: of candidates that ran
+        the tests), each with its own feedback; none where every question was asked before."""
         if count <= 0:
             return []
-        pool = [c for c in self.candidates if not c.solved and c.id not in self.duplicates]
+        pool = [c for c in self.candidates if not c.solved and c.id not in self.duplicates
+                and (c.report is not None or not tested_only)]
         parents = self.revisions.parents(pool, min(self.settings.beam, count), self.keys)
         temperature = min(1.5, self.settings.temperature + 0.4) \
             if variant is Variant.HOTTER else None
@@ -345,7 +350,7 @@ class Solver:
         per_parent = max(1, count // len(questions))
         for p_index, (parent, messages) in enumerate(questions):
             for j in range(per_parent):
-                index = first - 1 + p_index * per_parent + j
+                index = p_index * per_parent + j
                 base = parent.files if parent.files is not None else self.base_files
                 ask = Ask(f"r{round_no}c{index + 1}", round_no, parent,
                           messages, base, self._seed(round_no, index),

@@ -389,6 +389,18 @@ def test_a_first_round_that_fixed_nothing_is_followed_by_the_line_question():
     assert question.startswith(first.user.split("Fix the bug.")[0])
 
 
+def test_a_first_round_that_only_copied_the_code_back_is_followed_by_line_questions_only():
+    sandbox = FakeSandbox(CHECKS, lines={TEST_ADD: EVERY_LINE, TEST_ZERO: EVERY_LINE})
+    copy = sr("    total = total - b", "    total = total - b")
+    result, run = solve([copy] * 2 + ["`total = total * b`"] * 2, files=STEPS, sandbox=sandbox,
+                        rounds=2, candidates=2, beam=1)
+    assert [c.changes_nothing for c in result.candidates if c.round == 1] == [True, True]
+    round2 = run.model.requests[2:]
+    assert [len(r.messages) for r in round2] == [2, 2]  # no "you changed nothing" revision
+    assert all("Where the bug probably is" in r.user for r in round2)
+    assert [c.id for c in result.candidates if c.round == 2] == ["r2c1", "r2c2"]
+
+
 @pytest.mark.parametrize("decode_s, asked, temperatures", [
     (120.0, ["propose", "line", "line"], [0.0, 0.0, None]),  # one line question, then sampled
     (10.0, ["propose", "propose", "propose"], [0.0, None, None]),
