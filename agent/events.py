@@ -116,6 +116,7 @@ class CandidateUpdate(Event):
     patch: str = ""
     note: str = ""  # format feedback, patch error, strategies used
     report: dict[str, Any] | None = None
+    edit_format: str | None = None  # the format its question asked for ("line": a line question)
 
 
 @dataclass(frozen=True)

@@ -556,7 +556,7 @@ class Solver:
         return CandidateUpdate(
             cand.id, cand.round, cand.parent, state, cand.tokens, len(cand.fixed),
             len(self.baseline.targets), len(cand.regressions), list(cand.edited_tests),
-            cand.patch, note or "", cand.report.to_dict() if cand.report else None)
+            cand.patch, note or "", cand.report.to_dict() if cand.report else None, cand.fmt)
 
     def _record(self, cand: Candidate) -> None:
         self.bus.emit(self._update(cand, cand.state))

@@ -371,6 +371,8 @@ def test_a_first_round_that_fixed_nothing_is_followed_by_the_line_question():
     result, run = solve(answer, files=STEPS, sandbox=sandbox, rounds=2, candidates=4, beam=1)
     assert result.status is ResultStatus.SOLVED and result.chosen.fmt == "line"
     assert "+    total = total + b" in result.patch
+    # the trajectory says which question the winner answered
+    assert {e.edit_format for e in run.of(CandidateUpdate) if e.id == result.chosen.id} == {"line"}
     [localized] = run.of(Localized)
     # equal Ochiai scores: the line with more operators first; no `def` line
     assert [entry["line"] for entry in localized.lines] == [3, 2, 4]
