@@ -403,7 +403,8 @@ class Solver:
         return done.is_set()
 
     async def _one(self, ask: Ask, done: asyncio.Event) -> None:
-        self._announce(Candidate(ask.id, ask.round, ask.parent.id if ask.parent else None))
+        self._announce(Candidate(ask.id, ask.round, ask.parent.id if ask.parent else None,
+                                 fmt=ask.fmt))
         try:
             await self._answer(ask, done)
         except asyncio.CancelledError:
@@ -415,7 +416,8 @@ class Solver:
                 self.bus.emit(CandidateUpdate(ask.id, ask.round,
                                               ask.parent.id if ask.parent else None,
                                               CandidateState.CANCELLED,
-                                              targets_total=len(self.baseline.targets)))
+                                              targets_total=len(self.baseline.targets),
+                                              edit_format=ask.fmt))
             raise
 
     async def _answer(self, ask: Ask, done: asyncio.Event) -> None:
@@ -548,7 +550,8 @@ class Solver:
 
     def _announce(self, cand: Candidate) -> None:
         self.bus.emit(CandidateUpdate(cand.id, cand.round, cand.parent, CandidateState.SAMPLING,
-                                      targets_total=len(self.baseline.targets)))
+                                      targets_total=len(self.baseline.targets),
+                                      edit_format=cand.fmt))
 
     def _update(self, cand: Candidate, state: CandidateState) -> CandidateUpdate:
         note = cand.format_error or (cand.report.patch_error if cand.report else None) or \
