@@ -37,8 +37,9 @@ FAST_TOKENS_PER_S = 60.0
 PROBE_TIMEOUT_S = 2.0
 # An answer that took longer than this to write makes the narrow search ask the line
 # question before sampling the same long answer again (measured with the bundled model on
-# two cores: real-library functions copied back in 150-300 s; a corrected line in ~10 s).
-LONG_ANSWER_S = 60.0
+# two cores at 6-8 tokens/s: real-library functions copied back in 60-300 s, one-file
+# answers of 150-250 tokens in 20-35 s; a corrected line in ~10-20 s).
+LONG_ANSWER_S = 40.0
 
 
 class Schedule(enum.StrEnum):
