@@ -93,6 +93,7 @@ class Solver:
         self.first_fix_s: float | None = None
         self.suspect_lines: list[SuspectLine] = []  # set by localization
         self.lines_asked: dict[tuple[SuspectLine, ...], int] = {}  # question -> times asked
+        self.long_answers = False  # the greedy answer took long to write (Planner.long_answers)
 
     # The working base (a reproduction test joins it) is what prompts are built from.
     @property
@@ -165,7 +166,8 @@ class Solver:
                         asks[0].temperature = 0.0
                         if not await self._stream(asks[:1]) and not self.stop_requested:
                             rest = asks[1:]
-                            if self.suspect_lines and self.planner.long_answers():
+                            self.long_answers = self.planner.long_answers()
+                            if self.suspect_lines and self.long_answers:
                                 rest = self._line_asks(round_no, len(rest), first=2)
                                 self.bus.emit(Status("answers are long here: asking about the "
                                                      "suspect lines first"))
@@ -304,6 +306,9 @@ class Solver:
         A line round revises tested candidates with up to half its samples (an answer that
         only copied the code back is not worth revising) and asks line questions with the rest."""
         variant = self.revisions.variant(skip=() if self.suspect_lines else (Variant.LINES,))
+        if variant not in (None, Variant.LINES) and self.long_answers and \
+                any(g not in self.lines_asked for g in line_groups(self.suspect_lines)):
+            variant = Variant.LINES  # new line questions before another minutes-long answer
         if variant is Variant.LINES:
             n = self.settings.candidates
             revisions = self._revise(round_no, None, n // 2, tested_only=True)

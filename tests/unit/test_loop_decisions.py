@@ -420,6 +420,25 @@ def test_after_a_long_greedy_answer_the_narrow_search_asks_the_line_question(
     assert [r.hints.temperature for r in model.requests] == temperatures
 
 
+def test_after_long_answers_a_stalled_round_asks_new_line_questions_first():
+    # five suspect lines in five functions: five line questions to ask
+    files = {"calc.py": "".join(f"def f{i}(a, b):\n    return a - b\n\n\n" for i in range(4))
+             + "def add(a, b):\n    return f0(a, b)\n",
+             "tests/test_calc.py": CALC["tests/test_calc.py"]}
+    executed = [("calc.py", n) for n in (2, 6, 10, 14, 18)]
+    sandbox = FakeSandbox(CHECKS, lines={TEST_ADD: executed, TEST_ZERO: executed})
+    wrong = sr("    return f0(a, b)", "    return f0(a, a)")
+    model = ScriptedModel([wrong] * 2 + ["`return a * b`"] * 6, tokens_per_s=10 / 120)
+    run = Run(model, files=files, sandbox=sandbox, schedule="narrow", candidates=2, rounds=4,
+              beam=1)
+    run.result()
+    purposes = [e.purpose for e in run.of(ModelCall)]
+    # round 1: the long greedy answer, then a line question; rounds 2-3: line questions (and
+    # a revision of the tested candidate), never a fresh minutes-long proposal
+    assert purposes[:2] == ["propose", "line"]
+    assert "propose" not in purposes[2:] and purposes.count("line") >= 4
+
+
 def test_a_corrected_line_that_fixed_one_target_is_revised_as_a_line_question():
     test_small = "tests/test_calc.py::test_small"
     checks = {**CHECKS, test_small: python_check("calc.py", "add(2, 1) == 3")}
