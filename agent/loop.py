@@ -311,7 +311,9 @@ class Solver:
             variant = Variant.LINES  # new line questions before another minutes-long answer
         if variant is Variant.LINES:
             n = self.settings.candidates
-            revisions = self._revise(round_no, None, n // 2, tested_only=True)
+            # after minutes-long code answers only line candidates are worth revising here
+            revisions = self._revise(round_no, None, n // 2, tested_only=True,
+                                     lines_only=self.long_answers)
             asks = self._line_asks(round_no, n - len(revisions)) + revisions
             for index, ask in enumerate(asks):  # numbered in the order they are asked
                 ask.id, ask.seed = f"r{round_no}c{index + 1}", self._seed(round_no, index)
@@ -324,13 +326,15 @@ class Solver:
         return asks
 
     def _revise(self, round_no: int, variant: Variant | None, count: int, *,
-                tested_only: bool = False) -> list[Ask]:
+                tested_only: bool = False, lines_only: bool = False) -> list[Ask]:
         """Up to `count` revisions of the best parents (`tested_only`: of candidates that ran
-        the tests), each with its own feedback; none where every question was asked before."""
+        the tests; `lines_only`: of line answers), each with its own feedback; none where
+        every question was asked before."""
         if count <= 0:
             return []
         pool = [c for c in self.candidates if not c.solved and c.id not in self.duplicates
-                and (c.report is not None or not tested_only)]
+                and (c.report is not None or not tested_only)
+                and (c.fmt == "line" or not lines_only)]
         parents = self.revisions.parents(pool, min(self.settings.beam, count), self.keys)
         temperature = min(1.5, self.settings.temperature + 0.4) \
             if variant is Variant.HOTTER else None

@@ -437,6 +437,9 @@ def test_after_long_answers_a_stalled_round_asks_new_line_questions_first():
     # a revision of the tested candidate), never a fresh minutes-long proposal
     assert purposes[:2] == ["propose", "line"]
     assert "propose" not in purposes[2:] and purposes.count("line") >= 4
+    # nor a revision of the minutes-long code answer: only line answers are revised
+    revised = {r.messages[-2]["content"] for r in model.requests if len(r.messages) > 2}
+    assert wrong not in revised
 
 
 def test_a_corrected_line_that_fixed_one_target_is_revised_as_a_line_question():
