@@ -73,6 +73,9 @@ def test_confirm_apply(snap_compare, size):
     async def apply(pilot) -> None:
         pilot.app.snapshot_tree = "0" * 40  # as if this run had snapshotted the files
         await pilot.press("a")
+        # the dialog settles before the picture (seen on a loaded machine: the scrollbar and
+        # the footer's highlight caught mid-update)
+        await pilot.wait_for_scheduled_animations()
         await pilot.pause()
 
     assert snap_compare(make_app(demo.demo_events()), terminal_size=size, run_before=apply)
