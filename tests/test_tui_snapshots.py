@@ -72,10 +72,12 @@ def test_inspect_failing_tests(snap_compare, size):
 def test_confirm_apply(snap_compare, size):
     async def apply(pilot) -> None:
         pilot.app.snapshot_tree = "0" * 40  # as if this run had snapshotted the files
+        # the run screen settles before the dialog opens over it (seen: its scrollbar and
+        # the footer caught mid-update under the dialog)
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
         await pilot.press("a")
-        # the dialog settles before the picture (seen on a loaded machine: the scrollbar and
-        # the footer's highlight caught mid-update)
-        await pilot.wait_for_scheduled_animations()
+        await pilot.wait_for_animation()
         await pilot.pause()
 
     assert snap_compare(make_app(demo.demo_events()), terminal_size=size, run_before=apply)
