@@ -259,9 +259,10 @@ class Solver:
         asks = []
         count = self.settings.candidates if count is None else count
         picks = [order[i % len(order)] for i in range(count)] if order else []
+        context = self._context() if picks else None  # one for every question of the batch
         for i, group in enumerate(picks):  # fewer questions than samples: again, sampled
             shown = sorted(group, key=lambda line: line.line)
-            messages, _, _ = self._question(None, shown)
+            messages, _, _ = self._question(None, shown, context)
             temperature = 0.0 if group not in self.lines_asked else None
             self.lines_asked[group] = self.lines_asked.get(group, 0) + 1
             index = first - 1 + i
@@ -272,11 +273,8 @@ class Solver:
                             lines=tuple(LineTarget(g.path, g.line, g.text) for g in group)))
         return asks
 
-    def _question(self, variant: Variant | None, lines: list[SuspectLine] | None = None
-                  ) -> tuple[list[dict[str, str]], dict[str, str], str]:
-        """A fresh question's messages, the sources it shows and its edit format (a line
-        question's with `lines`). Every fresh question shares one prefix (the system prompt
-        of the run's format, failures, map, source), so a server's prompt cache reads it once."""
+    def _context(self) -> tuple[dict[str, str], str, list[dict[str, str]]]:
+        """What every fresh question shows: the sources, the repository map, the failures."""
         failing = [t for t in self.baseline_report.failing()] or []
         focus = self.prompts.focus(self.baseline_report, failing)
         sources = self.prompts.sources(self.base_files, focus)
@@ -284,13 +282,22 @@ class Solver:
                                         mentioned=words(self.issue),
                                         token_budget=max(256, self.prompts.context_budget() // 4))
         failures = self.prompts.failure_views(failing)
+        if not failures and self.baseline.targets:
+            failures = [{"nodeid": t, "message": trim(self.baseline_report.output, OUTPUT_CHARS)}
+                        for t in self.baseline.targets]
+        return sources, repo_map, failures
+
+    def _question(self, variant: Variant | None, lines: list[SuspectLine] | None = None,
+                  context: tuple[dict[str, str], str, list[dict[str, str]]] | None = None
+                  ) -> tuple[list[dict[str, str]], dict[str, str], str]:
+        """A fresh question's messages, the sources it shows and its edit format (a line
+        question's with `lines`). Every fresh question shares one prefix (the system prompt
+        of the run's format, failures, map, source), so a server's prompt cache reads it once."""
+        sources, repo_map, failures = context or self._context()
         # after the sources: a file shown in part is never asked for whole
         run_format = self.prompts.edit_format
         fmt = "line" if lines else \
             self.prompts.other_format() if variant is Variant.OTHER_FORMAT else run_format
-        if not failures and self.baseline.targets:
-            failures = [{"nodeid": t, "message": trim(self.baseline_report.output, OUTPUT_CHARS)}
-                        for t in self.baseline.targets]
         user = self.prompts.render("propose", fmt=fmt, issue=self.issue, failures=failures,
                                    repo_map=repo_map, sources=sources, lines=lines or [])
         if variant is Variant.SPELL_OUT:
@@ -341,8 +348,9 @@ class Solver:
         asks: list[Ask] = []
         questions = []
         for parent in parents:
-            if parent.fmt == "line" and parent.files is not None and \
-                    not retarget(parent.lines, parent.files, self.base_files):
+            base = parent.files if parent.files is not None else self.base_files
+            targets = retarget(parent.lines, base, self.base_files)
+            if parent.fmt == "line" and not targets:
                 continue  # its change moved the lines the question named
             feedback = self.prompts.feedback(parent)
             if variant is Variant.FAULTY_LINE:
@@ -351,21 +359,20 @@ class Solver:
             if not self.revisions.is_new(key, feedback) and temperature is None:
                 continue  # this parent was asked exactly this already
             self.revisions.mark(parent, key, feedback)
-            questions.append((parent, parent.messages + [
+            questions.append((parent, base, targets, parent.messages + [
                 {"role": "assistant", "content": parent.answer},
                 {"role": "user", "content": feedback}]))
         if not questions:
             return []
         per_parent = max(1, count // len(questions))
-        for p_index, (parent, messages) in enumerate(questions):
+        for p_index, (parent, base, targets, messages) in enumerate(questions):
             for j in range(per_parent):
                 index = p_index * per_parent + j
-                base = parent.files if parent.files is not None else self.base_files
                 ask = Ask(f"r{round_no}c{index + 1}", round_no, parent,
                           messages, base, self._seed(round_no, index),
                           "revise", temperature, self.lineage.get(parent.id, p_index),
                           fmt=parent.fmt, shown=parent.shown,
-                          lines=retarget(parent.lines, base, self.base_files))
+                          lines=targets)
                 asks.append(ask)
         return asks
 

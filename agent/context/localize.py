@@ -212,32 +212,31 @@ def rank_lines(files: Mapping[str, str], suspects: Sequence[Suspect],
         return []
     scores = ochiai(spectrum)
     top = list(suspects[:functions])
+    texts = {s.path: files[s.path].split("\n") for s in top if s.path in files}  # split once
     found: dict[tuple[str, int], tuple[int, SuspectLine]] = {}
     for (path, line), score in scores.items():
         owner = next((i for i, s in enumerate(top)
                       if s.path == path and s.line <= line <= s.end_line), None)
-        if owner is None or path not in files:
+        if owner is None or path not in texts:
             continue
-        lines = files[path].split("\n")
+        lines = texts[path]
         if not 1 <= line <= len(lines) or _NOT_CODE.match(lines[line - 1].strip()):
             continue
         found[(path, line)] = (owner, SuspectLine(path, line, lines[line - 1], score,
                                                   top[owner].qualname))
     order = sorted(found.values(), key=lambda item: (
         -item[1].score, item[0], -len(_RISKY.findall(item[1].text)), item[1].line))
-    ranked: list[SuspectLine] = []
+    ranked: dict[SuspectLine, None] = {}  # insertion-ordered set
     for _, line in order:
         if line in ranked:
-            continue
-        ranked.append(line)
+            continue  # placed already, as the guard of a line before it
+        ranked[line] = None
         # the condition that let the failing run into this line (often the bug, where the
         # line is only the symptom: a `raise` under a wrong `if`) comes right after it
-        guard = _guard(files[line.path].split("\n"), line.line)
+        guard = _guard(texts[line.path], line.line)
         if guard is not None and (line.path, guard) in found:
-            guarded = found[(line.path, guard)][1]
-            if guarded not in ranked:
-                ranked.append(guarded)
-    return ranked[:limit]
+            ranked.setdefault(found[(line.path, guard)][1])
+    return list(ranked)[:limit]
 
 
 _HEADER = re.compile(r"(?:if|elif|while|for|except|with)\b")

@@ -5,8 +5,8 @@ instead of copying a whole function, and cannot clobber anything it was not poin
 The corrected line replaces the suspect line it most resembles (re-indented to it); lines
 the answer repeats from just before or after it are context, not new code. An answer that
 defines a function instead is read as a function edit, and SEARCH/REPLACE blocks or a diff
-as such. A result that no longer parses as
-Python is refused here, before it costs a sandbox run.
+as such. A result that no longer parses as Python is refused here, before it costs a sandbox
+run.
 """
 
 from __future__ import annotations
