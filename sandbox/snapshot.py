@@ -280,7 +280,10 @@ def _borrow_objects(store_git_dir: Path, objects: Path) -> None:
 def _copy_index(index: Path, dest: Path, store_git_dir: Path) -> None:
     if not index.is_file():
         return
-    shutil.copyfile(index, dest)
+    # copy2 keeps the index's mtime: git re-hashes a file whose mtime is not older than the
+    # index ("racily clean"); a fresh mtime would make it trust the stat data of a file
+    # rewritten, same size, in the second it was staged, and snapshot the staged bytes.
+    shutil.copy2(index, dest)
     for shared in index.parent.glob("sharedindex.*"):  # core.splitIndex keeps a second file
         link = store_git_dir / shared.name
         if not link.exists():

@@ -115,6 +115,27 @@ def test_working_tree_untracked_included_ignored_excluded(repo):
     assert not any("sk-do-not-ship" in t for t in text.values())
 
 
+def test_racily_clean_file_is_read_from_the_working_tree(tmp_path):
+    """A file rewritten, same size, in the second it was staged has the stat data git
+    recorded: only the index's own mtime (not older than the file's) tells git to re-hash
+    it. The snapshot's copy of the index must keep that mtime."""
+    root = tmp_path / "racy"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    core = root / "core.py"
+    past = 1_600_000_000 * 10**9
+    core.write_text("X = 2\n")
+    os.utime(core, ns=(past, past))
+    git(root, "add", "core.py")
+    core.write_text("X = 3\n")  # same size; mtime set back to what the index recorded
+    os.utime(core, ns=(past, past))
+    index = root / ".git" / "index"
+    os.utime(index, ns=(past, past))  # as if git wrote the index in that same second
+    assert git(root, "--no-optional-locks", "status", "--porcelain").strip() == "AM core.py"
+    with Snapshot.from_directory(root) as snap:
+        assert snap.text_files()["core.py"] == "X = 3\n"
+
+
 def test_users_repository_is_byte_identical(repo, private_tmp):
     before = repo_state(repo)
     with Snapshot.from_directory(repo) as snap:
