@@ -90,6 +90,82 @@ def test_tracer_plugin_records_lines_per_test_and_ochiai_ranks_the_bug_first(tmp
     assert lines[0].text == "        return x - 1" and lines[0].score == 1.0
 
 
+REPORTED_LIB = """\
+class Box:
+    def __init__(self, n):
+        self.n = n
+
+    def __eq__(self, other):
+        return self.n == other.n
+
+    def __repr__(self):
+        return "Box(%d)" % self.n
+
+
+class Oops(Exception):
+    def __str__(self):
+        return "oops: " + self.args[0]
+
+
+def grow(box):
+    return Box(box.n + 2)
+
+
+def fail(why):
+    raise Oops(why)
+"""
+
+REPORTED_TESTS = """\
+import unittest
+
+import pytest
+
+from pkg.box import Box, fail, grow
+
+
+def test_assert():
+    assert grow(Box(1)) == Box(2)
+
+
+def test_raises():
+    fail("x")
+
+
+def test_match():
+    with pytest.raises(Exception, match="oops: y"):
+        fail("y")
+
+
+class TestCase(unittest.TestCase):
+    def test_unittest(self):
+        self.assertEqual(grow(Box(1)), Box(2))
+"""
+
+
+def test_tracer_leaves_out_what_pytest_runs_to_report_a_failure(tmp_path):
+    files = {"pkg/__init__.py": "", "pkg/box.py": REPORTED_LIB, "tests/test_box.py": REPORTED_TESTS}
+    for path, text in files.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text)
+    plugin = tmp_path / "plugin"
+    plugin.mkdir()
+    (plugin / "mulligan_trace.py").write_text(TRACER_SOURCE)
+    env = {**os.environ, "PYTHONPATH": f"{plugin}:{tmp_path}", "MULLIGAN_TRACE_ROOT": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "-p", "mulligan_trace", "tests"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    spectrum = parse_trace(proc.stdout)
+    assert spectrum is not None
+    lines = {nodeid.split("::")[-1]: {n for path, n in executed if path == "pkg/box.py"}
+             for nodeid, _, executed in spectrum.tests}
+    # the comparison ran in the test; the repr pytest and unittest printed for it did not
+    for test in ("test_assert", "test_unittest"):
+        assert {6, 18} <= lines[test] and 9 not in lines[test]
+    # an exception's text in the failure report is not behaviour; matched by pytest.raises it is
+    assert 22 in lines["test_raises"] and 14 not in lines["test_raises"]
+    assert 14 in lines["test_match"]
+
+
 def test_ochiai_prefers_lines_run_by_failing_tests_only():
     spectrum = Spectrum([("a", True, frozenset({("m.py", 1), ("m.py", 2)})),
                          ("b", False, frozenset({("m.py", 1)}))])

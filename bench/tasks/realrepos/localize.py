@@ -1,12 +1,16 @@
 """Measure localization on the real-repository tasks, no model needed: where does the
-regressed function rank, by each signal and combined, and is it in the prompt?
+regressed function rank, by each signal and combined, where does its regressed line rank
+among the suspect lines (the line question's order), and is it in the prompt?
 
     python bench/tasks/realrepos/localize.py [--tasks bench/out/realrepos] [--out FILE]
+        [--evidence DIR]
 
 Each task runs the production path (agent.loop.Solver with the Docker sandbox) up to the
 first model call: baseline, traced run, ranking, the source the prompt would show. The
 static-only and dynamic-only ranks are recomputed from the same evidence. One JSON line per
-task goes to --out; a summary table to stdout.
+task goes to --out; a summary table to stdout. With --evidence, each task's spectrum, suspects
+and suspect files are pickled there, so a change to the line ranking can be measured again
+without Docker (`--replay DIR`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import pickle
 import shutil
 import sys
 import tempfile
@@ -28,6 +33,7 @@ import agent.loop as loop_module  # noqa: E402
 from agent.config import Settings  # noqa: E402
 from agent.context.repomap import RepoMap  # noqa: E402
 from agent.environment import open_sandbox  # noqa: E402
+from agent.context.localize import rank_lines  # noqa: E402
 from agent.events import EventBus, Localized  # noqa: E402
 from agent.loop import Solver  # noqa: E402
 from sandbox.snapshot import Snapshot  # noqa: E402
@@ -57,7 +63,24 @@ def _rank(suspects, file: str, function: str) -> int | None:
     return None
 
 
-async def measure(task: Path, entry: dict, settings: Settings) -> dict:
+def _line_rank(lines, file: str, line: int) -> int | None:
+    return next((i for i, s in enumerate(lines, 1) if (s.path, s.line) == (file, line)), None)
+
+
+def replay(evidence: Path) -> list[dict]:
+    """The suspect-line ranking recomputed from pickled evidence (no Docker)."""
+    rows = []
+    for path in sorted(evidence.glob("*.pickle")):
+        saved = pickle.loads(path.read_bytes())
+        lines = rank_lines(saved["files"], saved["suspects"], saved["spectrum"])
+        rows.append({"task": path.stem, "line_rank": _line_rank(lines, saved["file"],
+                                                                saved["line"]),
+                     "top_lines": [f"{s.path}:{s.line}" for s in lines[:9]]})
+    return rows
+
+
+async def measure(task: Path, entry: dict, settings: Settings,
+                  evidence: Path | None = None) -> dict:
     work = Path(tempfile.mkdtemp(prefix="rr-loc-"))
     repo = work / "repo"
     shutil.copytree(task, repo)
@@ -99,10 +122,17 @@ async def measure(task: Path, entry: dict, settings: Settings) -> dict:
                    if "dynamic" in s.signals]
     line = solver.base_files[file].split("\n")[entry["line"] - 1]
     rank = _rank(suspects, file, function)
+    if evidence is not None:
+        evidence.mkdir(parents=True, exist_ok=True)
+        shown = {s.path for s in suspects[:5]} | {file}
+        (evidence / f"{task.name}.pickle").write_bytes(pickle.dumps({
+            "files": {p: solver.base_files[p] for p in shown if p in solver.base_files},
+            "suspects": suspects, "spectrum": spectrum, "file": file, "line": entry["line"]}))
     return {
         "task": task.name, "file": file, "function": function,
         "file_lines": entry.get("file_lines"),
-        "rank": rank, "rank_static": _rank(static, file, function),
+        "rank": rank, "line_rank": _line_rank(solver.suspect_lines, file, entry["line"]),
+        "rank_static": _rank(static, file, function),
         "rank_dynamic": _rank(dynamic, file, function),
         "signals": list(suspects[rank - 1].signals) if rank else [],
         "in_prompt": bool(prompt) and line.strip() in prompt and file in prompt,
@@ -122,7 +152,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "realrepos_localize.jsonl")
     p.add_argument("--image", default=None)
     p.add_argument("--only", nargs="*", default=None)
+    p.add_argument("--evidence", type=Path, default=None,
+                   help="pickle each task's spectrum, suspects and files here")
+    p.add_argument("--replay", type=Path, default=None,
+                   help="only rerank suspect lines from pickled evidence (no Docker)")
     args = p.parse_args(argv)
+    if args.replay is not None:
+        rows = replay(args.replay)
+        for row in rows:
+            print(f"{row['task']:28} line rank {row['line_rank']}  {' '.join(row['top_lines'])}")
+        ranks = [r["line_rank"] for r in rows if r["line_rank"] is not None]
+        print(f"{len(rows)} tasks: line in top 3 {sum(r <= 3 for r in ranks)}, top 9 "
+              f"{sum(r <= 9 for r in ranks)}, ranked {len(ranks)}")
+        return 0
     manifest = json.loads((args.tasks / "manifest.json").read_text())
     settings = Settings(model="none", test_cmd="python -m pytest -q tests", workers=2,
                         image=args.image, test_timeout_s=600)
@@ -131,12 +173,12 @@ def main(argv: list[str] | None = None) -> int:
         for task_id, entry in manifest.items():
             if args.only and task_id not in args.only:
                 continue
-            row = asyncio.run(measure(args.tasks / task_id, entry, settings))
+            row = asyncio.run(measure(args.tasks / task_id, entry, settings, args.evidence))
             rows.append(row)
             out.write(json.dumps(row) + "\n")
             out.flush()
             print(f"{task_id:28} rank {row['rank']} (static {row['rank_static']}, dynamic "
-                  f"{row['rank_dynamic']}) in prompt {row['in_prompt']} "
+                  f"{row['rank_dynamic']}) line rank {row['line_rank']} in prompt {row['in_prompt']} "
                   f"{row['localize_s']}s", flush=True)
     found = [r for r in rows if r["rank"] is not None]
     print(f"{len(rows)} tasks: top-1 {sum(r['rank'] == 1 for r in found)}, top-5 "
