@@ -33,7 +33,7 @@ import agent.loop as loop_module  # noqa: E402
 from agent.config import Settings  # noqa: E402
 from agent.context.repomap import RepoMap  # noqa: E402
 from agent.environment import open_sandbox  # noqa: E402
-from agent.context.localize import rank_lines  # noqa: E402
+from agent.context.localize import line_groups, rank_lines  # noqa: E402
 from agent.events import EventBus, Localized  # noqa: E402
 from agent.loop import Solver  # noqa: E402
 from sandbox.snapshot import Snapshot  # noqa: E402
@@ -73,8 +73,10 @@ def replay(evidence: Path) -> list[dict]:
     for path in sorted(evidence.glob("*.pickle")):
         saved = pickle.loads(path.read_bytes())
         lines = rank_lines(saved["files"], saved["suspects"], saved["spectrum"])
-        rows.append({"task": path.stem, "line_rank": _line_rank(lines, saved["file"],
-                                                                saved["line"]),
+        key = (saved["file"], saved["line"])
+        group = next((i for i, g in enumerate(line_groups(lines), 1)
+                      if key in {(s.path, s.line) for s in g}), None)
+        rows.append({"task": path.stem, "line_rank": _line_rank(lines, *key), "question": group,
                      "top_lines": [f"{s.path}:{s.line}" for s in lines[:9]]})
     return rows
 
@@ -160,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.replay is not None:
         rows = replay(args.replay)
         for row in rows:
-            print(f"{row['task']:28} line rank {row['line_rank']}  {' '.join(row['top_lines'])}")
+            print(f"{row['task']:28} line rank {row['line_rank']} question {row['question']}  "
+                  f"{' '.join(row['top_lines'])}")
         ranks = [r["line_rank"] for r in rows if r["line_rank"] is not None]
         print(f"{len(rows)} tasks: line in top 3 {sum(r <= 3 for r in ranks)}, top 9 "
               f"{sum(r <= 9 for r in ranks)}, ranked {len(ranks)}")
