@@ -9,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from agent.context.localize import (TRACER_SOURCE, Spectrum, line_groups, ochiai,
+from agent.context.localize import (TRACER_SOURCE, Spectrum, SuspectLine, line_groups, ochiai,
                                     parse_trace, rank_lines, trace_job)
 from agent.context.repomap import RepoMap
 from agent.context.tracebacks import TracebackHit
@@ -181,10 +181,21 @@ def test_suspect_lines_skip_headers_and_group_by_function():
     suspects = RepoMap().localize(files, [], spectrum)
     lines = rank_lines(files, suspects, spectrum)
     assert [line.line for line in lines] == [2, 3, 5, 9]  # no def, pass or blank lines
-    # equal scores: more operators first within a function, better function first
+    # equal scores: more operators first within a function, better function first; the
+    # functions take turns, so g's only question comes before f's second
     assert [[line.line for line in group] for group in line_groups(lines, size=2)] == \
-        [[2, 3], [5], [9]]
+        [[2, 3], [9], [5]]
     assert rank_lines(files, suspects, None) == []
+
+
+def test_line_questions_take_turns_between_functions_best_first():
+    def at(function: str, *numbers: int) -> list[SuspectLine]:
+        return [SuspectLine("m.py", n, f"x = {n}", 1.0, function) for n in numbers]
+
+    ranked = at("encode", 1, 2, 3, 4, 5, 6, 7) + at("check", 20, 21) + at("helper", 30)
+    groups = [[line.line for line in group] for group in line_groups(ranked)]
+    assert groups == [[1, 2, 3], [20, 21], [30], [4, 5, 6], [7]]
+    assert line_groups([]) == []
 
 
 def test_the_condition_guarding_a_symptom_line_follows_it():

@@ -258,15 +258,20 @@ def _guard(lines: list[str], number: int) -> int | None:
 
 def line_groups(lines: Sequence[SuspectLine], size: int = 3) -> list[tuple[SuspectLine, ...]]:
     """The ranked lines cut into questions: up to `size` consecutive lines of one function
-    each (the model picks the wrong one among them), best first."""
-    groups: list[tuple[SuspectLine, ...]] = []
+    each (the model picks the wrong one among them). The functions take turns, best first:
+    each one's best question before any function's second, because which function holds the
+    bug is itself uncertain (scores of callers and callees run by the same tests nearly
+    tie), and a question about a second function costs less than a third about the first."""
+    per_function: dict[tuple[str, str], list[tuple[SuspectLine, ...]]] = {}
     current: list[SuspectLine] = []
-    for line in lines:
-        if current and (len(current) == size or
+    for line in [*lines, None]:
+        if current and (line is None or len(current) == size or
                         (line.path, line.function) != (current[0].path, current[0].function)):
-            groups.append(tuple(current))
+            per_function.setdefault((current[0].path, current[0].function), []).append(
+                tuple(current))
             current = []
-        current.append(line)
-    if current:
-        groups.append(tuple(current))
-    return groups
+        if line is not None:
+            current.append(line)
+    turns = [list(groups) for groups in per_function.values()]  # best function first
+    return [groups[depth] for depth in range(max(map(len, turns), default=0))
+            for groups in turns if depth < len(groups)]
