@@ -46,7 +46,7 @@ REPO_MAXIMA: dict[str, float] = {
     "candidates": 8, "rounds": 5, "beam": 4, "workers": 8, "max_tokens": 8192,
     "max_completion_tokens": 8192, "request_timeout_s": 300, "token_budget": 2_000_000,
     "cost_budget_usd": 5.0, "time_budget_s": 3600, "test_timeout_s": 600, "memory_mb": 4096,
-    "context_tokens": 32_768,
+    "context_tokens": 32_768, "mutants": 200,
 }
 # What a pull request's own config may set in `mulligan ci` (within REPO_MAXIMA): the rest
 # comes from the workflow.
@@ -101,6 +101,9 @@ class Settings(BaseModel):
     keep_going: bool = False
     min_passing: int = Field(default=1, ge=1, le=64)
     max_requests: int | None = Field(default=None, ge=1, le=64)  # None: the server's slots
+    # One-token changes of the suspect lines screened against the failing tests after the
+    # model's first answer fails (agent/edits/mutants.py); 0: none.
+    mutants: int = Field(default=40, ge=0, le=1000)
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
 
 

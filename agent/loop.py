@@ -20,6 +20,7 @@ from agent.cores import usable_cores
 from agent.edits import apply_edits, parse_answer, unified_diff
 from agent.edits.grammar import grammar_for
 from agent.edits.lines import LineTarget, line_edits, retarget
+from agent.edits.mutants import Mutant, mutants
 from agent.errors import (
     BaselineTimedOut,
     EditApplyError,
@@ -94,6 +95,7 @@ class Solver:
         self.suspect_lines: list[SuspectLine] = []  # set by localization
         self.lines_asked: dict[tuple[SuspectLine, ...], int] = {}  # question -> times asked
         self.long_answers = False  # the greedy answer took long to write (Planner.long_answers)
+        self.mutated = False  # the suspect lines' mutants were screened (once a run)
 
     # The working base (a reproduction test joins it) is what prompts are built from.
     @property
@@ -164,7 +166,8 @@ class Solver:
                     asks = self._proposals(round_no)
                     if self.planner.greedy_first():  # an easy bug costs one sample
                         asks[0].temperature = 0.0
-                        if not await self._stream(asks[:1]) and not self.stop_requested:
+                        if not await self._stream(asks[:1]) and not self.stop_requested \
+                                and not await self._mutate():
                             rest = asks[1:]
                             self.long_answers = self.planner.long_answers()
                             if self.suspect_lines and self.long_answers:
@@ -172,8 +175,8 @@ class Solver:
                                 self.bus.emit(Status("answers are long here: asking about the "
                                                      "suspect lines first"))
                             await self._stream(rest)
-                    else:
-                        await self._stream(asks)
+                    elif not await self._stream(asks) and not self.stop_requested:
+                        await self._mutate()
                 else:
                     await self._stream(self._revisions(round_no))
                 best = choose(self.candidates)
@@ -341,7 +344,8 @@ class Solver:
             return []
         pool = [c for c in self.candidates if not c.solved and c.id not in self.duplicates
                 and (c.report is not None or not tested_only)
-                and (c.fmt == "line" or not lines_only)]
+                and (c.fmt == "line" or not lines_only)
+                and c.fmt != "mutation"]  # no conversation to continue
         parents = self.revisions.parents(pool, min(self.settings.beam, count), self.keys)
         temperature = min(1.5, self.settings.temperature + 0.4) \
             if variant is Variant.HOTTER else None
@@ -454,6 +458,11 @@ class Solver:
         self._apply(cand, ask.base)
         if cand.format_error is not None:
             return
+        await self._test(cand, done)
+
+    async def _test(self, cand: Candidate, done: asyncio.Event) -> None:
+        """Test an applied candidate once per distinct change (a repeat takes the verdict of
+        the first); set `done` when enough candidates pass."""
         key = semantic_key(self.base_files, cand.files or {})
         if key is None:  # the same code as the original: feedback, not a failed candidate
             cand.changes_nothing, cand.format_error = True, NO_CHANGE
@@ -493,6 +502,62 @@ class Solver:
             return False
         passing = {self.keys.get(c.id, c.id) for c in self.candidates if c.solved}
         return len(passing) >= self.settings.min_passing
+
+    async def _mutate(self) -> bool:
+        """Screen one-token mutants of the suspect lines (agent/edits/mutants.py) against the
+        failing tests, in the line questions' order; one that passes them becomes a candidate
+        and is tested whole like any other. Cheap next to a model answer on a CPU: no tokens,
+        one short sandbox run each. Once a run. True: solved."""
+        if self.mutated or not self.settings.mutants or not self.suspect_lines:
+            return False
+        self.mutated = True
+        ordered = [line for group in line_groups(self.suspect_lines) for line in group]
+        found = await asyncio.to_thread(mutants, self.base_files, ordered, self.settings.mutants)
+        if not found:
+            return False
+        self.bus.emit(Status(f"testing {len(found)} one-token changes of the suspect lines "
+                             "against the failing tests"))
+        started = time.monotonic()
+        done = asyncio.Event()
+        passed: list[str] = []
+        self.sandbox.prewarm(self.limits, min(self.jobs.workers, len(found)))
+
+        async def screen(index: int, mutant: Mutant) -> None:
+            files = mutant.apply(self.base_files)
+            key = semantic_key(self.base_files, files)
+            if key is None or key in self.tested:
+                return
+            patch = unified_diff(self.base_files, files)
+            report = await self.jobs.test(patch, select=self.baseline.targets)
+            if not report.passed or done.is_set():
+                return
+            passed.append(mutant.describe())
+            cand = Candidate(f"m{index + 1}", 1, None, answer=mutant.describe(), fmt="mutation",
+                             files=files, patch=patch,
+                             strategies=[f"mutation ({mutant.operator})"],
+                             allow_test_edits=self.settings.allow_test_edits)
+            self.candidates.append(cand)
+            self._announce(cand)
+            await self._test(cand, done)
+
+        tasks = [asyncio.ensure_future(screen(i, m)) for i, m in enumerate(found)]
+        waiter = asyncio.ensure_future(done.wait())
+        try:
+            pending = set(tasks)
+            while pending and not done.is_set() and not self.stop_requested:
+                finished, pending = await asyncio.wait(pending | {waiter},
+                                                       return_when=asyncio.FIRST_COMPLETED)
+                pending.discard(waiter)
+                for task in finished - {waiter}:
+                    if task.exception() is not None:
+                        raise task.exception()
+        finally:
+            for task in [*tasks, waiter]:
+                task.cancel()
+            await asyncio.gather(*tasks, waiter, return_exceptions=True)
+        self.bus.emit(Status(f"one-token changes: {len(passed)} of {len(found)} passed the "
+                             f"failing tests ({time.monotonic() - started:.0f}s)"))
+        return done.is_set()
 
     def _expect(self, round_no: int) -> None:
         expected = self.planner.speed.expected_round_s(self.settings.candidates,

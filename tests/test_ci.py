@@ -340,7 +340,9 @@ def test_unsolved_exits_1_and_says_so(tmp_path, fake_github, openai_server,
     wrong = FIX_ANSWER.replace("return total / len(values)", "return total / 2")
     openai_server.fallback = lambda _req: wrong
     pr = PullRequestRepo(tmp_path, fake_github, BUGGY)
-    proc = run_ci(pr, ci_env(pr, fake_github, openai_server))
+    # no one-token changes: `/ 2` is a wrong answer no mutant of the line repairs, but the
+    # tracer points at `len(values) - 1`, whose mutant would
+    proc = run_ci(pr, ci_env(pr, fake_github, openai_server), "--mutants", "0")
     assert proc.returncode == 1, proc.stderr
     [comment] = fake_github.comments_on(PR)
     assert "could not fix" in comment["body"]

@@ -198,6 +198,7 @@ def test_unsolved_exits_1_with_the_best_partial_and_apply_does_nothing(
     openai_server.script(WRONG)
 
     proc = fix(tmp_path, repo, "--json", "--apply", "--candidates", "1", "--rounds", "1",
+               "--mutants", "0",  # the one-token fix of `a - b` would be found
                base_url=openai_server.base_url, image=docker_image)
 
     assert proc.returncode == 1, proc.stderr

@@ -554,7 +554,7 @@ def test_a_fix_that_edits_dependencies_is_not_verified(tmp_path, docker_image, o
     openai_server.script(DEPS_ANSWER)
     env = user_env(tmp_path, OPENAI_BASE_URL=openai_server.base_url)
     proc = mulligan(env, repo, "fix", "--candidates", "1", "--rounds", "1", "--workers", "1",
-                    "--json")
+                    "--mutants", "0", "--json")  # this answer's verdict, not a mutant's
     assert proc.returncode == 1, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
     assert result["status"] == "unsolved"

@@ -77,7 +77,8 @@ def solve(tmp_path: Path, server, image: str, files: dict[str, str], *,
     server.script(answer(files))
     values = {"model": "test-model", "base_url": server.base_url, "image": image,
               "candidates": 1, "rounds": 1, "beam": 1, "workers": 1, "test_timeout_s": 60.0,
-              "test_cmd": test_cmd, "edit_format": "whole_file"}
+              "test_cmd": test_cmd, "edit_format": "whole_file",
+              "mutants": 0}  # the verdict on this one answer, not a one-token mutant's
     values.update(overrides)
     bus = EventBus()
     events: list = []

@@ -79,8 +79,10 @@ def sr(path: str, search: str, replace: str, prose: str = "Here is the change.")
 
 
 def settings(server, image: str, **overrides) -> Settings:
+    # mutants 0: these tests follow the scripted answers; one-token mutants (which fix the
+    # calculator's `a - b` by themselves) have their own test below
     values = {"model": MODEL, "base_url": server.base_url, "image": image, "candidates": 2,
-              "rounds": 1, "beam": 1, "workers": 2, "test_timeout_s": 60.0}
+              "rounds": 1, "beam": 1, "workers": 2, "test_timeout_s": 60.0, "mutants": 0}
     values.update(overrides)
     return Settings(**values)
 
@@ -154,6 +156,28 @@ async def test_the_one_right_candidate_among_wrong_ones_is_chosen(tmp_path, open
     # four concurrent single-sample requests (each answer tested as soon as it is complete)
     assert [r.n for r in openai_server.chat_requests] == [1, 1, 1, 1]
     # the patch is against the user's files as they are: git applies it
+    check = await asyncio.to_thread(
+        subprocess.run, ["git", "apply", "--check", "-"], input=result.patch.encode(), cwd=repo,
+        capture_output=True, check=False)
+    assert check.returncode == 0, check.stderr
+
+
+async def test_a_one_token_regression_the_model_misses_is_fixed_by_a_mutant(
+        tmp_path, openai_server, docker_image):
+    repo = calc_repo(tmp_path, "    return a + b - 1\n")
+    wrong = sr("calc.py", "    return a + b - 1", "    return a + b + 1")
+    openai_server.script(*[wrong] * 4)
+    result, events = await run_loop(repo, settings(openai_server, docker_image, candidates=2,
+                                                   rounds=2, schedule="wide", mutants=40))
+
+    assert result.status is ResultStatus.SOLVED
+    assert result.chosen is not None and result.chosen.fmt == "mutation"
+    assert result.chosen.answer == "calc.py:2: return a + b - 1  ->  return a + b"
+    assert "-    return a + b - 1\n+    return a + b\n" in (result.patch or "")
+    assert result.chosen.confirmed  # the second opinion agreed, as for any winner
+    assert len(openai_server.chat_requests) == 2  # round 1 only: no revision was needed
+    notes = [e.message for e in events if isinstance(e, Status)]
+    assert any("one-token changes" in n and "passed the failing tests" in n for n in notes)
     check = await asyncio.to_thread(
         subprocess.run, ["git", "apply", "--check", "-"], input=result.patch.encode(), cwd=repo,
         capture_output=True, check=False)
@@ -513,7 +537,7 @@ def test_resume_repeats_no_finished_model_call_and_solves(tmp_path, openai_serve
         [sys.executable, "-m", "agent.frontends.cli", "fix", str(repo), "--json", "--resume",
          first.run_id, "--model", MODEL, "--base-url", openai_server.base_url, "--image",
          docker_image, "--candidates", "2", "--rounds", "2", "--beam", "1", "--workers", "2",
-         "--timeout", "60"],
+         "--timeout", "60", "--mutants", "0"],
         cwd=ROOT, env=cli_env(tmp_path), capture_output=True, text=True, timeout=240,
         check=False)
 

@@ -78,6 +78,9 @@ SETTING_FLAGS: tuple[SettingFlag, ...] = (
                 "stop once this many distinct changes pass (default 1)"),
     SettingFlag("max_requests", "--max-requests", int,
                 "model requests at once (default: the server's slots)"),
+    SettingFlag("mutants", "--mutants", int,
+                "one-token changes of the suspect lines to test when the first answer "
+                "fails (default 40; 0: none)"),
     SettingFlag("allow_test_edits", "--allow-test-edits", None,
                 "let candidates edit the tests and the test configuration"),
     SettingFlag("edit_format", "--edit-format", str,
@@ -90,7 +93,7 @@ _BY_FIELD = {f.field: f for f in SETTING_FLAGS}
 MODEL = ("model", "base_url")
 SANDBOX = ("test_cmd", "image", "ca_bundle", "test_timeout_s")
 SEARCH = ("candidates", "rounds", "beam", "workers", "temperature", "seed", "schedule",
-          "keep_going", "min_passing", "max_requests")
+          "keep_going", "min_passing", "max_requests", "mutants")
 BUDGET = ("token_budget", "cost_budget_usd", "time_budget_s")
 
 # What each front end offers.

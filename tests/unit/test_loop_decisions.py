@@ -27,6 +27,7 @@ from agent.events import (
     ResultStatus,
     RoundFinished,
     RunFinished,
+    Status,
     event_from_dict,
 )
 from agent.loop import REPRO_TEST_PATH, Result, Solver
@@ -65,7 +66,7 @@ class Run:
     def __init__(self, model, *, files=None, checks=None, issue=None, sandbox=None,
                  on_event=None, **overrides):
         values = {"model": "test-model", "candidates": 2, "rounds": 1, "beam": 1,
-                  "workers": 2, "test_timeout_s": 30.0}
+                  "workers": 2, "test_timeout_s": 30.0, "mutants": 0}
         self.settings = Settings(**{**values, **overrides})
         self.model = model
         self.sandbox = sandbox or FakeSandbox(CHECKS if checks is None else checks)
@@ -462,6 +463,64 @@ def test_a_corrected_line_that_fixed_one_target_is_revised_as_a_line_question():
 
 
 CHEAT = RIGHT + "\n" + sr("    assert add(3, 3) == 6", "    assert True", "tests/test_calc.py")
+
+
+# -- mutants of the suspect lines --------------------------------------------------------
+
+
+def test_after_a_failed_greedy_answer_a_one_token_mutant_is_tested_and_wins():
+    sandbox = FakeSandbox(CHECKS, lines={TEST_ADD: EVERY_LINE, TEST_ZERO: EVERY_LINE})
+    wrong = sr("    total = total - b", "    total = total * b")
+    result, run = solve([wrong] * 3, files=STEPS, sandbox=sandbox, schedule="narrow",
+                        candidates=3, mutants=40)
+    assert result.status is ResultStatus.SOLVED
+    assert result.chosen.fmt == "mutation" and result.chosen.id.startswith("m")
+    assert "+    total = total + b" in result.patch
+    assert "total = total - b  ->  total = total + b" in result.chosen.answer
+    assert len(run.model.requests) == 1  # the rest of round 1 was never asked
+    # screened against the failing test only, then the winner's whole suite
+    screened = [j for j in sandbox.jobs if j.select == (TEST_ADD,)]
+    assert screened and all("total" in j.patch for j in screened)
+    assert any(j.select == () and "total + b" in j.patch for j in sandbox.jobs)
+    notes = [e.message for e in run.of(Status)]
+    assert any("one-token changes of the suspect lines" in n for n in notes)
+
+
+def test_on_a_wide_search_the_mutants_follow_the_first_round():
+    sandbox = FakeSandbox(CHECKS, lines={TEST_ADD: EVERY_LINE, TEST_ZERO: EVERY_LINE})
+    wrong = sr("    total = total - b", "    total = total * b")
+    result, run = solve([wrong] * 4, files=STEPS, sandbox=sandbox, schedule="wide",
+                        candidates=2, rounds=2, mutants=40)
+    assert result.status is ResultStatus.SOLVED and result.chosen.fmt == "mutation"
+    assert len(run.model.requests) == 2  # round 2 was not needed
+
+
+def test_a_mutant_that_breaks_a_passing_test_is_not_a_fix_nor_revised():
+    files = {"calc.py": "def add(a, b):\n    return a - b\n",
+             "tests/test_calc.py": "def test_add():\n    pass\n\n\ndef test_keep():\n    pass\n"}
+    checks = {"tests/test_calc.py::test_add": python_check("calc.py", "add(3, 3) == 6"),
+              "tests/test_calc.py::test_keep": python_check("calc.py", "add(4, 1) == 3")}
+    every = [("calc.py", 1), ("calc.py", 2)]
+    sandbox = FakeSandbox(checks, lines={k: every for k in checks})
+    wrong = sr("    return a - b", "    return a * b")
+    result, run = solve([wrong] * 4, files=files, checks=checks, sandbox=sandbox,
+                        schedule="narrow", candidates=2, rounds=2, mutants=40)
+    assert result.status is ResultStatus.UNSOLVED
+    [mutant] = [c for c in result.candidates if c.fmt == "mutation"]  # `a + b`: target only
+    assert "a + b" in mutant.patch and mutant.regressions and not mutant.solved
+    assert all(mutant.answer not in str(r.messages) for r in run.model.requests)
+
+
+def test_no_mutants_when_switched_off_or_without_suspect_lines():
+    wrong = sr("    total = total - b", "    total = total * b")
+    sandbox = FakeSandbox(CHECKS, lines={TEST_ADD: EVERY_LINE, TEST_ZERO: EVERY_LINE})
+    result, run = solve([wrong] * 3, files=STEPS, sandbox=sandbox, schedule="narrow",
+                        candidates=3, mutants=0)
+    assert result.status is ResultStatus.UNSOLVED and len(run.model.requests) == 3
+    assert not [c for c in result.candidates if c.fmt == "mutation"]
+    result, run = solve([wrong] * 3, files=STEPS, schedule="narrow", candidates=3, mutants=40)
+    assert not [c for c in result.candidates if c.fmt == "mutation"]  # nothing was traced
+    assert all(j.select != (TEST_ADD,) for j in run.sandbox.jobs)
 
 
 def test_a_candidate_that_edits_the_tests_is_rejected_even_when_they_pass():

@@ -48,7 +48,8 @@ def _row(record: dict, out: Path, manifest: dict) -> dict:
     # fresh or a revision
     solved_by = None
     if record["solved"] and chosen is not None:
-        solved_by = ("line" if chosen.get("edit_format") == "line" else "code") + \
+        fmt = chosen.get("edit_format")
+        solved_by = (fmt if fmt in ("line", "mutation") else "code") + \
             (" revision" if chosen.get("parent") else "")
     outcomes = Counter()
     for cand in final.values():

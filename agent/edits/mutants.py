@@ -1,0 +1,225 @@
+"""Mutants of the suspect lines: the one-token repairs that single-site regressions need
+(a comparison or arithmetic operator, `and`/`or`, a negation, an integer off by one or
+another constant of the function, a slice shifted, the two arms of a conditional or two
+arguments swapped, `min`/`max`-style opposite names), made without a model.
+
+They cost a sandbox run each and no tokens, so after the model's first answer fails they
+are screened against the failing tests before the next minutes-long answer
+(agent/loop.py). A mutant is tested and verified like any candidate: the repository's tests
+decide, and a plausible mutant is offered as a patch for the user to read, like any other.
+Every mutant here parses; mutants of the same line that give the same code are one.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import re
+import tokenize
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from agent.context.localize import SuspectLine
+
+# Each operator's likeliest replacements first (relational operators to their neighbours).
+_SWAPS = {
+    "<": ("<=", ">"), "<=": ("<", ">="), ">": (">=", "<"), ">=": (">", "<="),
+    "==": ("!=",), "!=": ("==",), "+": ("-",), "-": ("+",), "*": ("/",), "/": ("//", "*"),
+    "//": ("/",), "%": ("//",), "+=": ("-=",), "-=": ("+=",), "and": ("or",), "or": ("and",),
+    "is": ("is not",), "in": ("not in",), "True": ("False",), "False": ("True",),
+}
+# Parts of names that come in opposite pairs (`token_next` -> `token_prev`).
+_OPPOSITES = dict([("min", "max"), ("max", "min"), ("next", "prev"), ("prev", "next"),
+                   ("first", "last"), ("last", "first"), ("start", "end"), ("end", "start"),
+                   ("left", "right"), ("right", "left"), ("lower", "upper"),
+                   ("upper", "lower"), ("before", "after"), ("after", "before"),
+                   ("head", "tail"), ("tail", "head"), ("lt", "gt"), ("gt", "lt"),
+                   ("le", "ge"), ("ge", "le"), ("floor", "ceil"), ("ceil", "floor")])
+_HEADER = re.compile(r"^(\s*)(if|elif|while)\s+(.*):\s*(#.*)?$")
+_INT = re.compile(r"^(?:0|[1-9][0-9_]*)$")
+_LITERAL = re.compile(r"(?<![\w.])(?:0|[1-9][0-9]*)(?![\w.])")
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """One line of one file replaced by a one-token variant of it."""
+
+    path: str
+    line: int  # 1-based
+    before: str
+    after: str
+    operator: str  # which kind of change, for the record
+
+    def describe(self) -> str:
+        return f"{self.path}:{self.line}: {self.before.strip()}  ->  {self.after.strip()}"
+
+    def apply(self, files: Mapping[str, str]) -> dict[str, str]:
+        lines = files[self.path].split("\n")
+        lines[self.line - 1] = self.after
+        return {**files, self.path: "\n".join(lines)}
+
+
+def mutants(files: Mapping[str, str], lines: Sequence[SuspectLine],
+            limit: int) -> list[Mutant]:
+    """Up to `limit` distinct mutants that parse, the best suspect line's first."""
+    found: list[Mutant] = []
+    seen: set[tuple[str, int, str]] = set()
+    for suspect in lines:
+        text = files.get(suspect.path, "").split("\n")
+        if not 1 <= suspect.line <= len(text):
+            continue
+        before = text[suspect.line - 1]
+        constants = _function_constants(text, suspect)
+        for operator, after in _variants(before, constants):
+            key = (suspect.path, suspect.line, after)
+            if after == before or key in seen:
+                continue
+            seen.add(key)
+            mutant = Mutant(suspect.path, suspect.line, before, after, operator)
+            if _parses(mutant.apply(files)[suspect.path]):
+                found.append(mutant)
+                if len(found) >= limit:
+                    return found
+    return found
+
+
+def _variants(line: str, constants: Sequence[int]) -> Iterator[tuple[str, str]]:
+    tokens = _tokens(line)
+    for tok in tokens:  # operators, keywords and names, one at a time
+        for new in _SWAPS.get(tok.string, ()):
+            if tok.string in ("is", "in") and _next(tokens, tok) == "not":
+                continue
+            yield "operator", _splice(line, tok, new)
+        if tok.string == "not":
+            following = _next_token(tokens, tok)
+            if following is not None:  # `not x` -> `x`, `is not` -> `is`, `not in` -> `in`
+                yield "negation", line[:tok.start[1]] + line[following.start[1]:]
+        if tok.type == tokenize.NAME:
+            parts = tok.string.split("_")
+            for i, part in enumerate(parts):
+                if part in _OPPOSITES:
+                    name = "_".join([*parts[:i], _OPPOSITES[part], *parts[i + 1:]])
+                    yield "opposite name", _splice(line, tok, name)
+    ints = [t for t in tokens if t.type == tokenize.NUMBER and _INT.match(t.string)]
+    for tok in ints:
+        value = int(tok.string.replace("_", ""))
+        index = tokens.index(tok)
+        for new in (value + 1, value - 1, *constants):
+            if new < 0 or new == value:
+                continue
+            if new == 0 and index >= 2 and tokens[index - 1].string in "+-" and \
+                    (tokens[index - 2].type in (tokenize.NAME, tokenize.NUMBER) or
+                     tokens[index - 2].string in ")]}"):
+                # `n + 1` -> `n`, not `n + 0`
+                yield "constant", line[:tokens[index - 2].end[1]] + line[tok.end[1]:]
+            else:
+                yield "constant", _splice(line, tok, str(new))
+    if len(ints) > 1:  # a slice or a range shifted as a whole
+        for step in (1, -1):
+            shifted = line
+            for tok in reversed(ints):
+                value = int(tok.string.replace("_", "")) + step
+                if value < 0:
+                    break
+                shifted = shifted[:tok.start[1]] + str(value) + shifted[tok.end[1]:]
+            else:
+                yield "shift", shifted
+    header = _HEADER.match(line)
+    if header and not header.group(3).startswith("not "):
+        indent, keyword, condition, comment = header.groups()
+        yield "negation", f"{indent}{keyword} not ({condition}):" + (f"  {comment}" if comment else "")
+    yield from (("swap", swapped) for swapped in _swaps(line))
+
+
+def _swaps(line: str) -> Iterator[str]:
+    """The arms of `a if c else b`, and the two arguments of a two-argument call, swapped:
+    found by parsing the line alone (as a statement, a header with a body, or a fragment of a
+    longer expression) and spliced by column, so the rest of the line stays as written."""
+    code = line.strip()
+    indent = line[:len(line) - len(line.lstrip())]
+    if not code or not code.isascii():  # ast columns are bytes: ASCII lines only
+        return
+    for prefix, body, suffix in (("", code, ""), ("(", code, "\n)"),
+                                 ("", re.sub(r"^elif\b", "if", code), " pass")):
+        try:
+            tree = ast.parse(prefix + body + suffix)
+        except SyntaxError:
+            continue
+        shift = len(prefix) + (len(body) - len(code))  # `elif` parsed as `if`
+        for node in ast.walk(tree):
+            pairs = []
+            if isinstance(node, ast.IfExp):
+                pairs.append((node.body, node.orelse))
+            elif isinstance(node, ast.Call) and len(node.args) == 2 and not node.keywords \
+                    and not any(isinstance(a, ast.Starred) for a in node.args):
+                pairs.append((node.args[0], node.args[1]))
+            for a, b in pairs:
+                if a.lineno != 1 or b.end_lineno != 1:
+                    continue
+                a0, a1 = a.col_offset - shift, a.end_col_offset - shift
+                b0, b1 = b.col_offset - shift, b.end_col_offset - shift
+                if 0 <= a0 < a1 <= b0 < b1 <= len(code):
+                    yield indent + code[:a0] + code[b0:b1] + code[a1:b0] + code[a0:a1] + code[b1:]
+        return
+
+
+def _tokens(line: str) -> list[tokenize.TokenInfo]:
+    """The line's tokens; a line inside a longer statement tokenizes up to where it stops."""
+    found: list[tokenize.TokenInfo] = []
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(line.lstrip() and line + "\n").readline):
+            if tok.start[0] != 1:
+                break
+            if tok.type in (tokenize.OP, tokenize.NAME, tokenize.NUMBER, tokenize.COMMENT):
+                found.append(tok)
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        pass
+    return found
+
+
+def _next_token(tokens: list[tokenize.TokenInfo],
+                tok: tokenize.TokenInfo) -> tokenize.TokenInfo | None:
+    index = tokens.index(tok)
+    return tokens[index + 1] if index + 1 < len(tokens) else None
+
+
+def _next(tokens: list[tokenize.TokenInfo], tok: tokenize.TokenInfo) -> str | None:
+    following = _next_token(tokens, tok)
+    return following.string if following is not None else None
+
+
+def _splice(line: str, tok: tokenize.TokenInfo, new: str) -> str:
+    return line[:tok.start[1]] + new + line[tok.end[1]:]
+
+
+def _function_constants(text: list[str], suspect: SuspectLine) -> list[int]:
+    """Other integer literals of the suspect's function (a wrong constant is often another
+    one the function uses), at most four, in order of appearance."""
+    line = text[suspect.line - 1]
+    indent = len(line) - len(line.lstrip())
+    start = suspect.line
+    while start > 1:  # up to the enclosing def
+        start -= 1
+        above = text[start - 1]
+        depth = len(above) - len(above.lstrip())
+        if above.lstrip().startswith(("def ", "async def ")) and depth < indent:
+            indent = depth
+            break
+    end = suspect.line
+    while end < len(text) and (not text[end].strip() or
+                               len(text[end]) - len(text[end].lstrip()) > indent):
+        end += 1
+    values: list[int] = []
+    for literal in _LITERAL.findall("\n".join(text[start - 1:end])):
+        value = int(literal)
+        if value not in values:
+            values.append(value)
+    return values[:4]
+
+
+def _parses(source: str) -> bool:
+    try:
+        ast.parse(source)
+    except (SyntaxError, ValueError):
+        return False
+    return True
