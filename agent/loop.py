@@ -523,6 +523,9 @@ class Solver:
         self.sandbox.prewarm(self.limits, min(self.jobs.workers, len(found)))
 
         async def screen(index: int, mutant: Mutant) -> None:
+            budget = self.settings.time_budget_s
+            if budget is not None and self.calls.elapsed() >= budget:
+                return  # the time budget is spent: no new container
             files = mutant.apply(self.base_files)
             key = semantic_key(self.base_files, files)
             if key is None or key in self.tested:

@@ -29,12 +29,10 @@ _SWAPS = {
     "is": ("is not",), "in": ("not in",), "True": ("False",), "False": ("True",),
 }
 # Parts of names that come in opposite pairs (`token_next` -> `token_prev`).
-_OPPOSITES = dict([("min", "max"), ("max", "min"), ("next", "prev"), ("prev", "next"),
-                   ("first", "last"), ("last", "first"), ("start", "end"), ("end", "start"),
-                   ("left", "right"), ("right", "left"), ("lower", "upper"),
-                   ("upper", "lower"), ("before", "after"), ("after", "before"),
-                   ("head", "tail"), ("tail", "head"), ("lt", "gt"), ("gt", "lt"),
-                   ("le", "ge"), ("ge", "le"), ("floor", "ceil"), ("ceil", "floor")])
+_PAIRS = (("min", "max"), ("next", "prev"), ("first", "last"), ("start", "end"),
+          ("left", "right"), ("lower", "upper"), ("before", "after"), ("head", "tail"),
+          ("lt", "gt"), ("le", "ge"), ("floor", "ceil"))
+_OPPOSITES = {**dict(_PAIRS), **{b: a for a, b in _PAIRS}}
 _HEADER = re.compile(r"^(\s*)(if|elif|while)\s+(.*):\s*(#.*)?$")
 _INT = re.compile(r"^(?:0|[1-9][0-9_]*)$")
 _LITERAL = re.compile(r"(?<![\w.])(?:0|[1-9][0-9]*)(?![\w.])")
