@@ -62,16 +62,21 @@ def make_repo(tmp_path: Path) -> dict[str, str]:
     return files
 
 
-def test_tracer_plugin_records_lines_per_test_and_ochiai_ranks_the_bug_first(tmp_path):
-    files = make_repo(tmp_path)
-    plugin = tmp_path / "plugin"
+def run_traced(root: Path) -> Spectrum | None:
+    """pytest on `root`'s tests with the tracer plugin loaded, as the sandbox runs it."""
+    plugin = root / "plugin"
     plugin.mkdir()
     (plugin / "mulligan_trace.py").write_text(TRACER_SOURCE)
-    env = {**os.environ, "PYTHONPATH": f"{plugin}:{tmp_path}", "MULLIGAN_TRACE_ROOT": str(tmp_path)}
+    env = {**os.environ, "PYTHONPATH": f"{plugin}:{root}", "MULLIGAN_TRACE_ROOT": str(root)}
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "-p", "mulligan_trace", "tests"], cwd=tmp_path, env=env,
+                           "-p", "mulligan_trace", "tests"], cwd=root, env=env,
                           capture_output=True, text=True, timeout=120)
-    spectrum = parse_trace(proc.stdout)
+    return parse_trace(proc.stdout)
+
+
+def test_tracer_plugin_records_lines_per_test_and_ochiai_ranks_the_bug_first(tmp_path):
+    files = make_repo(tmp_path)
+    spectrum = run_traced(tmp_path)
     assert spectrum is not None and spectrum.failing == 1
     outcomes = {nodeid: failed for nodeid, failed, _ in spectrum.tests}
     assert outcomes == {"tests/test_lib.py::test_small": False,
@@ -147,14 +152,7 @@ def test_tracer_leaves_out_what_pytest_runs_to_report_a_failure(tmp_path):
     for path, text in files.items():
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text(text)
-    plugin = tmp_path / "plugin"
-    plugin.mkdir()
-    (plugin / "mulligan_trace.py").write_text(TRACER_SOURCE)
-    env = {**os.environ, "PYTHONPATH": f"{plugin}:{tmp_path}", "MULLIGAN_TRACE_ROOT": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "-p", "mulligan_trace", "tests"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
-    spectrum = parse_trace(proc.stdout)
+    spectrum = run_traced(tmp_path)
     assert spectrum is not None
     lines = {nodeid.split("::")[-1]: {n for path, n in executed if path == "pkg/box.py"}
              for nodeid, _, executed in spectrum.tests}
