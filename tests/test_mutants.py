@@ -20,6 +20,7 @@ def check(label, limit):
     low = min(limit, 128)
     op = operator.lt if limit else operator.le
     return op(low, len(label)) and label.token_next(0)
+    return label[1:]
 """
 
 
@@ -34,13 +35,14 @@ def changed(found: list[Mutant], line: int) -> list[str]:
 
 def test_each_kind_of_single_site_repair_is_among_the_mutants():
     files = {"m.py": SOURCE}
-    found = mutants(files, [at(n) for n in (5, 7, 9, 10, 11)], limit=500)
+    found = mutants(files, [at(n) for n in (5, 7, 9, 10, 11, 12)], limit=500)
     assert "if len(label) >= 64:" in changed(found, 5)  # relational operator
     assert "if len(label) > 63:" in changed(found, 5)  # off by one
     assert "if len(label) > 128:" in changed(found, 5)  # another constant of the function
     assert "if not (len(label) > 64):" in changed(found, 5)  # negated condition
     assert "if label[2:4] == '--':" in changed(found, 7)  # a slice shifted as a whole
     assert "if label[1:3] != '--':" in changed(found, 7)
+    assert "return label[1:-1]" in changed(found, 12)  # an open slice cut short
     assert "low = max(limit, 128)" in changed(found, 9)  # opposite name
     assert "op = operator.le if limit else operator.lt" in changed(found, 10)  # arms swapped
     assert "return op(len(label), low) and label.token_next(0)" in changed(found, 11)  # args

@@ -1,6 +1,6 @@
 """Mutants of the suspect lines: the one-token repairs that single-site regressions need
 (a comparison or arithmetic operator, `and`/`or`, a negation, an integer off by one or
-another constant of the function, a slice shifted, the two arms of a conditional or two
+another constant of the function, a slice shifted or cut short, the two arms of a conditional or two
 arguments swapped, `min`/`max`-style opposite names), made without a model.
 
 They cost a sandbox run each and no tokens, so after the model's first answer fails they
@@ -122,6 +122,9 @@ def _variants(line: str, constants: Sequence[int]) -> Iterator[tuple[str, str]]:
                 shifted = shifted[:tok.start[1]] + str(value) + shifted[tok.end[1]:]
             else:
                 yield "shift", shifted
+    for tok, following in zip(tokens, tokens[1:]):  # `x[1:]` -> `x[1:-1]`: drop the last too
+        if tok.string == ":" and following.string == "]":
+            yield "slice", line[:tok.end[1]] + "-1" + line[following.start[1]:]
     header = _HEADER.match(line)
     if header and not header.group(3).startswith("not "):
         indent, keyword, condition, comment = header.groups()

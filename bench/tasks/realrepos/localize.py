@@ -10,7 +10,8 @@ first model call: baseline, traced run, ranking, the source the prompt would sho
 static-only and dynamic-only ranks are recomputed from the same evidence. One JSON line per
 task goes to --out; a summary table to stdout. With --evidence, each task's spectrum, suspects
 and suspect files are pickled there, so a change to the line ranking can be measured again
-without Docker (`--replay DIR`).
+without Docker (`--replay DIR`, which also says where the mutant that restores the original
+line comes among the mutants).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from agent.config import Settings  # noqa: E402
 from agent.context.repomap import RepoMap  # noqa: E402
 from agent.environment import open_sandbox  # noqa: E402
 from agent.context.localize import line_groups, rank_lines  # noqa: E402
+from agent.edits.mutants import mutants  # noqa: E402
 from agent.events import EventBus, Localized  # noqa: E402
 from agent.loop import Solver  # noqa: E402
 from sandbox.snapshot import Snapshot  # noqa: E402
@@ -67,16 +69,33 @@ def _line_rank(lines, file: str, line: int) -> int | None:
     return next((i for i, s in enumerate(lines, 1) if (s.path, s.line) == (file, line)), None)
 
 
+def _original_line(regression: dict) -> str | None:
+    """The line the regression changed, as it was (the first line `find` and `replace`
+    differ in)."""
+    pairs = zip(regression["find"].split("\n"), regression["replace"].split("\n"))
+    return next((before for before, after in pairs if before != after), None)
+
+
 def replay(evidence: Path) -> list[dict]:
-    """The suspect-line ranking recomputed from pickled evidence (no Docker)."""
+    """The suspect-line ranking and the mutants recomputed from pickled evidence (no
+    Docker): where the regressed line ranks, which line question shows it, and where the
+    mutant that restores it comes among the mutants (the order `Solver._mutate` tests)."""
+    regressions = {r["id"]: r for r in json.loads((HERE / "regressions.json").read_text())
+                   ["regressions"]}
     rows = []
     for path in sorted(evidence.glob("*.pickle")):
         saved = pickle.loads(path.read_bytes())
         lines = rank_lines(saved["files"], saved["suspects"], saved["spectrum"])
         key = (saved["file"], saved["line"])
-        group = next((i for i, g in enumerate(line_groups(lines), 1)
+        groups = line_groups(lines)
+        group = next((i for i, g in enumerate(groups, 1)
                       if key in {(s.path, s.line) for s in g}), None)
+        found = mutants(saved["files"], [line for g in groups for line in g], limit=1000)
+        original = _original_line(regressions[path.stem]) if path.stem in regressions else None
+        restoring = next((i for i, m in enumerate(found, 1)
+                          if (m.path, m.line) == key and m.after == original), None)
         rows.append({"task": path.stem, "line_rank": _line_rank(lines, *key), "question": group,
+                     "mutants": len(found), "restoring_mutant": restoring,
                      "top_lines": [f"{s.path}:{s.line}" for s in lines[:9]]})
     return rows
 
@@ -162,11 +181,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.replay is not None:
         rows = replay(args.replay)
         for row in rows:
-            print(f"{row['task']:28} line rank {row['line_rank']} question {row['question']}  "
-                  f"{' '.join(row['top_lines'])}")
+            print(f"{row['task']:28} line rank {row['line_rank']} question {row['question']} "
+                  f"restoring mutant {row['restoring_mutant']} of {row['mutants']}  "
+                  f"{' '.join(row['top_lines'][:3])}")
         ranks = [r["line_rank"] for r in rows if r["line_rank"] is not None]
+        restoring = [r["restoring_mutant"] for r in rows if r["restoring_mutant"]]
         print(f"{len(rows)} tasks: line in top 3 {sum(r <= 3 for r in ranks)}, top 9 "
-              f"{sum(r <= 9 for r in ranks)}, ranked {len(ranks)}")
+              f"{sum(r <= 9 for r in ranks)}, ranked {len(ranks)}; the restoring mutant "
+              f"among the first 40 in {sum(r <= 40 for r in restoring)}")
         return 0
     manifest = json.loads((args.tasks / "manifest.json").read_text())
     settings = Settings(model="none", test_cmd="python -m pytest -q tests", workers=2,
