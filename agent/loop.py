@@ -537,7 +537,7 @@ class Solver:
             passed.append(mutant.describe())
             cand = Candidate(f"m{index + 1}", 1, None, answer=mutant.describe(), fmt="mutation",
                              files=files, patch=patch,
-                             strategies=[f"mutation ({mutant.operator})"],
+                             strategies=[f"{mutant.operator}: {mutant.describe()}"],
                              allow_test_edits=self.settings.allow_test_edits)
             self.candidates.append(cand)
             self._announce(cand)

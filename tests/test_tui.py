@@ -271,6 +271,26 @@ async def test_inspect_a_candidate(repo: Path, openai_server, docker_image):  # 
         await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "the run screen")
 
 
+async def test_a_mutant_that_fixes_the_bug_is_shown_and_inspected_like_any_candidate(
+        repo: Path, openai_server, docker_image):  # noqa: F811
+    openai_server.script(BAD, BAD, BAD)
+    # narrow: the greedy answer (BAD) fails, then the suspect line's one-token changes
+    app = MulliganApp(repo, flags=flags(openai_server, schedule="narrow", mutants=40))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+r")
+        await run_to_end(pilot)
+        chosen = app.view.finished.chosen
+        assert chosen is not None and chosen.startswith("m")
+        assert app.screen.selected == chosen
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, InspectScreen), "the inspector")
+        assert "+    return a + b" in plain(app.screen.query_one("#diff-body", Static))
+        await pilot.press("4")  # its "answer": which line changed how
+        assert "return a - b  ->  return a + b" in plain(
+            app.screen.query_one("#answer-body", Static))
+        assert len(openai_server.chat_requests) == 1
+
+
 async def test_apply_is_refused_when_the_tree_changed(repo: Path, openai_server,
                                                       docker_image):  # noqa: F811
     openai_server.script(BAD, GOOD)
@@ -493,6 +513,17 @@ def test_the_suspects_and_a_line_question_reach_the_view():
                                   50, 12, 0.0, 3.0))
     assert view.candidate("r2c1").answer == "`if label[2:4] == '--':`"  # a root candidate's
     assert view.candidate("r2c1").purpose == "line"
+
+
+def test_a_model_answer_never_lands_on_a_mutant_announced_before_it():
+    view = reduce(RunView(), CandidateUpdate("m3", 1, None, CandidateState.SAMPLING,
+                                             edit_format="mutation"))
+    view = reduce(view, CandidateUpdate("r1c2", 1, None, CandidateState.SAMPLING))
+    asked = [{"role": "user", "content": "Fix the bug."}]
+    view = reduce(view, ModelCall("k", "propose", asked, ["the answer"], ["stop"],
+                                  50, 12, 0.0, 3.0))
+    assert view.candidate("r1c2").answer == "the answer"
+    assert view.candidate("m3").answer is None and view.candidate("m3").mutant
 
 
 def test_reducer_while_running_and_after_an_error():

@@ -101,6 +101,11 @@ class CandidateView:
     answer: str | None = None
     finish_reason: str | None = None
     abandoned: bool = False  # the run ended (error, interrupted) before it had a result
+    edit_format: str | None = None  # "mutation": Mulligan's own one-token change, no answer
+
+    @property
+    def mutant(self) -> bool:
+        return self.edit_format == "mutation"
 
     @property
     def final(self) -> bool:
@@ -344,7 +349,7 @@ def _model_call(view: RunView, event: ModelCall) -> RunView:
     view = replace(view, prompt_tokens=view.prompt_tokens + event.prompt_tokens,
                    completion_tokens=view.completion_tokens + event.completion_tokens,
                    cost_usd=view.cost_usd + event.cost_usd, model_calls=view.model_calls + 1)
-    waiting = [c for c in view.ordered if c.answer is None]
+    waiting = [c for c in view.ordered if c.answer is None and not c.mutant]
     targets: list[CandidateView] = []
     if event.purpose in ("propose", "line"):
         targets = [c for c in waiting if c.parent is None]
@@ -378,7 +383,7 @@ def _candidate(view: RunView, event: CandidateUpdate) -> RunView:
                   targets_total=event.targets_total, regressions=event.regressions,
                   edited_tests=tuple(event.edited_tests), patch=event.patch or base.patch,
                   note=event.note, report=event.report if event.report is not None else
-                  base.report)
+                  base.report, edit_format=event.edit_format or base.edit_format)
     candidates[event.id] = new
     view = replace(view, candidates=candidates)
     if new.final and (old is None or not old.final):

@@ -328,6 +328,10 @@ def messages_renderable(cand: CandidateView, palette: Mapping[str, str]) -> Rend
 
 
 def answer_renderable(cand: CandidateView) -> RenderableType:
+    if cand.mutant:
+        return Group(Text("Not a model answer: a one-token change of a suspect line that "
+                          "Mulligan tried itself (docs/search.md, \"One-token mutants\").\n",
+                          style="dim"), Text(cand.note))
     if cand.answer is None:
         return Text("No answer yet.", style="dim")
     head = Text(f"finish reason: {cand.finish_reason or '-'}  ·  {cand.tokens} tokens\n",
