@@ -45,6 +45,7 @@ from agent.events import (
 )
 from agent.jobs import JobRunner
 from agent.models.hints import Hints
+from agent.models.window import estimate_tokens
 from agent.novelty import NO_CHANGE, Revisions, Variant, semantic_key
 from agent.prompting import OUTPUT_CHARS, Prompter, trim, words
 from agent.protocols import ChatModel, Sandbox
@@ -163,20 +164,7 @@ class Solver:
                     break
                 self._expect(round_no)
                 if round_no == 1:
-                    asks = self._proposals(round_no)
-                    if self.planner.greedy_first():  # an easy bug costs one sample
-                        asks[0].temperature = 0.0
-                        if not await self._stream(asks[:1]) and not self.stop_requested \
-                                and not await self._mutate():
-                            rest = asks[1:]
-                            self.long_answers = self.planner.long_answers()
-                            if self.suspect_lines and self.long_answers:
-                                rest = self._line_asks(round_no, len(rest), first=2)
-                                self.bus.emit(Status("answers are long here: asking about the "
-                                                     "suspect lines first"))
-                            await self._stream(rest)
-                    elif not await self._stream(asks) and not self.stop_requested:
-                        await self._mutate()
+                    await self._first_round()
                 else:
                     await self._stream(self._revisions(round_no))
                 best = choose(self.candidates)
@@ -200,6 +188,28 @@ class Solver:
             reason = (f"dependencies changed: not verified (the best candidate edits "
                       f"{', '.join(best.dependency_edits)})")
         return self._finish(ResultStatus.UNSOLVED, best, reason + unsolved_detail(best))
+
+    async def _first_round(self) -> None:
+        """Round 1. Narrow: one greedy sample, then (if it fails) the suspect lines'
+        mutants, then the rest of the round; wide: the whole round, then the mutants. On a
+        sequential server a long first prompt has the mutants go first (Planner.mutants_first)."""
+        asks = self._proposals(1)
+        if self.planner.mutants_first(estimate_tokens(asks[0].messages)) and \
+                await self._mutate():
+            return
+        if not self.planner.greedy_first():
+            if not await self._stream(asks) and not self.stop_requested:
+                await self._mutate()
+            return
+        asks[0].temperature = 0.0  # an easy bug costs one sample
+        if await self._stream(asks[:1]) or self.stop_requested or await self._mutate():
+            return
+        rest = asks[1:]
+        self.long_answers = self.planner.long_answers()
+        if self.suspect_lines and self.long_answers:
+            rest = self._line_asks(1, len(rest), first=2)
+            self.bus.emit(Status("answers are long here: asking about the suspect lines first"))
+        await self._stream(rest)
 
     def _finish(self, status: ResultStatus, chosen: Candidate | None, reason: str) -> Result:
         patch = None

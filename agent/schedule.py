@@ -42,6 +42,14 @@ PROBE_TIMEOUT_S = 2.0
 LONG_ANSWER_S = 40.0
 
 
+# A first prompt this long (estimated tokens) takes a CPU server a minute or more to read
+# before it writes a token (measured with the bundled model on two cores: ~55 tokens/s of
+# prompt processing; real libraries' first prompts of 4.5-8k tokens took 80-150 s, one-file
+# tasks' 1-2k tokens 20-35 s); screening the suspect lines' mutants (a second or two each)
+# costs less, so on a sequential server they go first.
+SLOW_PROMPT_TOKENS = 3000
+
+
 class Schedule(enum.StrEnum):
     AUTO = "auto"
     NARROW = "narrow"
@@ -145,6 +153,11 @@ class Planner:
 
     def greedy_first(self) -> bool:
         return self.narrow() and self.candidates > 1
+
+    def mutants_first(self, prompt_tokens: int) -> bool:
+        """Screen the mutants before the first answer: a sequential (CPU) server would
+        spend longer reading this prompt than the sandbox spends on the mutants."""
+        return self.sequential() and prompt_tokens >= SLOW_PROMPT_TOKENS
 
     def long_answers(self) -> bool:
         """The last answer took more than LONG_ANSWER_S to write (a function or file copied

@@ -21,7 +21,7 @@ import agent.loop as loop_module
 from agent.loop import Solver
 from agent.models.client import ModelSettings, OpenAIChatModel
 from agent.novelty import NO_CHANGE, Revisions, Variant, semantic_key
-from agent.schedule import Planner, Schedule, ServerInfo, Speed, probe
+from agent.schedule import SLOW_PROMPT_TOKENS, Planner, Schedule, ServerInfo, Speed, probe
 from sandbox.api import Outcome, RunStatus, TestCase, TestReport
 from sandbox.snapshot import Snapshot
 from tests.support.openai_server import stall
@@ -140,6 +140,16 @@ def test_width_policy_follows_the_server():
     assert not cpu_server.sequential() and cpu_server.parallel() == 2  # its slots bound it
     assert cpu_server.slot(1) == 1
     assert Planner(Schedule.NARROW, 4, api).parallel() == 4  # an API has no slot to reuse
+
+
+def test_mutants_go_first_only_where_reading_the_first_prompt_is_slow():
+    cpu = Planner(Schedule.AUTO, 4, ServerInfo(True, 1, True))
+    assert cpu.mutants_first(SLOW_PROMPT_TOKENS) and not cpu.mutants_first(1500)
+    api = Planner(Schedule.AUTO, 4, ServerInfo(False, None, False))
+    assert not api.mutants_first(50_000)  # an API reads a long prompt in seconds
+    gpu = Planner(Schedule.AUTO, 4, ServerInfo(True, 4, True))
+    gpu.speed.record_sample(1.0, 400.0, 400)
+    assert not gpu.mutants_first(50_000)
 
 
 def test_sandboxes_leave_the_model_its_cores():

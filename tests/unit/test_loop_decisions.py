@@ -30,8 +30,10 @@ from agent.events import (
     Status,
     event_from_dict,
 )
+import agent.loop as loop_module
 from agent.loop import REPRO_TEST_PATH, Result, Solver
 from agent.models.replay import REPLAYED, ReplayModel
+from agent.schedule import ServerInfo
 from agent.trajectory import recorded_calls
 from tests.support.fake_sandbox import FakeSandbox, MemorySnapshot, contains, python_check
 from tests.support.scripted_model import ScriptedModel
@@ -484,6 +486,21 @@ def test_after_a_failed_greedy_answer_a_one_token_mutant_is_tested_and_wins():
     assert any(j.select == () and "total + b" in j.patch for j in sandbox.jobs)
     notes = [e.message for e in run.of(Status)]
     assert any("one-token changes of the suspect lines" in n for n in notes)
+
+
+def test_on_a_cpu_server_a_long_first_prompt_has_the_mutants_go_first(monkeypatch):
+    monkeypatch.setattr(loop_module, "probe", lambda _url: ServerInfo(True, 1, True))
+    issue = "add() returns the wrong total when both numbers are positive. " * 200  # ~4k tokens
+    sandbox = FakeSandbox(CHECKS, lines={TEST_ADD: EVERY_LINE, TEST_ZERO: EVERY_LINE})
+    wrong = sr("    total = total - b", "    total = total * b")
+    result, run = solve([wrong] * 3, files=STEPS, sandbox=sandbox, candidates=3, mutants=40,
+                        issue=issue)
+    assert result.status is ResultStatus.SOLVED and result.chosen.fmt == "mutation"
+    assert run.model.requests == []  # solved before the model read the prompt
+    # a short prompt on the same server: the greedy answer first, as before
+    sandbox = FakeSandbox(CHECKS, lines={TEST_ADD: EVERY_LINE, TEST_ZERO: EVERY_LINE})
+    result, run = solve([wrong] * 3, files=STEPS, sandbox=sandbox, candidates=3, mutants=40)
+    assert result.chosen.fmt == "mutation" and len(run.model.requests) == 1
 
 
 def test_on_a_wide_search_the_mutants_follow_the_first_round():
