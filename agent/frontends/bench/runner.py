@@ -258,6 +258,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="wall-time limit per test run, seconds")
     p.add_argument("--context-tokens", type=int, default=None,
                    help="source tokens per prompt (default: the run's own, 6000)")
+    p.add_argument("--mutants", type=int, default=None, metavar="N",
+                   help="one-token mutants of the suspect lines per run (default 40; 0: none)")
     p.add_argument("--scripted-p", type=float, default=None, metavar="P",
                    help="no real model: a scripted server answers the reference fix with "
                    "probability P (labelled as such everywhere)")
@@ -315,7 +317,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         workers=args.workers or max(1, (os.cpu_count() or 2) // 2),
         sandbox_workers=args.sandbox_workers, test_timeout_s=args.test_timeout_s,
         max_requests=args.max_requests, request_timeout_s=args.request_timeout,
-        context_tokens=args.context_tokens, ray=args.ray, sources=[str(p) for p in args.tasks])
+        context_tokens=args.context_tokens, mutants=args.mutants, ray=args.ray,
+        sources=[str(p) for p in args.tasks])
     make_strategies(cfg.strategies, cfg.budget, cfg.candidates, cfg.beam)  # validate early
     if not scripted and cfg.base_url is None and not env.get("api_key"):
         raise ConfigError("mulligan bench needs a model endpoint: --base-url / OPENAI_BASE_URL "
