@@ -51,9 +51,11 @@ class JobRunner:
             self.seconds += time.monotonic() - started
         return report
 
-    async def test(self, patch: str, select: Sequence[str] = ()) -> TestReport:
+    async def test(self, patch: str, select: Sequence[str] = (),
+                   limits: Limits | None = None) -> TestReport:
         started = time.monotonic()
-        report = await self.run(Job(self.work, patch, self.test_cmd, tuple(select), self.limits))
+        report = await self.run(Job(self.work, patch, self.test_cmd, tuple(select),
+                                    limits or self.limits))
         if not select and patch:  # a whole candidate run: what the next round's tests cost
             self.speed.test_s.append(time.monotonic() - started)
         return report

@@ -58,6 +58,7 @@ from sandbox.snapshot import Snapshot
 from sandbox.testpaths import is_test_path, sole_source
 
 REPRO_TEST_PATH = "tests/test_mulligan_repro.py"
+MUTANT_TIMEOUT_MIN_S = 10.0  # the screening's time limit is never shorter than this
 
 
 @dataclass
@@ -530,7 +531,11 @@ class Solver:
         started = time.monotonic()
         done = asyncio.Event()
         passed: list[str] = []
-        self.sandbox.prewarm(self.limits, min(self.jobs.workers, len(found)))
+        # a mutant can loop forever (a `while` condition turned around): the failing tests
+        # alone take less than the whole suite did, so twice its time is plenty
+        limits = dataclasses.replace(self.limits, timeout_s=min(
+            self.limits.timeout_s, max(MUTANT_TIMEOUT_MIN_S, 2 * self.baseline_report.wall_s)))
+        self.sandbox.prewarm(limits, min(self.jobs.workers, len(found)))
 
         async def screen(index: int, mutant: Mutant) -> None:
             budget = self.settings.time_budget_s
@@ -541,7 +546,7 @@ class Solver:
             if key is None or key in self.tested:
                 return
             patch = unified_diff(self.base_files, files)
-            report = await self.jobs.test(patch, select=self.baseline.targets)
+            report = await self.jobs.test(patch, select=self.baseline.targets, limits=limits)
             if not report.passed or done.is_set():
                 return
             passed.append(mutant.describe())

@@ -483,6 +483,8 @@ def test_after_a_failed_greedy_answer_a_one_token_mutant_is_tested_and_wins():
     # screened against the failing test only, then the winner's whole suite
     screened = [j for j in sandbox.jobs if j.select == (TEST_ADD,)]
     assert screened and all("total" in j.patch for j in screened)
+    # a mutant may loop forever: screening has its own, short time limit (the floor here)
+    assert {j.limits.timeout_s for j in screened} == {10.0} and run.settings.test_timeout_s == 30
     assert any(j.select == () and "total + b" in j.patch for j in sandbox.jobs)
     notes = [e.message for e in run.of(Status)]
     assert any("one-token changes of the suspect lines" in n for n in notes)
