@@ -33,6 +33,7 @@ from sandbox.testpaths import (
     TEST_PATTERNS,
     infrastructure_edits,
     is_test_path,
+    select_tests,
     uses_pytest,
 )
 
@@ -200,8 +201,7 @@ class DockerSandbox:
                 if self._image_plugins == []:
                     env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
             env["PYTEST_ADDOPTS"] = " ".join(options) + " " + env.get("PYTEST_ADDOPTS", "")
-            if job.select:
-                command = command + " " + " ".join(shlex.quote(s) for s in job.select)
+            command = select_tests(command, job.select)
         header = {
             "command": command, "env": env, "workdir": WORKDIR, "nonce": nonce,
             "timeout_s": limits.timeout_s, "output_bytes": limits.output_bytes,

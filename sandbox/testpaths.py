@@ -18,7 +18,7 @@ import posixpath
 import re
 import shlex
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 TEST_DIRS = frozenset({"test", "tests", "testing", "__tests__", "spec", "specs"})
@@ -86,6 +86,45 @@ def is_test_module(path: str) -> bool:
 
 def uses_pytest(command: str) -> bool:
     return "pytest" in shlex.split(command) or "pytest" in command.split("-m ", 1)[-1][:6]
+
+
+# pytest flags that take no value: a path after one of them is a path, not its value.
+_PYTEST_SWITCHES = frozenset({"-q", "-qq", "-v", "-vv", "-x", "-s", "-l", "--quiet",
+                              "--verbose", "--exitfirst", "--showlocals", "--strict-markers",
+                              "--no-header", "--no-summary", "-ra", "-rA"})
+
+
+def select_tests(command: str, select: Sequence[str]) -> str:
+    """`command` running only the node ids `select`. pytest runs the union of its
+    arguments, so a path already in the command (`pytest -q tests`) that holds every
+    selected test is dropped; anything else (a value of an option, a shell command,
+    paths that hold only some of the tests) is kept, and the run is a superset."""
+    if not select:
+        return command
+    words = command.split()
+    try:
+        if shlex.split(command) != words:
+            words = []  # quoting or escapes: not a simple command, leave it whole
+    except ValueError:
+        words = []
+    if any(w in ("&&", "||", ";", "|") or w.startswith(("$", "`")) for w in words):
+        words = []
+    entry = next((i for i, w in enumerate(words) if posixpath.basename(w) == "pytest"), None)
+    kept = words
+    if entry is not None:
+        files = {s.split("::", 1)[0] for s in select}
+        kept = words[:entry + 1]
+        for word in words[entry + 1:]:
+            path = posixpath.normpath(word.rstrip("/"))
+            holds_all = not word.startswith("-") and all(
+                f == path or f.startswith(path + "/") or path == "." for f in files)
+            after_switch = kept[-1] in _PYTEST_SWITCHES or \
+                kept[-1].startswith("-") and "=" in kept[-1]  # `--rootdir=.`: self-contained
+            if holds_all and (after_switch or len(kept) == entry + 1):
+                continue  # the selection narrows this path: drop it
+            kept.append(word)
+    base = " ".join(kept) if entry is not None else command
+    return base + " " + " ".join(shlex.quote(s) for s in select)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 import pytest
 
 from sandbox.tamper import review
@@ -9,6 +11,7 @@ from sandbox.testpaths import (
     infrastructure_edits,
     is_test_module,
     is_test_path,
+    select_tests,
     shadowed_module,
     sole_source,
 )
@@ -96,3 +99,25 @@ def test_sole_source_is_the_one_non_test_file_or_none():
     assert sole_source(["calc.py", "tests/test_calc.py", "conftest.py"]) == "calc.py"
     assert sole_source(["a.py", "b.py"]) is None
     assert sole_source(["tests/test_calc.py"]) is None
+
+
+SELECTED = ["tests/test_a.py::test_one", "tests/sub/test_b.py::TestB::test_two"]
+
+
+@pytest.mark.parametrize("command, expected", [
+    # a path that holds every selected test is dropped: pytest would run all of it too
+    ("python -m pytest -q tests", "python -m pytest -q"),
+    ("pytest tests/ -x", "pytest -x"),
+    ("pytest --rootdir=. .", "pytest --rootdir=."),
+    ("python -m pytest -q", "python -m pytest -q"),
+    # kept: an option's value, a path holding only some of them, a shell command, quoting
+    ("python -m pytest -q -k tests tests", "python -m pytest -q -k tests tests"),
+    ("python -m pytest -q tests/test_a.py", "python -m pytest -q tests/test_a.py"),
+    ("python -m pytest -q tests other", "python -m pytest -q other"),
+    ("cd src && pytest tests", "cd src && pytest tests"),
+    ('python -m pytest "tests"', 'python -m pytest "tests"'),
+])
+def test_a_selection_narrows_the_command_only_where_that_is_safe(command, expected):
+    ids = " ".join(shlex.quote(s) for s in SELECTED)
+    assert select_tests(command, SELECTED) == f"{expected} {ids}"
+    assert select_tests(command, []) == command
