@@ -573,8 +573,10 @@ class Solver:
             for task in [*tasks, waiter]:
                 task.cancel()
             await asyncio.gather(*tasks, waiter, return_exceptions=True)
+        loose = "; the failing tests do not tell these apart: read the patch before applying" \
+            if len(passed) > 1 else ""
         self.bus.emit(Status(f"one-token changes: {len(passed)} of {len(found)} passed the "
-                             f"failing tests ({time.monotonic() - started:.0f}s)"))
+                             f"failing tests ({time.monotonic() - started:.0f}s){loose}"))
         return done.is_set()
 
     def _expect(self, round_no: int) -> None:

@@ -41,6 +41,9 @@ def test_each_kind_of_single_site_repair_is_among_the_mutants():
     assert "if len(label) > 128:" in changed(found, 5)  # another constant of the function
     assert "if not (len(label) > 64):" in changed(found, 5)  # negated condition
     assert "if label[2:4] == '--':" in changed(found, 7)  # a slice shifted as a whole
+    # ... before one bound alone, which would make the comparison never true
+    assert changed(found, 7).index("if label[2:4] == '--':") < \
+        changed(found, 7).index("if label[2:3] == '--':")
     assert "if label[1:3] != '--':" in changed(found, 7)
     assert "return label[1:-1]" in changed(found, 12)  # an open slice cut short
     assert "low = max(limit, 128)" in changed(found, 9)  # opposite name

@@ -99,6 +99,18 @@ def _variants(line: str, constants: Sequence[int]) -> Iterator[tuple[str, str]]:
                     name = "_".join([*parts[:i], _OPPOSITES[part], *parts[i + 1:]])
                     yield "opposite name", _splice(line, tok, name)
     ints = [t for t in tokens if t.type == tokenize.NUMBER and _INT.match(t.string)]
+    # a window moved by one before one bound alone: `label[1:3] == '--'` -> `[2:4]`, where
+    # `[2:3]` would make the comparison never true and pass any test that never needs it
+    if len(ints) > 1:  # a slice or a range shifted as a whole
+        for step in (1, -1):
+            shifted = line
+            for tok in reversed(ints):
+                value = int(tok.string.replace("_", "")) + step
+                if value < 0:
+                    break
+                shifted = shifted[:tok.start[1]] + str(value) + shifted[tok.end[1]:]
+            else:
+                yield "shift", shifted
     for tok in ints:
         value = int(tok.string.replace("_", ""))
         index = tokens.index(tok)
@@ -112,16 +124,6 @@ def _variants(line: str, constants: Sequence[int]) -> Iterator[tuple[str, str]]:
                 yield "constant", line[:tokens[index - 2].end[1]] + line[tok.end[1]:]
             else:
                 yield "constant", _splice(line, tok, str(new))
-    if len(ints) > 1:  # a slice or a range shifted as a whole
-        for step in (1, -1):
-            shifted = line
-            for tok in reversed(ints):
-                value = int(tok.string.replace("_", "")) + step
-                if value < 0:
-                    break
-                shifted = shifted[:tok.start[1]] + str(value) + shifted[tok.end[1]:]
-            else:
-                yield "shift", shifted
     for tok, following in zip(tokens, tokens[1:]):  # `x[1:]` -> `x[1:-1]`: drop the last too
         if tok.string == ":" and following.string == "]":
             yield "slice", line[:tok.end[1]] + "-1" + line[following.start[1]:]
