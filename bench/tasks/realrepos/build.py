@@ -15,6 +15,7 @@ must fail at least one.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import shutil
@@ -123,7 +124,15 @@ def main(argv: list[str] | None = None) -> int:
             at = text[: text.index(reg["find"])].count("\n") + 1
             if not start <= at <= end:
                 raise SystemExit(f"{reg['id']}: line {at} is outside {reg['function']}")
-            target.write_text(text.replace(reg["find"], reg["replace"]))
+            regressed = text.replace(reg["find"], reg["replace"])
+            target.write_text(regressed)
+            # the reference fix, kept apart from the task (like the public tasks' _fixes/):
+            # only `mulligan bench --scripted-p` reads it, never a model
+            fixes = args.out / "_fixes"
+            fixes.mkdir(parents=True, exist_ok=True)
+            (fixes / f"{reg['id']}.patch").write_text("".join(difflib.unified_diff(
+                regressed.splitlines(keepends=True), text.splitlines(keepends=True),
+                f"a/{reg['file']}", f"b/{reg['file']}")))
             (task / "task.json").write_text(json.dumps({
                 "id": reg["id"],
                 "source": {"dataset": "realrepos (PyPI sdist + injected regression)",
