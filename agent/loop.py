@@ -439,17 +439,18 @@ class Solver:
         try:
             await self._answer(ask, done)
         except asyncio.CancelledError:
-            # stopped before its verdict: not a candidate of the result, and shown as such
-            cand = next((c for c in self.candidates if c.id == ask.id), None)
-            if cand is None or (cand.report is None and cand.format_error is None):
-                if cand is not None:
-                    self.candidates.remove(cand)
-                self.bus.emit(CandidateUpdate(ask.id, ask.round,
-                                              ask.parent.id if ask.parent else None,
-                                              CandidateState.CANCELLED,
-                                              targets_total=len(self.baseline.targets),
-                                              edit_format=ask.fmt))
+            self._cancelled(ask.id, ask.round, ask.parent.id if ask.parent else None, ask.fmt)
             raise
+
+    def _cancelled(self, cid: str, round_no: int, parent: str | None, fmt: str | None) -> None:
+        """A candidate stopped before its verdict: not one of the result, shown as such."""
+        cand = next((c for c in self.candidates if c.id == cid), None)
+        if cand is None or (cand.report is None and cand.format_error is None):
+            if cand is not None:
+                self.candidates.remove(cand)
+            self.bus.emit(CandidateUpdate(cid, round_no, parent, CandidateState.CANCELLED,
+                                          targets_total=len(self.baseline.targets),
+                                          edit_format=fmt))
 
     async def _answer(self, ask: Ask, done: asyncio.Event) -> None:
         grammar = grammar_for(ask.fmt or self.prompts.edit_format) \
@@ -556,7 +557,11 @@ class Solver:
                              allow_test_edits=self.settings.allow_test_edits)
             self.candidates.append(cand)
             self._announce(cand)
-            await self._test(cand, done)
+            try:
+                await self._test(cand, done)
+            except asyncio.CancelledError:
+                self._cancelled(cand.id, cand.round, None, cand.fmt)
+                raise
 
         tasks = [asyncio.ensure_future(screen(i, m)) for i, m in enumerate(found)]
         waiter = asyncio.ensure_future(done.wait())
