@@ -524,7 +524,7 @@ class Solver:
             return False
         self.mutated = True
         ordered = [line for group in line_groups(self.suspect_lines) for line in group]
-        found = await asyncio.to_thread(mutants, self.base_files, ordered, self.settings.mutants)
+        found = await asyncio.to_thread(self._prepare_mutants, ordered)
         if not found:
             return False
         self.bus.emit(Status(f"testing {len(found)} one-token changes of the suspect lines "
@@ -538,15 +538,13 @@ class Solver:
             self.limits.timeout_s, max(MUTANT_TIMEOUT_MIN_S, 2 * self.baseline_report.wall_s)))
         self.sandbox.prewarm(limits, min(self.jobs.workers, len(found)))
 
-        async def screen(index: int, mutant: Mutant) -> None:
+        async def screen(index: int, mutant: Mutant, files: dict[str, str], key: str | None,
+                         patch: str) -> None:
             budget = self.settings.time_budget_s
             if budget is not None and self.calls.elapsed() >= budget:
                 return  # the time budget is spent: no new container
-            files = mutant.apply(self.base_files)
-            key = semantic_key(self.base_files, files)
             if key is None or key in self.tested:
                 return
-            patch = unified_diff(self.base_files, files)
             report = await self.jobs.test(patch, select=self.baseline.targets, limits=limits)
             if not report.passed or done.is_set():
                 return
@@ -563,7 +561,7 @@ class Solver:
                 self._cancelled(cand.id, cand.round, None, cand.fmt)
                 raise
 
-        tasks = [asyncio.ensure_future(screen(i, m)) for i, m in enumerate(found)]
+        tasks = [asyncio.ensure_future(screen(i, *prepared)) for i, prepared in enumerate(found)]
         waiter = asyncio.ensure_future(done.wait())
         try:
             pending = set(tasks)
@@ -583,6 +581,17 @@ class Solver:
         self.bus.emit(Status(f"one-token changes: {len(passed)} of {len(found)} passed the "
                              f"failing tests ({time.monotonic() - started:.0f}s){loose}"))
         return done.is_set()
+
+    def _prepare_mutants(self, lines: list[SuspectLine]
+                         ) -> list[tuple[Mutant, dict[str, str], str | None, str]]:
+        """Each mutant with its files, semantic key and patch (parsing a large file for each
+        is seconds of CPU: done off the event loop, before any screening starts)."""
+        prepared = []
+        for mutant in mutants(self.base_files, lines, self.settings.mutants):
+            files = mutant.apply(self.base_files)
+            prepared.append((mutant, files, semantic_key(self.base_files, files),
+                             unified_diff(self.base_files, files)))
+        return prepared
 
     def _expect(self, round_no: int) -> None:
         expected = self.planner.speed.expected_round_s(self.settings.candidates,

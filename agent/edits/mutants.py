@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import io
+import itertools
 import re
 import tokenize
 from collections.abc import Iterator, Mapping, Sequence
@@ -124,7 +125,7 @@ def _variants(line: str, constants: Sequence[int]) -> Iterator[tuple[str, str]]:
                 yield "constant", line[:tokens[index - 2].end[1]] + line[tok.end[1]:]
             else:
                 yield "constant", _splice(line, tok, str(new))
-    for tok, following in zip(tokens, tokens[1:]):  # `x[1:]` -> `x[1:-1]`: drop the last too
+    for tok, following in itertools.pairwise(tokens):  # `x[1:]` -> `x[1:-1]`: drop the last too
         if tok.string == ":" and following.string == "]":
             yield "slice", line[:tok.end[1]] + "-1" + line[following.start[1]:]
     header = _HEADER.match(line)
