@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import enum
+import functools
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from agent.candidate import Candidate
 NO_CHANGE = "the answer changes nothing: it is the same code as before"
 
 
+@functools.lru_cache(maxsize=32)  # the base files: parsed once, not once per candidate
 def _canonical(path: str, text: str) -> str:
     """Python files compare by their AST (layout, comments and quotes do not count)."""
     if path.endswith(".py"):

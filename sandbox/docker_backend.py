@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import secrets
-import shlex
 import socket
 import threading
 import time

@@ -109,22 +109,22 @@ def select_tests(command: str, select: Sequence[str]) -> str:
         words = []
     if any(w in ("&&", "||", ";", "|") or w.startswith(("$", "`")) for w in words):
         words = []
+    ids = " ".join(shlex.quote(s) for s in select)
     entry = next((i for i, w in enumerate(words) if posixpath.basename(w) == "pytest"), None)
-    kept = words
-    if entry is not None:
-        files = {s.split("::", 1)[0] for s in select}
-        kept = words[:entry + 1]
-        for word in words[entry + 1:]:
-            path = posixpath.normpath(word.rstrip("/"))
-            holds_all = not word.startswith("-") and all(
-                f == path or f.startswith(path + "/") or path == "." for f in files)
-            after_switch = kept[-1] in _PYTEST_SWITCHES or \
-                kept[-1].startswith("-") and "=" in kept[-1]  # `--rootdir=.`: self-contained
-            if holds_all and (after_switch or len(kept) == entry + 1):
-                continue  # the selection narrows this path: drop it
-            kept.append(word)
-    base = " ".join(kept) if entry is not None else command
-    return base + " " + " ".join(shlex.quote(s) for s in select)
+    if entry is None:
+        return f"{command} {ids}"
+    files = {s.split("::", 1)[0] for s in select}
+    kept = words[:entry + 1]
+    for word in words[entry + 1:]:
+        path = posixpath.normpath(word.rstrip("/"))
+        holds_all = not word.startswith("-") and all(
+            f == path or f.startswith(path + "/") or path == "." for f in files)
+        after_switch = kept[-1] in _PYTEST_SWITCHES or \
+            kept[-1].startswith("-") and "=" in kept[-1]  # `--rootdir=.`: self-contained
+        if holds_all and (after_switch or len(kept) == entry + 1):
+            continue  # the selection narrows this path: drop it
+        kept.append(word)
+    return f"{' '.join(kept)} {ids}"
 
 
 @dataclass(frozen=True)

@@ -272,6 +272,6 @@ def line_groups(lines: Sequence[SuspectLine], size: int = 3) -> list[tuple[Suspe
             current = []
         if line is not None:
             current.append(line)
-    turns = [list(groups) for groups in per_function.values()]  # best function first
+    turns = list(per_function.values())  # best function first
     return [groups[depth] for depth in range(max(map(len, turns), default=0))
             for groups in turns if depth < len(groups)]

@@ -63,8 +63,9 @@ def mutants(files: Mapping[str, str], lines: Sequence[SuspectLine],
     """Up to `limit` distinct mutants that parse, the best suspect line's first."""
     found: list[Mutant] = []
     seen: set[tuple[str, int, str]] = set()
+    split = {path: files[path].split("\n") for path in {s.path for s in lines} if path in files}
     for suspect in lines:
-        text = files.get(suspect.path, "").split("\n")
+        text = split.get(suspect.path, [])
         if not 1 <= suspect.line <= len(text):
             continue
         before = text[suspect.line - 1]
