@@ -134,13 +134,18 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "docs/results/search-local")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    aider_log = args.out / "aider.jsonl"
+    # Rerunning the same command resumes: `mulligan bench` skips what results.jsonl holds,
+    # and Aider is not rerun on a task it already has a line for.
+    aider_done = {json.loads(line)["task"] for line in aider_log.read_text().splitlines()
+                  if line.strip()} if aider_log.exists() else set()
     for task in task_slice(args.tasks_dir, args.every, args.only, args.offset):
         print(f"== {task.name}: mulligan bench (single, mulligan)", flush=True)
         run_mulligan(task, args, args.out)
-        if not args.no_aider:
+        if not args.no_aider and task.name not in aider_done:
             print(f"== {task.name}: aider", flush=True)
             record = run_aider(task, args)
-            with (args.out / "aider.jsonl").open("a") as fh:
+            with aider_log.open("a") as fh:
                 fh.write(json.dumps(record) + "\n")
             print(f"   aider: solved={record['solved']} in {record['seconds']}s", flush=True)
         (args.out / "summary.md").write_text(summary(args.out))
