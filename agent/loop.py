@@ -8,13 +8,20 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from agent.calls import ModelCalls
 from agent.candidate import Baseline, Candidate, choose
 from agent.config import Settings
-from agent.context.localize import (TRACE_ALL_BELOW_S, SuspectLine, line_groups, parse_trace,
-                                    rank_lines, trace_job)
+from agent.context.localize import (
+    TRACE_ALL_BELOW_S,
+    SuspectLine,
+    line_groups,
+    parse_trace,
+    rank_lines,
+    trace_job,
+)
 from agent.context.repomap import RepoMap
 from agent.cores import usable_cores
 from agent.edits import apply_edits, parse_answer, unified_diff
@@ -399,39 +406,57 @@ class Solver:
         # containers start while the model samples, one per job announced
         self.sandbox.prewarm(self.limits, min(self.jobs.workers, len(asks)))
         done = asyncio.Event()
-        tasks = [asyncio.ensure_future(self._one(ask, done)) for ask in asks]
-        waiter = asyncio.ensure_future(done.wait())
         failed: list[BaseException] = []
-        spent: BudgetExhausted | None = None
+        spent: list[BudgetExhausted] = []
+
+        def lost(error: BaseException) -> None:
+            if isinstance(error, ModelError) and \
+                    not isinstance(error, (ModelAuthError, ModelNotFound)):
+                failed.append(error)  # one lost sample; the others still count
+                self.bus.emit(Status(f"a sample was lost: {error}"))
+            elif isinstance(error, BudgetExhausted):
+                spent.append(error)  # no new request; the answers paid for are still tested
+            else:
+                raise error
+
+        await self._race([self._one(ask, done) for ask in asks], done, lost,
+                         deadline=self.calls.time_left)
+        if spent:
+            raise spent[0]
+        if failed and len(failed) == len(asks):
+            raise failed[0]  # every request failed: the model is not usable
+        return done.is_set()
+
+    async def _race(self, jobs: list[Awaitable[None]], done: asyncio.Event,
+                    on_error: Callable[[BaseException], None] | None = None, *,
+                    deadline: Callable[[], float | None] = lambda: None,
+                    stoppable: bool = False) -> None:
+        """Run jobs side by side until all finish or `done` is set (or, when stoppable, the
+        user asks to stop); whatever is left is cancelled on the way out, so the server stops
+        generating when the client goes away. A job's error goes to on_error (which raises
+        what is fatal), or is raised. `deadline`: seconds left, None for no limit."""
+        tasks = [asyncio.ensure_future(job) for job in jobs]
+        waiter = asyncio.ensure_future(done.wait())
         try:
             pending = set(tasks)
-            while pending and not done.is_set():
-                budget = self.calls.time_left()
-                finished, pending = await asyncio.wait(pending | {waiter}, timeout=budget,
+            while pending and not done.is_set() and not (stoppable and self.stop_requested):
+                left = deadline()
+                finished, pending = await asyncio.wait(pending | {waiter}, timeout=left,
                                                        return_when=asyncio.FIRST_COMPLETED)
                 pending.discard(waiter)
                 for task in finished - {waiter}:
                     error = task.exception()
-                    if isinstance(error, ModelError) and \
-                            not isinstance(error, (ModelAuthError, ModelNotFound)):
-                        failed.append(error)  # one lost sample; the others still count
-                        self.bus.emit(Status(f"a sample was lost: {error}"))
-                    elif isinstance(error, BudgetExhausted):
-                        spent = error  # no new request; the answers paid for are still tested
-                    elif error is not None:
-                        raise error
-                if budget is not None and not finished:
+                    if error is not None:
+                        if on_error is None:
+                            raise error
+                        on_error(error)
+                if left is not None and not finished:
                     raise BudgetExhausted(f"time budget of {self.settings.time_budget_s:.0f}s "
                                           "spent")
-            if spent is not None:
-                raise spent
-            if failed and len(failed) == len(tasks):
-                raise failed[0]  # every request failed: the model is not usable
         finally:
             for task in [*tasks, waiter]:
-                task.cancel()  # the server stops generating when the client goes away
+                task.cancel()
             await asyncio.gather(*tasks, waiter, return_exceptions=True)
-        return done.is_set()
 
     async def _one(self, ask: Ask, done: asyncio.Event) -> None:
         self._announce(Candidate(ask.id, ask.round, ask.parent.id if ask.parent else None,
@@ -561,21 +586,8 @@ class Solver:
                 self._cancelled(cand.id, cand.round, None, cand.fmt)
                 raise
 
-        tasks = [asyncio.ensure_future(screen(i, *prepared)) for i, prepared in enumerate(found)]
-        waiter = asyncio.ensure_future(done.wait())
-        try:
-            pending = set(tasks)
-            while pending and not done.is_set() and not self.stop_requested:
-                finished, pending = await asyncio.wait(pending | {waiter},
-                                                       return_when=asyncio.FIRST_COMPLETED)
-                pending.discard(waiter)
-                for task in finished - {waiter}:
-                    if task.exception() is not None:
-                        raise task.exception()
-        finally:
-            for task in [*tasks, waiter]:
-                task.cancel()
-            await asyncio.gather(*tasks, waiter, return_exceptions=True)
+        await self._race([screen(i, *prepared) for i, prepared in enumerate(found)], done,
+                         stoppable=True)
         loose = "; the failing tests do not tell these apart: read the patch before applying" \
             if len(passed) > 1 else ""
         self.bus.emit(Status(f"one-token changes: {len(passed)} of {len(found)} passed the "

@@ -186,6 +186,19 @@ def test_strategies_at_one_budget():
         make_strategies(["revise-only"], 30)
 
 
+def test_mutants_belong_to_the_mulligan_strategy_only():
+    """The baselines measure the model alone: a mutant that fixes the task must not count as
+    `single`'s greedy sample."""
+    from agent.frontends.bench.job import _settings_for
+
+    task = BenchTask("t", "dir", "fix it", "python -m pytest -q", "t")
+    for cfg in (BenchConfig(), BenchConfig(mutants=7)):
+        by = {s.name: _settings_for(cfg, task, s, "m", None).mutants
+              for s in make_strategies(parse_strategy_names(["all"]), 8)}
+        assert by.pop("mulligan") == (cfg.mutants or 40)
+        assert by == {"single": 0, "best-of-n": 0, "revise-only": 0}
+
+
 def test_pass_at_k_estimator():
     assert pass_at_k(5, 0, 1) == 0.0
     assert pass_at_k(5, 5, 3) == 1.0

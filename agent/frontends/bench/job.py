@@ -44,7 +44,9 @@ def _settings_for(cfg: BenchConfig, task: BenchTask, strategy: Strategy, model: 
         temperature=0.0 if strategy.name == "single" else cfg.temperature,
         token_budget=cfg.token_budget, test_timeout_s=cfg.test_timeout_s,
         max_requests=cfg.max_requests, request_timeout_s=cfg.request_timeout_s,
-        context_tokens=cfg.context_tokens, mutants=cfg.mutants,
+        context_tokens=cfg.context_tokens,
+        # mutants are part of Mulligan's search; the other strategies measure the model alone
+        mutants=cfg.mutants if strategy.name == "mulligan" else 0,
         allow_test_edits=False)
     if cfg.scripted_p is not None:
         values["api_key"] = "scripted"
