@@ -103,7 +103,7 @@ class Settings(BaseModel):
     max_requests: int | None = Field(default=None, ge=1, le=64)  # None: the server's slots
     # One-token changes of the suspect lines screened against the failing tests after the
     # model's first answer fails (agent/edits/mutants.py); 0: none.
-    mutants: int = Field(default=40, ge=0, le=1000)
+    mutants: int = Field(default=100, ge=0, le=1000)
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
 
 

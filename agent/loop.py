@@ -18,6 +18,7 @@ from agent.context.localize import (
     TRACE_ALL_BELOW_S,
     SuspectLine,
     line_groups,
+    mutation_order,
     parse_trace,
     rank_lines,
     trace_job,
@@ -102,6 +103,7 @@ class Solver:
                               self.activity, self.planner.speed, self.settings.workers)
         self.first_fix_s: float | None = None
         self.suspect_lines: list[SuspectLine] = []  # set by localization
+        self.mutation_lines: list[SuspectLine] = []  # likewise: the lines mutants come from
         self.lines_asked: dict[tuple[SuspectLine, ...], int] = {}  # question -> times asked
         self.long_answers = False  # the greedy answer took long to write (Planner.long_answers)
         self.mutated = False  # the suspect lines' mutants were screened (once a run)
@@ -259,6 +261,7 @@ class Solver:
         focus = self.prompts.focus(self.baseline_report, self.baseline_report.failing())
         self.prompts.suspects = self.repo_map.localize(self.base_files, focus, spectrum)
         self.suspect_lines = rank_lines(self.base_files, self.prompts.suspects, spectrum)
+        self.mutation_lines = mutation_order(self.base_files, self.prompts.suspects, spectrum)
         self.bus.emit(Localized([s.to_dict() for s in self.prompts.suspects], spectrum is not None,
                                 time.monotonic() - started,
                                 [line.to_dict() for line in self.suspect_lines]))
@@ -541,15 +544,14 @@ class Solver:
         return len(passing) >= self.settings.min_passing
 
     async def _mutate(self) -> bool:
-        """Screen one-token mutants of the suspect lines (agent/edits/mutants.py) against the
-        failing tests, in the line questions' order; one that passes them becomes a candidate
-        and is tested whole like any other. Cheap next to a model answer on a CPU: no tokens,
-        one short sandbox run each. Once a run. True: solved."""
-        if self.mutated or not self.settings.mutants or not self.suspect_lines:
+        """Screen one-token mutants of the executed lines (agent/edits/mutants.py) against the
+        failing tests, the line questions' lines first (mutation_order); one that passes them
+        becomes a candidate and is tested whole like any other. Cheap next to a model answer
+        on a CPU: no tokens, one short sandbox run each. Once a run. True: solved."""
+        if self.mutated or not self.settings.mutants or not self.mutation_lines:
             return False
         self.mutated = True
-        ordered = [line for group in line_groups(self.suspect_lines) for line in group]
-        found = await asyncio.to_thread(self._prepare_mutants, ordered)
+        found = await asyncio.to_thread(self._prepare_mutants, self.mutation_lines)
         if not found:
             return False
         self.bus.emit(Status(f"testing {len(found)} one-token changes of the suspect lines "

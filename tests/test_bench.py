@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.config import Settings
 from agent.frontends.bench import runner as bench
 from agent.frontends.bench.runner import BenchConfig, Results, make_strategies, parse_strategy_names, run_bench
 from agent.frontends.bench.report import pass_at_k, read_results, render_markdown, summarize, write_report
@@ -195,7 +196,7 @@ def test_mutants_belong_to_the_mulligan_strategy_only():
     for cfg in (BenchConfig(), BenchConfig(mutants=7)):
         by = {s.name: _settings_for(cfg, task, s, "m", None).mutants
               for s in make_strategies(parse_strategy_names(["all"]), 8)}
-        assert by.pop("mulligan") == (cfg.mutants or 40)
+        assert by.pop("mulligan") == (cfg.mutants or Settings.model_fields["mutants"].default)
         assert by == {"single": 0, "best-of-n": 0, "revise-only": 0}
 
 

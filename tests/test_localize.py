@@ -9,8 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from agent.context.localize import (TRACER_SOURCE, Spectrum, SuspectLine, line_groups, ochiai,
-                                    parse_trace, rank_lines, trace_job)
+from agent.context.localize import (TRACER_SOURCE, Spectrum, SuspectLine, line_groups,
+                                    mutation_order, ochiai, parse_trace, rank_lines, trace_job)
 from agent.context.repomap import RepoMap
 from agent.context.tracebacks import TracebackHit
 from sandbox.api import Limits
@@ -194,6 +194,25 @@ def test_line_questions_take_turns_between_functions_best_first():
     groups = [[line.line for line in group] for group in line_groups(ranked)]
     assert groups == [[1, 2, 3], [20, 21], [30], [4, 5, 6], [7]]
     assert line_groups([]) == []
+
+
+def test_mutants_reach_past_the_line_questions_functions():
+    """A function most passing tests also run ranks low; its lines are not in the line
+    questions, but its mutants are screened after theirs."""
+    names = ["f1", "f2", "f3", "shared"]
+    files = {"m.py": "\n\n".join(f"def {n}(x):\n    return x + {i}" for i, n in
+                                   enumerate(names))}
+    body = {n: ("m.py", 3 * i + 2) for i, n in enumerate(names)}  # each one's return line
+    spectrum = Spectrum([
+        ("fail", True, frozenset(body.values())),
+        *[(f"ok{i}", False, frozenset({body["shared"]})) for i in range(5)]])
+    suspects = RepoMap().localize(files, [], spectrum)
+    assert suspects[-1].qualname == "shared"
+    questions = rank_lines(files, suspects, spectrum, functions=3)
+    order = mutation_order(files, suspects, spectrum, first=3)
+    assert [line.function for line in questions] == ["f1", "f2", "f3"]
+    assert [line.function for line in order] == ["f1", "f2", "f3", "shared"]
+    assert mutation_order(files, suspects, None) == []
 
 
 def test_the_condition_guarding_a_symptom_line_follows_it():

@@ -26,9 +26,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import sandbox
 from agent.context.focus import _Focus
 from agent.context.names import is_test_path
-import sandbox
 from agent.context.symbols import Symbol
 from sandbox.api import Job, Limits
 
@@ -275,3 +275,15 @@ def line_groups(lines: Sequence[SuspectLine], size: int = 3) -> list[tuple[Suspe
     turns = list(per_function.values())  # best function first
     return [groups[depth] for depth in range(max(map(len, turns), default=0))
             for groups in turns if depth < len(groups)]
+
+
+def mutation_order(files: Mapping[str, str], suspects: Sequence[Suspect],
+                   spectrum: Spectrum | None, *, first: int = 5,
+                   limit: int = 200) -> list[SuspectLine]:
+    """The executed lines in the order their mutants are screened: the line questions'
+    lines (the best `first` functions, taking turns) and then the other ranked functions',
+    taking turns likewise. A bug in a function that most passing tests also run ranks low by
+    the spectrum, but a mutant costs one sandbox run of the failing tests, not an answer."""
+    ahead = rank_lines(files, suspects, spectrum, functions=first)
+    rest = rank_lines(files, suspects[first:], spectrum, functions=len(suspects), limit=limit)
+    return [line for lines in (ahead, rest) for group in line_groups(lines) for line in group]

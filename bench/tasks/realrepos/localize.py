@@ -34,7 +34,7 @@ import agent.loop as loop_module  # noqa: E402
 from agent.config import Settings  # noqa: E402
 from agent.context.repomap import RepoMap  # noqa: E402
 from agent.environment import open_sandbox  # noqa: E402
-from agent.context.localize import line_groups, rank_lines  # noqa: E402
+from agent.context.localize import line_groups, mutation_order, rank_lines  # noqa: E402
 from agent.edits.mutants import mutants  # noqa: E402
 from agent.events import EventBus, Localized  # noqa: E402
 from agent.loop import Solver  # noqa: E402
@@ -90,7 +90,8 @@ def replay(evidence: Path) -> list[dict]:
         groups = line_groups(lines)
         group = next((i for i, g in enumerate(groups, 1)
                       if key in {(s.path, s.line) for s in g}), None)
-        found = mutants(saved["files"], [line for g in groups for line in g], limit=1000)
+        found = mutants(saved["files"], mutation_order(saved["files"], saved["suspects"],
+                                                       saved["spectrum"]), limit=1000)
         original = _original_line(regressions[path.stem]) if path.stem in regressions else None
         restoring = next((i for i, m in enumerate(found, 1)
                           if (m.path, m.line) == key and m.after == original), None)
@@ -186,9 +187,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"{' '.join(row['top_lines'][:3])}")
         ranks = [r["line_rank"] for r in rows if r["line_rank"] is not None]
         restoring = [r["restoring_mutant"] for r in rows if r["restoring_mutant"]]
+        cap = Settings.model_fields["mutants"].default
         print(f"{len(rows)} tasks: line in top 3 {sum(r <= 3 for r in ranks)}, top 9 "
               f"{sum(r <= 9 for r in ranks)}, ranked {len(ranks)}; the restoring mutant "
-              f"among the first 40 in {sum(r <= 40 for r in restoring)}")
+              f"among the first {cap} (the default --mutants) in {sum(r <= cap for r in restoring)}")
         return 0
     manifest = json.loads((args.tasks / "manifest.json").read_text())
     settings = Settings(model="none", test_cmd="python -m pytest -q tests", workers=2,
