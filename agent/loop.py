@@ -55,7 +55,7 @@ from agent.jobs import JobRunner
 from agent.models.hints import Hints
 from agent.models.window import estimate_tokens
 from agent.novelty import NO_CHANGE, Revisions, Variant, semantic_key
-from agent.prompting import OUTPUT_CHARS, Prompter, trim, words
+from agent.prompting import OUTPUT_CHARS, Prompter, quote, words
 from agent.protocols import ChatModel, Sandbox
 from agent.result import BudgetExhausted, Result
 from agent.schedule import Activity, Ask, Planner, RequestGate, Schedule, ServerInfo, probe
@@ -307,7 +307,7 @@ class Solver:
                                         token_budget=max(256, self.prompts.context_budget() // 4))
         failures = self.prompts.failure_views(failing)
         if not failures and self.baseline.targets:
-            failures = [{"nodeid": t, "message": trim(self.baseline_report.output, OUTPUT_CHARS)}
+            failures = [{"nodeid": t, "message": quote(self.baseline_report.output, OUTPUT_CHARS)}
                         for t in self.baseline.targets]
         return sources, repo_map, failures
 

@@ -69,7 +69,7 @@ class Prompter:
         return kept
 
     def failure_views(self, cases: Sequence) -> list[dict[str, str]]:
-        return [{"nodeid": c.nodeid, "message": trim(c.message or "(no message)", MESSAGE_CHARS)}
+        return [{"nodeid": c.nodeid, "message": quote(c.message or "(no message)", MESSAGE_CHARS)}
                 for c in cases][:10]
 
     def feedback(self, parent: Candidate) -> str:
@@ -100,7 +100,7 @@ class Prompter:
             timed_out=report.status is RunStatus.TIMED_OUT,
             still_failing=self.failure_views(parent.still_failing),
             regressions=self.failure_views(parent.regressions),
-            output=trim(report.output, OUTPUT_CHARS),
+            output=quote(report.output, OUTPUT_CHARS),
             sources=self.sources(parent.files, focus))
 
     @property
@@ -126,8 +126,18 @@ class Prompter:
         return render("system", edit_format=fmt or self.edit_format, example_path=example)
 
 
-def trim(text: str, limit: int) -> str:
-    text = text.strip()
+# What differs from one run of the same failing tests to the next: object addresses
+# (`<function f at 0x7f3a...>`) and the summary's duration. Left in, the same failure would
+# be another prompt each time: no prefix cached across runs, no reproducible greedy answer.
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]{6,}(?=>)")
+_DURATION = re.compile(r"(?m)^(.*\b(?:passed|failed|errors?|skipped|xfailed|xpassed|deselected|"
+                       r"warnings?|no tests ran)\b.*?) in \d+(?:\.\d+)?s(?: \(\d+:\d\d:\d\d\))?")
+
+
+def quote(text: str, limit: int) -> str:
+    """Test output as the model is shown it: steady from run to run, and at most `limit`
+    characters (the middle cut out: the first failure and the summary matter most)."""
+    text = _DURATION.sub(r"\1", _ADDRESS.sub("", text)).strip()
     if len(text) <= limit:
         return text
     half = limit // 2

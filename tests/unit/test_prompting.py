@@ -43,3 +43,25 @@ def test_feedback_keeps_the_format_its_conversation_asked_for():
     assert "SEARCH/REPLACE" in p.feedback(parent)
     parent.fmt = None
     assert "SEARCH/REPLACE" not in p.feedback(parent)
+
+
+def test_the_same_failure_is_the_same_prompt_from_run_to_run():
+    """Object addresses and durations change between two runs of the same tests; the
+    failures quoted to the model must not (seen: one greedy answer passed, the other failed)."""
+    from sandbox.api import Outcome, TestCase
+
+    def run(address: str, seconds: str) -> str:
+        p = prompter()
+        message = f"assert 30 == 288\n +  where 30 = <function fact at {address}>(4)"
+        case = TestCase("tests/test_m.py::test_fact", Outcome.FAILED, message)
+        p.baseline_report = Report(RunStatus.COMPLETED, 1, 0.1,
+                                   output=f"{message}\n1 failed, 2 passed in {seconds}s",
+                                   tests={case.nodeid: case})
+        parent = Candidate("r1c1", 1, None, answer="x", patch="--- a/m.py", fmt="whole_file")
+        parent.report = p.baseline_report
+        parent.still_failing = [case]
+        return str(p.failure_views([case])) + p.feedback(parent)
+
+    first, second = run("0x7fbcae9c9440", "0.12"), run("0x7F82D0A71440", "3.07")
+    assert first == second
+    assert "<function fact>(4)" in first and "0x" not in first
