@@ -238,7 +238,7 @@ SYNTHETIC = [
     synthetic("b", "best-of-n", True, 4, 1, 4, 1300),
     synthetic("a", "revise-only", True, 1, 1, 1, 800),
     synthetic("b", "revise-only", False, 1, 0, 4, 6000),
-    synthetic("a", "mulligan", True, 2, 1, 2, 1000),
+    synthetic("a", "mulligan", True, 2, 1, 2, 1000, selected_format="mutation"),
     synthetic("b", "mulligan", False, 2, 0, 4, 3000, selected_is_reference=False),
 ]
 
@@ -260,6 +260,24 @@ def test_summary_and_markdown_from_synthetic_results():
     assert "| best-of-n | 4 | 37.5% |" in md
     assert "## At equal tokens" in md and "![Solve rate vs samples](solve_vs_samples.png)" in md
     assert "| b | no | yes (4) | no | no |" in md
+    assert "| a | yes (1) | yes (4) | yes (1) | yes (2, mutant) |" in md
+
+
+def test_a_mutant_is_no_model_sample():
+    """The bench compares strategies at equal model samples: a mutant costs none."""
+    from agent.candidate import Candidate
+    from agent.frontends.bench.job import _from_result
+    from agent.result import Result, ResultStatus
+    from sandbox.api import RunStatus, TestReport
+
+    answer = Candidate("r1c1", 1, None, answer="wrong", fmt="whole_file")
+    mutant = Candidate("m3", 1, None, answer="a.py:3: < -> <=", fmt="mutation")
+    mutant.report = TestReport(RunStatus.COMPLETED, 0, 0.1)
+    assert mutant.solved
+    record = _from_result(Result("run", ResultStatus.SOLVED, mutant, "patch",
+                                 [answer, mutant], None))
+    assert (record["samples"], record["mutants"], record["samples_to_solve"]) == (1, 1, 1)
+    assert record["selected_format"] == "mutation"
 
 
 def test_report_shows_time_to_first_fix_and_model_idle_per_strategy():

@@ -214,6 +214,10 @@ def _from_result(result) -> dict:
         return sum(what(c) for c in cands if c.round <= r)
 
     round1 = [c for c in cands if c.round == 1]
+
+    def answer(c) -> int:  # a sample is a model answer; a mutant costs no tokens
+        return int(c.fmt != "mutation")
+
     return {
         "loop_status": result.status,
         "loop_reason": result.reason,
@@ -221,9 +225,11 @@ def _from_result(result) -> dict:
         "patch": result.patch,
         "any_right": any(c.solved for c in cands),
         "round1": {"n": len(round1), "c": sum(c.solved for c in round1)},
-        "samples": len(cands),
+        "samples": sum(map(answer, cands)),
+        "mutants": len(cands) - sum(map(answer, cands)),  # those that passed the failing tests
+        "selected_format": result.chosen.fmt if result.chosen else None,
         "rounds_used": rounds[-1] if rounds else 0,
-        "samples_to_solve": through(first_solved, lambda _c: 1) if first_solved else None,
+        "samples_to_solve": through(first_solved, answer) if first_solved else None,
         "tokens_to_solve": through(first_solved, lambda c: c.tokens) if first_solved else None,
         "tokens": result.usage.total,
         "prompt_tokens": result.usage.prompt_tokens,
