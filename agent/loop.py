@@ -216,9 +216,14 @@ class Solver:
             return
         rest = asks[1:]
         self.long_answers = self.planner.long_answers()
-        if self.suspect_lines and self.long_answers:
+        # A greedy answer that copied the code back is the model's likeliest answer to that
+        # question: sampled again it copies again (seen: three of three, 384 tokens each).
+        copied = any(c.changes_nothing for c in self.candidates if c.id == asks[0].id)
+        if self.suspect_lines and (self.long_answers or copied):
             rest = self._line_asks(1, len(rest), first=2)
-            self.bus.emit(Status("answers are long here: asking about the suspect lines first"))
+            why = "answers are long here" if self.long_answers else \
+                "the first answer changed nothing"
+            self.bus.emit(Status(f"{why}: asking about the suspect lines first"))
         await self._stream(rest)
 
     def _finish(self, status: ResultStatus, chosen: Candidate | None, reason: str) -> Result:

@@ -423,6 +423,19 @@ def test_after_a_long_greedy_answer_the_narrow_search_asks_the_line_question(
     assert [r.hints.temperature for r in model.requests] == temperatures
 
 
+def test_after_a_greedy_copy_the_narrow_search_asks_the_line_questions():
+    """The greedy answer copied the code back: the rest of the round is not that question
+    sampled again (a copy again) but the line questions, however quick the answers are."""
+    sandbox = FakeSandbox(CHECKS, lines={TEST_ADD: EVERY_LINE, TEST_ZERO: EVERY_LINE})
+    copy = sr("    total = total - b", "    total = total - b")
+    model = ScriptedModel([copy] + ["`total = total * b`"] * 2, tokens_per_s=1000)
+    run = Run(model, files=STEPS, sandbox=sandbox, schedule="narrow", candidates=3, rounds=1)
+    result = run.result()
+    assert [e.purpose for e in run.of(ModelCall)] == ["propose", "line", "line"]
+    assert result.candidates[0].changes_nothing
+    assert any("the first answer changed nothing" in e.message for e in run.of(Status))
+
+
 def test_after_long_answers_a_stalled_round_asks_new_line_questions_first():
     # five suspect lines in five functions: five line questions to ask
     files = {"calc.py": "".join(f"def f{i}(a, b):\n    return a - b\n\n\n" for i in range(4))
