@@ -23,6 +23,11 @@ class CandidateState(StrEnum):
     CANCELLED = "cancelled"  # not finished: another candidate passed first, or the run stopped
 
 
+# Edit formats of the changes Mulligan makes itself (agent/edits/mutants.py,
+# agent/edits/combine.py): no model answer, so no conversation to revise and no sample spent.
+OWN_FORMATS = frozenset({"mutation", "combination"})
+
+
 class ResultStatus(StrEnum):
     """How a run ended (Result.status, RunFinished.status; JSON carries the value)."""
 

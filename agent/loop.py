@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,9 +27,10 @@ from agent.context.localize import (
 from agent.context.repomap import RepoMap
 from agent.cores import usable_cores
 from agent.edits import apply_edits, parse_answer, unified_diff
+from agent.edits.combine import merge
 from agent.edits.grammar import grammar_for
 from agent.edits.lines import LineTarget, line_edits, retarget
-from agent.edits.mutants import Mutant, mutants
+from agent.edits.mutants import mutants
 from agent.errors import (
     BaselineTimedOut,
     EditApplyError,
@@ -40,6 +42,7 @@ from agent.errors import (
     NoTests,
 )
 from agent.events import (
+    OWN_FORMATS,
     BaselineDone,
     CandidateState,
     CandidateUpdate,
@@ -67,6 +70,24 @@ from sandbox.testpaths import is_test_path, sole_source
 
 REPRO_TEST_PATH = "tests/test_mulligan_repro.py"
 MUTANT_TIMEOUT_MIN_S = 10.0  # the screening's time limit is never shorter than this
+# A round's combinations screened at most (three answers with the likeliest mutants): about
+# a round of answers' time on a CPU where nothing passes, far less where one does.
+COMBINATIONS_PER_ROUND = 40
+
+
+@dataclass(frozen=True)
+class Offer:
+    """A change Mulligan made itself (a mutant, a combination), screened against the failing
+    tests before it becomes a candidate."""
+
+    id: str
+    round: int
+    fmt: str  # one of OWN_FORMATS
+    describe: str
+    operator: str
+    files: dict[str, str]
+    key: str | None  # semantic_key: None where it changes nothing
+    patch: str
 
 
 @dataclass
@@ -107,6 +128,9 @@ class Solver:
         self.lines_asked: dict[tuple[SuspectLine, ...], int] = {}  # question -> times asked
         self.long_answers = False  # the greedy answer took long to write (Planner.long_answers)
         self.mutated = False  # the suspect lines' mutants were screened (once a run)
+        self.mutant_offers: list[Offer] = []  # those mutants, for combinations
+        self.screened: set[str] = set()  # keys screened against the failing tests
+        self.combined = 0  # combinations made so far (their ids)
 
     # The working base (a reproduction test joins it) is what prompts are built from.
     @property
@@ -177,6 +201,8 @@ class Solver:
                     await self._first_round()
                 else:
                     await self._stream(self._revisions(round_no))
+                if not self._enough_passing() and not self.stop_requested:
+                    await self._combine(round_no)
                 best = choose(self.candidates)
                 solved = self._enough_passing() or (
                     self.settings.keep_going and best is not None and best.solved)
@@ -371,7 +397,7 @@ class Solver:
         pool = [c for c in self.candidates if not c.solved and c.id not in self.duplicates
                 and (c.report is not None or not tested_only)
                 and (c.fmt == "line" or not lines_only)
-                and c.fmt != "mutation"]  # no conversation to continue
+                and c.fmt not in OWN_FORMATS]  # no conversation to continue
         parents = self.revisions.parents(pool, min(self.settings.beam, count), self.keys)
         temperature = min(1.5, self.settings.temperature + 0.4) \
             if variant is Variant.HOTTER else None
@@ -550,17 +576,84 @@ class Solver:
 
     async def _mutate(self) -> bool:
         """Screen one-token mutants of the executed lines (agent/edits/mutants.py) against the
-        failing tests, the line questions' lines first (mutation_order); one that passes them
-        becomes a candidate and is tested whole like any other. Cheap next to a model answer
-        on a CPU: no tokens, one short sandbox run each. Once a run. True: solved."""
+        failing tests, the line questions' lines first (mutation_order). Cheap next to a
+        model answer on a CPU: no tokens, one short sandbox run each. Once a run. True:
+        solved."""
         if self.mutated or not self.settings.mutants or not self.mutation_lines:
             return False
         self.mutated = True
-        found = await asyncio.to_thread(self._prepare_mutants, self.mutation_lines)
-        if not found:
+        self.mutant_offers = await asyncio.to_thread(self._prepare_mutants, self.mutation_lines)
+        return await self._screen(self.mutant_offers, "one-token changes of the suspect lines")
+
+    def _prepare_mutants(self, lines: list[SuspectLine]) -> list[Offer]:
+        """Each mutant with its files, semantic key and patch (parsing a large file for each
+        is seconds of CPU: done off the event loop, before any screening starts)."""
+        return [self._offer(f"m{index + 1}", 1, "mutation", mutant.describe(), mutant.operator,
+                            mutant.apply(self.base_files))
+                for index, mutant in enumerate(mutants(self.base_files, lines,
+                                                       self.settings.mutants))]
+
+    def _offer(self, cid: str, round_no: int, fmt: str, describe: str, operator: str,
+               files: dict[str, str]) -> Offer:
+        return Offer(cid, round_no, fmt, describe, operator, files,
+                     semantic_key(self.base_files, files), unified_diff(self.base_files, files))
+
+    async def _combine(self, round_no: int) -> bool:
+        """Bugs with two faulty sites: the round's best distinct answers applied two at a
+        time, and each with the one-token mutants, where they change different lines
+        (agent/edits/combine.py), screened like the mutants. What was screened before is
+        not again. True: solved."""
+        if not self.settings.mutants:
             return False
-        self.bus.emit(Status(f"testing {len(found)} one-token changes of the suspect lines "
-                             "against the failing tests"))
+        pool = self._combinable()
+        offers = await asyncio.to_thread(self._prepare_combinations, round_no, pool)
+        return await self._screen(offers, "combinations of answers with each other and with "
+                                  "one-token changes") if offers else False
+
+    def _combinable(self, size: int = 3) -> list[Candidate]:
+        """The distinct model answers that ran the tests, most promising first (more targets
+        fixed, fewer regressions, then the newest)."""
+        seen: set[str] = set()
+        pool = []
+        for cand in reversed(self.candidates):
+            key = self.keys.get(cand.id)
+            if cand.report is None or cand.files is None or cand.fmt in OWN_FORMATS or \
+                    cand.rejected or cand.dependency_edits or key is None or key in seen:
+                continue
+            seen.add(key)
+            pool.append(cand)
+        pool.sort(key=lambda c: (-len(c.fixed), len(c.regressions)))  # stable: newest first
+        return pool[:size]
+
+    def _prepare_combinations(self, round_no: int, pool: list[Candidate]) -> list[Offer]:
+        pairs = [(a, b.files, b.id) for a, b in itertools.combinations(pool, 2)]
+        # mutant-major: the likeliest one-token change on every answer before the next one
+        pairs += [(a, m.files, m.describe) for m in self.mutant_offers for a in pool]
+        offers: list[Offer] = []
+        keys: set[str] = set()
+        for a, files, what in pairs:
+            if len(offers) >= min(self.settings.mutants, COMBINATIONS_PER_ROUND):
+                break
+            both = merge(self.base_files, a.files or {}, files)
+            if both is None:
+                continue
+            offer = self._offer(f"x{self.combined + len(offers) + 1}", round_no, "combination",
+                                f"{a.id} + {what}", "combination", both)
+            key = offer.key
+            if key is None or key in keys or key in self.tested or key in self.screened:
+                continue
+            keys.add(key)
+            offers.append(offer)
+        self.combined += len(offers)
+        return offers
+
+    async def _screen(self, offers: list[Offer], what: str) -> bool:
+        """Screen changes Mulligan made itself against the failing tests, in order; one that
+        passes them becomes a candidate and is tested whole like any other (never revised:
+        there is no conversation to continue). True: solved."""
+        if not offers:
+            return False
+        self.bus.emit(Status(f"testing {len(offers)} {what} against the failing tests"))
         started = time.monotonic()
         done = asyncio.Event()
         passed: list[str] = []
@@ -568,22 +661,23 @@ class Solver:
         # alone take less than the whole suite did, so twice its time is plenty
         limits = dataclasses.replace(self.limits, timeout_s=min(
             self.limits.timeout_s, max(MUTANT_TIMEOUT_MIN_S, 2 * self.baseline_report.wall_s)))
-        self.sandbox.prewarm(limits, min(self.jobs.workers, len(found)))
+        self.sandbox.prewarm(limits, min(self.jobs.workers, len(offers)))
 
-        async def screen(index: int, mutant: Mutant, files: dict[str, str], key: str | None,
-                         patch: str) -> None:
+        async def screen(offer: Offer) -> None:
             budget = self.settings.time_budget_s
             if budget is not None and self.calls.elapsed() >= budget:
                 return  # the time budget is spent: no new container
-            if key is None or key in self.tested:
+            if offer.key is None or offer.key in self.tested or offer.key in self.screened:
                 return
-            report = await self.jobs.test(patch, select=self.baseline.targets, limits=limits)
+            self.screened.add(offer.key)
+            report = await self.jobs.test(offer.patch, select=self.baseline.targets,
+                                          limits=limits)
             if not report.passed or done.is_set():
                 return
-            passed.append(mutant.describe())
-            cand = Candidate(f"m{index + 1}", 1, None, answer=mutant.describe(), fmt="mutation",
-                             files=files, patch=patch,
-                             strategies=[f"{mutant.operator}: {mutant.describe()}"],
+            passed.append(offer.describe)
+            cand = Candidate(offer.id, offer.round, None, answer=offer.describe, fmt=offer.fmt,
+                             files=offer.files, patch=offer.patch,
+                             strategies=[f"{offer.operator}: {offer.describe}"],
                              allow_test_edits=self.settings.allow_test_edits)
             self.candidates.append(cand)
             self._announce(cand)
@@ -593,24 +687,12 @@ class Solver:
                 self._cancelled(cand.id, cand.round, None, cand.fmt)
                 raise
 
-        await self._race([screen(i, *prepared) for i, prepared in enumerate(found)], done,
-                         stoppable=True)
+        await self._race([screen(offer) for offer in offers], done, stoppable=True)
         loose = "; the failing tests do not tell these apart: read the patch before applying" \
             if len(passed) > 1 else ""
-        self.bus.emit(Status(f"one-token changes: {len(passed)} of {len(found)} passed the "
+        self.bus.emit(Status(f"{what}: {len(passed)} of {len(offers)} passed the "
                              f"failing tests ({time.monotonic() - started:.0f}s){loose}"))
         return done.is_set()
-
-    def _prepare_mutants(self, lines: list[SuspectLine]
-                         ) -> list[tuple[Mutant, dict[str, str], str | None, str]]:
-        """Each mutant with its files, semantic key and patch (parsing a large file for each
-        is seconds of CPU: done off the event loop, before any screening starts)."""
-        prepared = []
-        for mutant in mutants(self.base_files, lines, self.settings.mutants):
-            files = mutant.apply(self.base_files)
-            prepared.append((mutant, files, semantic_key(self.base_files, files),
-                             unified_diff(self.base_files, files)))
-        return prepared
 
     def _expect(self, round_no: int) -> None:
         expected = self.planner.speed.expected_round_s(self.settings.candidates,

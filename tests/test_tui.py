@@ -523,7 +523,7 @@ def test_a_model_answer_never_lands_on_a_mutant_announced_before_it():
     view = reduce(view, ModelCall("k", "propose", asked, ["the answer"], ["stop"],
                                   50, 12, 0.0, 3.0))
     assert view.candidate("r1c2").answer == "the answer"
-    assert view.candidate("m3").answer is None and view.candidate("m3").mutant
+    assert view.candidate("m3").answer is None and view.candidate("m3").own
 
 
 def test_reducer_while_running_and_after_an_error():

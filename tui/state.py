@@ -14,6 +14,7 @@ from typing import Any
 
 from agent import errors
 from agent.events import (
+    OWN_FORMATS,
     BaselineDone,
     CandidateState,
     CandidateUpdate,
@@ -101,11 +102,12 @@ class CandidateView:
     answer: str | None = None
     finish_reason: str | None = None
     abandoned: bool = False  # the run ended (error, interrupted) before it had a result
-    edit_format: str | None = None  # "mutation": Mulligan's own one-token change, no answer
+    edit_format: str | None = None  # "mutation", "combination": Mulligan's own, no answer
 
     @property
-    def mutant(self) -> bool:
-        return self.edit_format == "mutation"
+    def own(self) -> bool:
+        """A change Mulligan made itself: no model answer lands on it."""
+        return self.edit_format in OWN_FORMATS
 
     @property
     def final(self) -> bool:
@@ -349,7 +351,7 @@ def _model_call(view: RunView, event: ModelCall) -> RunView:
     view = replace(view, prompt_tokens=view.prompt_tokens + event.prompt_tokens,
                    completion_tokens=view.completion_tokens + event.completion_tokens,
                    cost_usd=view.cost_usd + event.cost_usd, model_calls=view.model_calls + 1)
-    waiting = [c for c in view.ordered if c.answer is None and not c.mutant]
+    waiting = [c for c in view.ordered if c.answer is None and not c.own]
     targets: list[CandidateView] = []
     if event.purpose in ("propose", "line"):
         targets = [c for c in waiting if c.parent is None]

@@ -328,10 +328,12 @@ def messages_renderable(cand: CandidateView, palette: Mapping[str, str]) -> Rend
 
 
 def answer_renderable(cand: CandidateView) -> RenderableType:
-    if cand.mutant:
-        return Group(Text("Not a model answer: a one-token change of a suspect line that "
-                          "Mulligan tried itself (docs/search.md, \"One-token mutants\").\n",
-                          style="dim"), Text(cand.note))
+    if cand.own:
+        what = ("a one-token change of a suspect line that Mulligan tried itself "
+                "(docs/search.md, \"One-token mutants\")") if cand.edit_format == "mutation" \
+            else ("two changes applied together by Mulligan: an answer with another answer "
+                  "or with a one-token change (docs/search.md, \"Combinations\")")
+        return Group(Text(f"Not a model answer: {what}.\n", style="dim"), Text(cand.note))
     if cand.answer is None:
         return Text("No answer yet.", style="dim")
     head = Text(f"finish reason: {cand.finish_reason or '-'}  ·  {cand.tokens} tokens\n",

@@ -527,6 +527,30 @@ def test_on_a_wide_search_the_mutants_follow_the_first_round():
     assert len(run.model.requests) == 2  # round 2 was not needed
 
 
+def test_a_two_site_bug_is_fixed_by_an_answer_combined_with_a_mutant():
+    """The answer fixes one site and a one-token change the other; neither passes alone,
+    together they do (agent/edits/combine.py)."""
+    files = {"calc.py": "def add(a, b):\n    total = b - a\n    total = total * 1\n"
+                        "    bonus = 1\n    return total + bonus\n",
+             "tests/test_calc.py": CALC["tests/test_calc.py"]}
+    lines = [("calc.py", n) for n in range(1, 6)]
+    sandbox = FakeSandbox(CHECKS, lines={TEST_ADD: lines, TEST_ZERO: lines})
+    half = sr("    total = b - a", "    total = a + b")
+    result, run = solve([half], files=files, sandbox=sandbox, schedule="narrow",
+                        candidates=1, mutants=40)
+    assert result.status is ResultStatus.SOLVED and result.chosen.fmt == "combination"
+    assert "+    total = a + b" in result.patch and "+    bonus = 0" in result.patch
+    assert result.chosen.answer.startswith("r1c1 + calc.py:4:")
+    assert len(run.model.requests) == 1
+    notes = [e.message for e in run.of(Status)]
+    assert any(n.startswith("one-token changes of the suspect lines: 0 of") for n in notes)
+    assert any(n.startswith("combinations of answers") for n in notes)
+    # switched off with the mutants: the same run is unsolved
+    result, _ = solve([half], files=files, sandbox=FakeSandbox(
+        CHECKS, lines={TEST_ADD: lines, TEST_ZERO: lines}), schedule="narrow", candidates=1)
+    assert result.status is ResultStatus.UNSOLVED
+
+
 def test_a_mutant_that_breaks_a_passing_test_is_not_a_fix_nor_revised():
     files = {"calc.py": "def add(a, b):\n    return a - b\n",
              "tests/test_calc.py": "def test_add():\n    pass\n\n\ndef test_keep():\n    pass\n"}

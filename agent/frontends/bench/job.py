@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.events import ResultStatus
+from agent.events import OWN_FORMATS, ResultStatus
 from agent.frontends.bench.strategies import BenchConfig, Strategy
 from agent.frontends.bench.tasks import BenchTask
 
@@ -215,8 +215,8 @@ def _from_result(result) -> dict:
 
     round1 = [c for c in cands if c.round == 1]
 
-    def answer(c) -> int:  # a sample is a model answer; a mutant costs no tokens
-        return int(c.fmt != "mutation")
+    def answer(c) -> int:  # a sample is a model answer; Mulligan's own changes cost none
+        return int(c.fmt not in OWN_FORMATS)
 
     return {
         "loop_status": result.status,
