@@ -227,7 +227,8 @@ class Solver:
 
     async def _first_round(self) -> None:
         """Round 1. Narrow: one greedy sample, then (if it fails) the suspect lines'
-        mutants, then the rest of the round; wide: the whole round, then the mutants. On a
+        mutants and their combinations with that answer, then the rest of the round; wide:
+        the whole round, then the mutants (and after every round, combinations). On a
         sequential server a long first prompt has the mutants go first (Planner.mutants_first)."""
         asks = self._proposals(1)
         if self.planner.mutants_first(estimate_tokens(asks[0].messages)) and \
@@ -238,7 +239,8 @@ class Solver:
                 await self._mutate()
             return
         asks[0].temperature = 0.0  # an easy bug costs one sample
-        if await self._stream(asks[:1]) or self.stop_requested or await self._mutate():
+        if await self._stream(asks[:1]) or self.stop_requested or await self._mutate() or \
+                await self._combine(1):  # the greedy answer may have fixed one site of two
             return
         rest = asks[1:]
         self.long_answers = self.planner.long_answers()

@@ -536,12 +536,12 @@ def test_a_two_site_bug_is_fixed_by_an_answer_combined_with_a_mutant():
     lines = [("calc.py", n) for n in range(1, 6)]
     sandbox = FakeSandbox(CHECKS, lines={TEST_ADD: lines, TEST_ZERO: lines})
     half = sr("    total = b - a", "    total = a + b")
-    result, run = solve([half], files=files, sandbox=sandbox, schedule="narrow",
-                        candidates=1, mutants=40)
+    result, run = solve([half] * 3, files=files, sandbox=sandbox, schedule="narrow",
+                        candidates=3, mutants=40)
     assert result.status is ResultStatus.SOLVED and result.chosen.fmt == "combination"
     assert "+    total = a + b" in result.patch and "+    bonus = 0" in result.patch
     assert result.chosen.answer.startswith("r1c1 + calc.py:4:")
-    assert len(run.model.requests) == 1
+    assert len(run.model.requests) == 1  # combined with the greedy answer, before the rest
     notes = [e.message for e in run.of(Status)]
     assert any(n.startswith("one-token changes of the suspect lines: 0 of") for n in notes)
     assert any(n.startswith("combinations of answers") for n in notes)
