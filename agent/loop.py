@@ -294,7 +294,8 @@ class Solver:
         focus = self.prompts.focus(self.baseline_report, self.baseline_report.failing())
         self.prompts.suspects = self.repo_map.localize(self.base_files, focus, spectrum)
         self.suspect_lines = rank_lines(self.base_files, self.prompts.suspects, spectrum)
-        self.mutation_lines = mutation_order(self.base_files, self.prompts.suspects, spectrum)
+        self.mutation_lines = mutation_order(self.base_files, self.prompts.suspects, spectrum,
+                                             self.suspect_lines)
         self.bus.emit(Localized([s.to_dict() for s in self.prompts.suspects], spectrum is not None,
                                 time.monotonic() - started,
                                 [line.to_dict() for line in self.suspect_lines]))
@@ -610,7 +611,7 @@ class Solver:
         pool = self._combinable()
         offers = await asyncio.to_thread(self._prepare_combinations, round_no, pool)
         return await self._screen(offers, "combinations of answers with each other and with "
-                                  "one-token changes") if offers else False
+                                  "one-token changes")
 
     def _combinable(self, size: int = 3) -> list[Candidate]:
         """The distinct model answers that ran the tests, most promising first (more targets

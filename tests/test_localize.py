@@ -209,10 +209,10 @@ def test_mutants_reach_past_the_line_questions_functions():
     suspects = RepoMap().localize(files, [], spectrum)
     assert suspects[-1].qualname == "shared"
     questions = rank_lines(files, suspects, spectrum, functions=3)
-    order = mutation_order(files, suspects, spectrum, first=3)
+    order = mutation_order(files, suspects, spectrum, questions, first=3)
     assert [line.function for line in questions] == ["f1", "f2", "f3"]
     assert [line.function for line in order] == ["f1", "f2", "f3", "shared"]
-    assert mutation_order(files, suspects, None) == []
+    assert mutation_order(files, suspects, None, []) == []
 
 
 def test_the_condition_guarding_a_symptom_line_follows_it():

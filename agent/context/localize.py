@@ -278,12 +278,12 @@ def line_groups(lines: Sequence[SuspectLine], size: int = 3) -> list[tuple[Suspe
 
 
 def mutation_order(files: Mapping[str, str], suspects: Sequence[Suspect],
-                   spectrum: Spectrum | None, *, first: int = 5,
-                   limit: int = 200) -> list[SuspectLine]:
+                   spectrum: Spectrum | None, ahead: Sequence[SuspectLine], *,
+                   first: int = 5, limit: int = 200) -> list[SuspectLine]:
     """The executed lines in the order their mutants are screened: the line questions'
-    lines (the best `first` functions, taking turns) and then the other ranked functions',
-    taking turns likewise. A bug in a function that most passing tests also run ranks low by
-    the spectrum, but a mutant costs one sandbox run of the failing tests, not an answer."""
-    ahead = rank_lines(files, suspects, spectrum, functions=first)
+    lines (`ahead`: rank_lines of the best `first` functions, taking turns) and then the
+    other ranked functions', taking turns likewise. A bug in a function that most passing
+    tests also run ranks low by the spectrum, but a mutant costs one sandbox run of the
+    failing tests, not an answer."""
     rest = rank_lines(files, suspects[first:], spectrum, functions=len(suspects), limit=limit)
     return [line for lines in (ahead, rest) for group in line_groups(lines) for line in group]

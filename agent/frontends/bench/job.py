@@ -218,6 +218,7 @@ def _from_result(result) -> dict:
     def answer(c) -> int:  # a sample is a model answer; Mulligan's own changes cost none
         return int(c.fmt not in OWN_FORMATS)
 
+    samples = sum(map(answer, cands))
     return {
         "loop_status": result.status,
         "loop_reason": result.reason,
@@ -225,8 +226,8 @@ def _from_result(result) -> dict:
         "patch": result.patch,
         "any_right": any(c.solved for c in cands),
         "round1": {"n": len(round1), "c": sum(c.solved for c in round1)},
-        "samples": sum(map(answer, cands)),
-        "mutants": len(cands) - sum(map(answer, cands)),  # those that passed the failing tests
+        "samples": samples,
+        "mutants": len(cands) - samples,  # those that passed the failing tests
         "selected_format": result.chosen.fmt if result.chosen else None,
         "rounds_used": rounds[-1] if rounds else 0,
         "samples_to_solve": through(first_solved, answer) if first_solved else None,

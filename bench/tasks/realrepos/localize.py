@@ -91,7 +91,7 @@ def replay(evidence: Path) -> list[dict]:
         group = next((i for i, g in enumerate(groups, 1)
                       if key in {(s.path, s.line) for s in g}), None)
         found = mutants(saved["files"], mutation_order(saved["files"], saved["suspects"],
-                                                       saved["spectrum"]), limit=1000)
+                                                       saved["spectrum"], lines), limit=1000)
         original = _original_line(regressions[path.stem]) if path.stem in regressions else None
         restoring = next((i for i, m in enumerate(found, 1)
                           if (m.path, m.line) == key and m.after == original), None)
