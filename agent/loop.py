@@ -578,7 +578,7 @@ class Solver:
         return len(passing) >= self.settings.min_passing
 
     async def _mutate(self) -> bool:
-        """Screen one-token mutants of the executed lines (agent/edits/mutants.py) against the
+        """Screen mutants of the executed lines (agent/edits/mutants.py) against the
         failing tests, the line questions' lines first (mutation_order). Cheap next to a
         model answer on a CPU: no tokens, one short sandbox run each. Once a run. True:
         solved."""
@@ -586,7 +586,7 @@ class Solver:
             return False
         self.mutated = True
         self.mutant_offers = await asyncio.to_thread(self._prepare_mutants, self.mutation_lines)
-        return await self._screen(self.mutant_offers, "one-token changes of the suspect lines")
+        return await self._screen(self.mutant_offers, "changes of the suspect lines")
 
     def _prepare_mutants(self, lines: list[SuspectLine]) -> list[Offer]:
         """Each mutant with its files, semantic key and patch (parsing a large file for each
@@ -603,7 +603,7 @@ class Solver:
 
     async def _combine(self, round_no: int) -> bool:
         """Bugs with two faulty sites: the round's best distinct answers applied two at a
-        time, and each with the one-token mutants, where they change different lines
+        time, and each with the mutants, where they change different lines
         (agent/edits/combine.py), screened like the mutants. What was screened before is
         not again. True: solved."""
         if not self.settings.mutants:
@@ -611,7 +611,7 @@ class Solver:
         pool = self._combinable()
         offers = await asyncio.to_thread(self._prepare_combinations, round_no, pool)
         return await self._screen(offers, "combinations of answers with each other and with "
-                                  "one-token changes")
+                                  "changes of the suspect lines")
 
     def _combinable(self, size: int = 3) -> list[Candidate]:
         """The distinct model answers that ran the tests, most promising first (more targets
@@ -630,7 +630,7 @@ class Solver:
 
     def _prepare_combinations(self, round_no: int, pool: list[Candidate]) -> list[Offer]:
         pairs = [(a, b.files, b.id) for a, b in itertools.combinations(pool, 2)]
-        # mutant-major: the likeliest one-token change on every answer before the next one
+        # mutant-major: the likeliest mutant on every answer before the next one
         pairs += [(a, m.files, m.describe) for m in self.mutant_offers for a in pool]
         offers: list[Offer] = []
         keys: set[str] = set()

@@ -263,6 +263,14 @@ def test_summary_and_markdown_from_synthetic_results():
     assert "| a | yes (1) | yes (4) | yes (1) | yes (2, mutant) |" in md
 
 
+def test_the_per_task_cell_says_which_fixes_mulligan_made_itself():
+    records = [synthetic("a", "mulligan", True, 2, 1, 2, 1000, selected_format="combination"),
+               synthetic("b", "mulligan", True, 2, 1, 2, 1000, selected_format="search-replace")]
+    md = render_markdown(records, {"model": "scripted", "budget": 4}, {})
+    assert "| a | yes (2, combination) |" in md
+    assert "| b | yes (2) |" in md
+
+
 def test_a_mutant_is_no_model_sample():
     """The bench compares strategies at equal model samples: a mutant costs none."""
     from agent.candidate import Candidate

@@ -177,7 +177,7 @@ async def test_a_one_token_regression_the_model_misses_is_fixed_by_a_mutant(
     assert result.chosen.confirmed  # the second opinion agreed, as for any winner
     assert len(openai_server.chat_requests) == 2  # round 1 only: no revision was needed
     notes = [e.message for e in events if isinstance(e, Status)]
-    assert any("one-token changes" in n and "passed the failing tests" in n for n in notes)
+    assert any("changes of the suspect lines" in n and "passed the failing tests" in n for n in notes)
     check = await asyncio.to_thread(
         subprocess.run, ["git", "apply", "--check", "-"], input=result.patch.encode(), cwd=repo,
         capture_output=True, check=False)

@@ -7,6 +7,7 @@ import ast
 
 from agent.context.localize import SuspectLine
 from agent.edits.mutants import Mutant, mutants
+from agent.edits.wider import Scope, scope_of
 
 SOURCE = """\
 import operator
@@ -84,3 +85,80 @@ def test_a_line_inside_a_longer_expression_is_mutated_in_place():
     assert "        operator.le if lo_open else operator.lt" in [m.after for m in found]
     assert all(m.line == 3 for m in found)
     assert "lt if" in found[0].describe() and found[0].describe().startswith("m.py:3: ")
+
+
+WIDE = """\
+def hanoi(height, start=1, end=3):
+    steps = []
+    if height > 0:
+        helper = ({1, 2, 3} - {start} - {end}).pop()
+        steps.append((start, helper))
+        steps.extend(hanoi(height - 1, helper, end))
+        total = 1 + len(steps) * [0]
+        total -= sum(steps).real.conjugate()
+        if total == 0 and 'x' in steps:
+            return os.path.join(steps, ' I')
+    return steps
+"""
+
+
+def wide(line: int) -> list[str]:
+    found = mutants({"h.py": WIDE}, [SuspectLine("h.py", line, "", 1.0, "hanoi")], limit=500)
+    return [m.after.strip() for m in found]
+
+
+def test_the_wider_mutants_change_a_whole_expression():
+    # another variable of the function bound above the line, the nearest first
+    fifth = wide(5)
+    assert "steps.append((start, end))" in fifth
+    assert fifth.index("steps.append((start, steps))") < fifth.index("steps.append((start, end))")
+    assert "steps.append((helper, start))" in fifth  # the two items of a pair swapped
+    assert not any("total" in m for m in fifth)  # bound below the line: not yet a variable
+    sixth = wide(6)
+    assert "steps.extend(hanoi(height - 1 + 1, helper, end))" not in sixth  # a literal's job
+    assert "steps.extend(hanoi(height - 1, helper + 1, end))" in sixth  # a recursive call
+    assert "steps.extend(hanoi(height - 1, helper, end - 1))" in sixth
+    seventh = wide(7)
+    assert "total = 1 + (len(steps) - 1) * [0]" not in seventh  # precedence kept by the AST:
+    assert "total = 1 + len(steps) - 1 * [0]" in seventh  # ... `len(steps) - 1` as an operand
+    assert "total = len(steps) * [0]" in seventh  # an operand dropped
+    assert "total = 1 + len(steps)" in seventh
+    eighth = wide(8)
+    assert "total = sum(steps).real.conjugate()" in eighth  # a compound assignment made plain
+    assert "total -= sum(steps).real" in eighth  # a method call of a chain dropped
+    ninth = wide(9)
+    assert "if total < 0 and 'x' in steps:" in ninth  # any other comparison
+    assert "if total == 0 and steps in 'x':" in ninth  # the operands of `in` swapped
+    tenth = wide(10)
+    assert "return os.path.join(steps, 'I ')" in tenth  # a short string's space moved
+    assert not any(m.startswith("return os.path(") or m == "return os.path" for m in tenth)
+
+
+def test_one_token_mutants_of_every_line_come_before_any_wider_one():
+    lines = [SuspectLine("h.py", n, "", 1.0, "hanoi") for n in (5, 9)]
+    found = mutants({"h.py": WIDE}, lines, limit=500)
+    kinds = [m.operator for m in found]
+    wider_kinds = {"name", "drop", "off by one", "relational"}
+    first_wide = next(i for i, k in enumerate(kinds) if k in wider_kinds)
+    assert {m.line for m in found[:first_wide]} == {5, 9}
+    assert all(k in wider_kinds for k in kinds[first_wide:])
+    assert found[first_wide].line == 5  # then the lines' order again
+
+
+def test_a_lines_scope_is_its_innermost_functions_variables_bound_above_it():
+    source = ("class C:\n"
+              "    def m(self, a, *rest, key=None):\n"
+              "        b = [x for x in a]\n"
+              "        def inner(c):\n"
+              "            d = c\n"
+              "            return d\n"
+              "        for e, f in b:\n"
+              "            self.items.sort()\n"
+              "        g = 1\n")
+    tree = ast.parse(source)
+    assert scope_of(tree, 8) == Scope("m", ("e", "f", "b", "self", "a", "rest", "key"))
+    assert scope_of(tree, 6) == Scope("inner", ("d", "c"))
+    assert scope_of(tree, 1) == Scope()
+    found = mutants({"c.py": source}, [SuspectLine("c.py", 8, "", 1.0, "m")], limit=100)
+    assert "            self.items" in [m.after for m in found]  # a method call dropped
+    assert not any("self" not in m.after for m in found)  # `self` is no variable to swap

@@ -1,7 +1,11 @@
 """Mutants of the suspect lines: the one-token repairs that single-site regressions need
-(a comparison or arithmetic operator, `and`/`or`, a negation, an integer off by one or
-another constant of the function, a slice shifted or cut short, the two arms of a conditional or two
-arguments swapped, `min`/`max`-style opposite names), made without a model.
+(a comparison, arithmetic or bitwise operator, `and`/`or`, a negation, a compound assignment
+made plain, an integer off by one or another constant of the function, a slice shifted or
+cut short, a space in a short string moved, the two arms of a conditional, two arguments,
+the two items of a pair or the operands of `in` or `-` swapped, `min`/`max`-style opposite
+names), made without a model; then, once every suspect line has had those, each line's
+wider mutants (agent/edits/wider.py: another variable, an operand dropped, an expression
+off by one).
 
 They cost a sandbox run each and no tokens, so after the model's first answer fails they
 are screened against the failing tests before the next minutes-long answer
@@ -15,33 +19,46 @@ from __future__ import annotations
 import ast
 import io
 import itertools
+import keyword
 import re
 import tokenize
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from agent.context.localize import SuspectLine
+from agent.edits.wider import Scope, parse_line, scope_of, wider
 
 # Each operator's likeliest replacements first (relational operators to their neighbours).
 _SWAPS = {
     "<": ("<=", ">"), "<=": ("<", ">="), ">": (">=", "<"), ">=": (">", "<="),
     "==": ("!=",), "!=": ("==",), "+": ("-",), "-": ("+",), "*": ("/",), "/": ("//", "*"),
-    "//": ("/",), "%": ("//",), "+=": ("-=",), "-=": ("+=",), "and": ("or",), "or": ("and",),
-    "is": ("is not",), "in": ("not in",), "True": ("False",), "False": ("True",),
+    "//": ("/",), "%": ("//",), "+=": ("-=", "="), "-=": ("+=", "="), "*=": ("=",),
+    "/=": ("=",), "//=": ("=",), "%=": ("=",), "&": ("|", "^"), "|": ("&", "^"),
+    "^": ("&", "|"), "&=": ("|=", "^="), "|=": ("&=", "^="), "^=": ("&=", "|="),
+    "<<": (">>",), ">>": ("<<",), "and": ("or",), "or": ("and",), "is": ("is not",),
+    "in": ("not in",), "True": ("False",), "False": ("True",),
 }
 # Parts of names that come in opposite pairs (`token_next` -> `token_prev`).
 _PAIRS = (("min", "max"), ("next", "prev"), ("first", "last"), ("start", "end"),
           ("left", "right"), ("lower", "upper"), ("before", "after"), ("head", "tail"),
-          ("lt", "gt"), ("le", "ge"), ("floor", "ceil"))
+          ("lt", "gt"), ("le", "ge"), ("floor", "ceil"), ("any", "all"),
+          ("startswith", "endswith"), ("prefix", "suffix"), ("incoming", "outgoing"),
+          ("in", "out"), ("src", "dst"), ("source", "target"), ("width", "height"),
+          ("row", "col"), ("rows", "cols"), ("keys", "values"), ("top", "bottom"),
+          ("encode", "decode"), ("up", "down"), ("inc", "dec"), ("asc", "desc"))
 _OPPOSITES = {**dict(_PAIRS), **{b: a for a, b in _PAIRS}}
 _HEADER = re.compile(r"^(\s*)(if|elif|while)\s+(.*):\s*(#.*)?$")
+# Operations whose operands' order matters (`a - b`), for swapping them.
+_ORDERED = (ast.Sub, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.LShift, ast.RShift)
+# A short string literal, its quotes and its content (a space moved in `' I'`, `''`/`' '`).
+_SHORT_STRING = re.compile(r"^([rbuRBU]?)(['\"])([^'\"\\]{0,3})\2$")
 _INT = re.compile(r"^(?:0|[1-9][0-9_]*)$")
 _LITERAL = re.compile(r"(?<![\w.])(?:0|[1-9][0-9]*)(?![\w.])")
 
 
 @dataclass(frozen=True)
 class Mutant:
-    """One line of one file replaced by a one-token variant of it."""
+    """One line of one file replaced by a variant of it."""
 
     path: str
     line: int  # 1-based
@@ -60,26 +77,35 @@ class Mutant:
 
 def mutants(files: Mapping[str, str], lines: Sequence[SuspectLine],
             limit: int) -> list[Mutant]:
-    """Up to `limit` distinct mutants that parse, the best suspect line's first."""
+    """Up to `limit` distinct mutants that parse: every suspect line's one-token mutants in
+    the lines' order, then every line's wider ones likewise."""
     found: list[Mutant] = []
     seen: set[tuple[str, int, str]] = set()
     split = {path: files[path].split("\n") for path in {s.path for s in lines} if path in files}
-    for suspect in lines:
-        text = split.get(suspect.path, [])
-        if not 1 <= suspect.line <= len(text):
-            continue
-        before = text[suspect.line - 1]
-        constants = _function_constants(text, suspect)
-        for operator, after in _variants(before, constants):
-            key = (suspect.path, suspect.line, after)
-            if after == before or key in seen:
+    trees: dict[str, ast.Module | None] = {}
+    for tier in ("near", "wide"):
+        for suspect in lines:
+            text = split.get(suspect.path, [])
+            if not 1 <= suspect.line <= len(text):
                 continue
-            seen.add(key)
-            mutant = Mutant(suspect.path, suspect.line, before, after, operator)
-            if _parses(mutant.apply(files)[suspect.path]):
-                found.append(mutant)
-                if len(found) >= limit:
-                    return found
+            before = text[suspect.line - 1]
+            if tier == "near":
+                variants = _variants(before, _function_constants(text, suspect))
+            else:
+                if suspect.path not in trees:
+                    trees[suspect.path] = _tree(files[suspect.path])
+                tree = trees[suspect.path]
+                variants = wider(before, scope_of(tree, suspect.line) if tree else Scope())
+            for operator, after in variants:
+                key = (suspect.path, suspect.line, after)
+                if after is None or after == before or key in seen:
+                    continue
+                seen.add(key)
+                mutant = Mutant(suspect.path, suspect.line, before, after, operator)
+                if _parses(mutant.apply(files)[suspect.path]):
+                    found.append(mutant)
+                    if len(found) >= limit:
+                        return found
     return found
 
 
@@ -94,7 +120,9 @@ def _variants(line: str, constants: Sequence[int]) -> Iterator[tuple[str, str]]:
             following = _next_token(tokens, tok)
             if following is not None:  # `not x` -> `x`, `is not` -> `is`, `not in` -> `in`
                 yield "negation", line[:tok.start[1]] + line[following.start[1]:]
-        if tok.type == tokenize.NAME:
+        if tok.type == tokenize.STRING:
+            yield from (("string", _splice(line, tok, new)) for new in _spaced(tok.string))
+        if tok.type == tokenize.NAME and not keyword.iskeyword(tok.string):
             parts = tok.string.split("_")
             for i, part in enumerate(parts):
                 if part in _OPPOSITES:
@@ -131,41 +159,38 @@ def _variants(line: str, constants: Sequence[int]) -> Iterator[tuple[str, str]]:
             yield "slice", line[:tok.end[1]] + "-1" + line[following.start[1]:]
     header = _HEADER.match(line)
     if header and not header.group(3).startswith("not "):
-        indent, keyword, condition, comment = header.groups()
-        yield "negation", f"{indent}{keyword} not ({condition}):" + (f"  {comment}" if comment else "")
+        indent, head, condition, comment = header.groups()
+        yield "negation", f"{indent}{head} not ({condition}):" + (f"  {comment}" if comment else "")
     yield from (("swap", swapped) for swapped in _swaps(line))
 
 
 def _swaps(line: str) -> Iterator[str]:
-    """The arms of `a if c else b`, and the two arguments of a two-argument call, swapped:
-    found by parsing the line alone (as a statement, a header with a body, or a fragment of a
-    longer expression) and spliced by column, so the rest of the line stays as written."""
-    code = line.strip()
-    indent = line[:len(line) - len(line.lstrip())]
-    if not code or not code.isascii():  # ast columns are bytes: ASCII lines only
+    """The arms of `a if c else b`, the two arguments of a two-argument call, the two items
+    of a pair, and the operands of `in` or of an operation whose order matters, swapped."""
+    parsed = parse_line(line)
+    if parsed is None:
         return
-    for prefix, body, suffix in (("", code, ""), ("(", code, "\n)"),
-                                 ("", re.sub(r"^elif\b", "if", code), " pass")):
-        try:
-            tree = ast.parse(prefix + body + suffix)
-        except SyntaxError:
-            continue
-        shift = len(prefix) + (len(body) - len(code))  # `elif` parsed as `if`
-        for node in ast.walk(tree):
-            pairs = []
-            if isinstance(node, ast.IfExp):
-                pairs.append((node.body, node.orelse))
-            elif isinstance(node, ast.Call) and len(node.args) == 2 and not node.keywords \
-                    and not any(isinstance(a, ast.Starred) for a in node.args):
-                pairs.append((node.args[0], node.args[1]))
-            for a, b in pairs:
-                if a.lineno != 1 or b.end_lineno != 1:
-                    continue
-                a0, a1 = a.col_offset - shift, a.end_col_offset - shift
-                b0, b1 = b.col_offset - shift, b.end_col_offset - shift
-                if 0 <= a0 < a1 <= b0 < b1 <= len(code):
-                    yield indent + code[:a0] + code[b0:b1] + code[a1:b0] + code[a0:a1] + code[b1:]
-        return
+    for node in ast.walk(parsed.tree):
+        pairs = []
+        if isinstance(node, ast.IfExp):
+            pairs.append((node.body, node.orelse))
+        elif isinstance(node, ast.Call) and len(node.args) == 2 and not node.keywords \
+                and not any(isinstance(a, ast.Starred) for a in node.args):
+            pairs.append((node.args[0], node.args[1]))
+        elif isinstance(node, ast.Tuple) and len(node.elts) == 2:
+            pairs.append((node.elts[0], node.elts[1]))
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, _ORDERED):
+            pairs.append((node.left, node.right))
+        elif isinstance(node, ast.Compare) and len(node.ops) == 1 and \
+                isinstance(node.ops[0], (ast.In, ast.NotIn)):
+            pairs.append((node.left, node.comparators[0]))
+        for a, b in pairs:
+            first, second = parsed.span(a), parsed.span(b)
+            if first and second and first[1] <= second[0]:
+                code = parsed.code
+                yield parsed.line(code[:first[0]] + code[second[0]:second[1]] +
+                                  code[first[1]:second[0]] + code[first[0]:first[1]] +
+                                  code[second[1]:])
 
 
 def _tokens(line: str) -> list[tokenize.TokenInfo]:
@@ -175,7 +200,8 @@ def _tokens(line: str) -> list[tokenize.TokenInfo]:
         for tok in tokenize.generate_tokens(io.StringIO(line.lstrip() and line + "\n").readline):
             if tok.start[0] != 1:
                 break
-            if tok.type in (tokenize.OP, tokenize.NAME, tokenize.NUMBER, tokenize.COMMENT):
+            if tok.type in (tokenize.OP, tokenize.NAME, tokenize.NUMBER, tokenize.STRING,
+                            tokenize.COMMENT):
                 found.append(tok)
     except (tokenize.TokenError, IndentationError, SyntaxError):
         pass
@@ -191,6 +217,20 @@ def _next_token(tokens: list[tokenize.TokenInfo],
 def _next(tokens: list[tokenize.TokenInfo], tok: tokenize.TokenInfo) -> str | None:
     following = _next_token(tokens, tok)
     return following.string if following is not None else None
+
+
+def _spaced(literal: str) -> Iterator[str]:
+    """A short string's space moved or toggled: `' I'` -> `'I '`, `''` <-> `' '` (a separator
+    joined with or split on)."""
+    match = _SHORT_STRING.match(literal)
+    if match is None:
+        return
+    prefix, quote, content = match.groups()
+    if content in ("", " "):
+        yield f"{prefix}{quote}{' ' if not content else ''}{quote}"
+    elif content.startswith(" ") != content.endswith(" "):
+        yield f"{prefix}{quote}{content.strip()}{' ' if content.startswith(' ') else ''}{quote}" \
+            if content.startswith(" ") else f"{prefix}{quote} {content.strip()}{quote}"
 
 
 def _splice(line: str, tok: tokenize.TokenInfo, new: str) -> str:
@@ -220,6 +260,13 @@ def _function_constants(text: list[str], suspect: SuspectLine) -> list[int]:
         if value not in values:
             values.append(value)
     return values[:4]
+
+
+def _tree(source: str) -> ast.Module | None:
+    try:
+        return ast.parse(source)
+    except (SyntaxError, ValueError):
+        return None
 
 
 def _parses(source: str) -> bool:

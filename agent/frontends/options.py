@@ -79,8 +79,8 @@ SETTING_FLAGS: tuple[SettingFlag, ...] = (
     SettingFlag("max_requests", "--max-requests", int,
                 "model requests at once (default: the server's slots)"),
     SettingFlag("mutants", "--mutants", int,
-                "one-token changes of the suspect lines to test when the first answer "
-                "fails (default 100; 0: none)"),
+                "mutants of the suspect lines (one-token, then wider changes) to test "
+                "when the first answer fails (default 100; 0: none)"),
     SettingFlag("allow_test_edits", "--allow-test-edits", None,
                 "let candidates edit the tests and the test configuration"),
     SettingFlag("edit_format", "--edit-format", str,

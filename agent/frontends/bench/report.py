@@ -227,7 +227,7 @@ def render_markdown(records: Sequence[dict], config: dict, plots: dict[str, str]
     by_task: dict[str, dict[str, dict]] = {}
     for r in records:
         by_task.setdefault(r["task"], {})[r["strategy"]] = r
-    lines += ["", "## Per task", "", "Cell: solved (model samples used to find it; `mutant`: the fix is a one-token mutant) / unsolved / error.",
+    lines += ["", "## Per task", "", "Cell: solved (model samples used to find it; `mutant`: the fix is a mutant of a suspect line, `combination`: two changes applied together) / unsolved / error.",
               "", "| task | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for task in tasks:
         cells = []
@@ -238,7 +238,8 @@ def render_markdown(records: Sequence[dict], config: dict, plots: dict[str, str]
             elif r.get("status") == "error":
                 cells.append("error")
             elif r.get("solved"):
-                by = ", mutant" if r.get("selected_format") == "mutation" else ""
+                by = {"mutation": ", mutant", "combination": ", combination"}.get(
+                    r.get("selected_format"), "")
                 cells.append(f"yes ({r.get('samples_to_solve')}{by})")
             else:
                 cells.append("no")
