@@ -17,6 +17,7 @@ from agent.candidate import Baseline, Candidate, choose
 from agent.config import Settings
 from agent.context.localize import (
     TRACE_ALL_BELOW_S,
+    Spectrum,
     SuspectLine,
     line_groups,
     mutation_order,
@@ -131,6 +132,7 @@ class Solver:
         self.mutant_offers: list[Offer] = []  # those mutants, for combinations
         self.screened: set[str] = set()  # keys screened against the failing tests
         self.combined = 0  # combinations made so far (their ids)
+        self.retraced: set[str] = set()  # answers whose failing run was traced (_second_site)
 
     # The working base (a reproduction test joins it) is what prompts are built from.
     @property
@@ -278,19 +280,8 @@ class Solver:
         """Rank the functions that may hold the bug: static signals, plus the lines the
         failing and some passing tests execute in a traced sandbox run (pytest only)."""
         started = time.monotonic()
-        job = trace_job(self.jobs.work, self.settings.test_cmd, self.baseline.targets,
-                        sorted(self.baseline.keep), self.limits,
-                        whole_suite=self.baseline_report.wall_s < TRACE_ALL_BELOW_S)
-        spectrum = None
-        if job is not None:
-            self.bus.emit(Status("localizing: tracing the failing tests"))
-            report = await self.jobs.run(job)
-            spectrum = parse_trace(report.output)
-            if job.select and (spectrum is None or not spectrum.failing):
-                # a sampled id pytest cannot find aborts the run: trace the whole suite
-                job = trace_job(self.jobs.work, self.settings.test_cmd, self.baseline.targets, (),
-                                self.limits, whole_suite=True)
-                spectrum = parse_trace((await self.jobs.run(job)).output) if job else None
+        self.bus.emit(Status("localizing: tracing the failing tests"))
+        spectrum = await self._trace(self.baseline.targets)
         focus = self.prompts.focus(self.baseline_report, self.baseline_report.failing())
         self.prompts.suspects = self.repo_map.localize(self.base_files, focus, spectrum)
         self.suspect_lines = rank_lines(self.base_files, self.prompts.suspects, spectrum)
@@ -299,6 +290,22 @@ class Solver:
         self.bus.emit(Localized([s.to_dict() for s in self.prompts.suspects], spectrum is not None,
                                 time.monotonic() - started,
                                 [line.to_dict() for line in self.suspect_lines]))
+
+    async def _trace(self, targets: list[str], patch: str = "") -> Spectrum | None:
+        """The lines the failing `targets` (and a sample of passing tests) execute, with
+        `patch` applied; None where the test command is not pytest or the run has no trace."""
+        job = trace_job(self.jobs.work, self.settings.test_cmd, targets,
+                        sorted(self.baseline.keep), self.limits, patch=patch,
+                        whole_suite=self.baseline_report.wall_s < TRACE_ALL_BELOW_S)
+        if job is None:
+            return None
+        spectrum = parse_trace((await self.jobs.run(job)).output)
+        if job.select and (spectrum is None or not spectrum.failing):
+            # a sampled id pytest cannot find aborts the run: trace the whole suite
+            job = trace_job(self.jobs.work, self.settings.test_cmd, targets, (), self.limits,
+                            patch=patch, whole_suite=True)
+            spectrum = parse_trace((await self.jobs.run(job)).output) if job else None
+        return spectrum
 
     # -- steps ----------------------------------------------------------------------------
 
@@ -611,7 +618,49 @@ class Solver:
         pool = self._combinable()
         offers = await asyncio.to_thread(self._prepare_combinations, round_no, pool)
         return await self._screen(offers, "combinations of answers with each other and with "
-                                  "changes of the suspect lines")
+                                  "changes of the suspect lines") or \
+            await self._second_site(round_no, pool)
+
+    async def _second_site(self, round_no: int, pool: list[Candidate]) -> bool:
+        """A bug whose first faulty site hides the second: a failing test stops at its first
+        wrong result, so the traced run never reached the other site (seen: `fibfib`, two
+        wrong base cases asserted one after the other; the answer that fixed one moved the
+        failure to the other, whose line no failing test had executed). The most promising
+        answer that changed how the failing tests fail, breaking no passing test, is traced
+        itself, and the mutants of the lines its failing tests execute are screened on top of
+        it. Once an answer. True: solved."""
+        partial = next((c for c in pool if c.id not in self.retraced and self._moved(c)), None)
+        if partial is None or partial.files is None or partial.report is None:
+            return False
+        self.retraced.add(partial.id)
+        failing = [case.nodeid for case in partial.still_failing]
+        spectrum = await self._trace(failing or self.baseline.targets, partial.patch or "")
+        if spectrum is None or not spectrum.failing:
+            return False
+        files = partial.files
+        focus = self.prompts.focus(partial.report, partial.still_failing)
+        suspects = self.repo_map.localize(files, focus, spectrum)
+        lines = mutation_order(files, suspects, spectrum, rank_lines(files, suspects, spectrum))
+        found = await asyncio.to_thread(mutants, files, lines,
+                                        min(self.settings.mutants, COMBINATIONS_PER_ROUND))
+        offers = [self._offer(f"x{self.combined + i + 1}", round_no, "combination",
+                              f"{partial.id} + {m.describe()}", "combination", m.apply(files))
+                  for i, m in enumerate(found)]
+        self.combined += len(offers)
+        return await self._screen(offers, f"changes of the lines the failing tests now "
+                                  f"execute, on top of {partial.id}")
+
+    def _moved(self, cand: Candidate) -> bool:
+        """The answer changed how a failing test fails (a later assertion, another value) or
+        fixed one of several, and broke no passing test: it may have fixed one site of two."""
+        if cand.regressions or not cand.still_failing or cand.report is None or \
+                cand.report.status is not RunStatus.COMPLETED:
+            return False
+        before = self.baseline_report.tests
+        return bool(cand.fixed) or any(
+            case.nodeid in before and
+            quote(case.message, OUTPUT_CHARS) != quote(before[case.nodeid].message, OUTPUT_CHARS)
+            for case in cand.still_failing)
 
     def _combinable(self, size: int = 3) -> list[Candidate]:
         """The distinct model answers that ran the tests, most promising first (more targets

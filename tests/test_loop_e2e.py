@@ -184,6 +184,34 @@ async def test_a_one_token_regression_the_model_misses_is_fixed_by_a_mutant(
     assert check.returncode == 0, check.stderr
 
 
+async def test_a_second_wrong_site_hidden_by_the_first_is_found_on_top_of_the_answer(
+        tmp_path, openai_server, docker_image):
+    """`fib(2)` is asserted before `fib(1)`: the traced baseline never reaches line 3. The
+    answer fixes line 5 and moves the failure; the loop traces the answer in the sandbox and
+    a mutant of line 3 on top of it passes."""
+    repo = make_repo(tmp_path / "repo", {
+        "fib.py": "def fib(n):\n    if n == 1:\n        return 1\n    if n == 2:\n"
+                  "        return 2\n    return fib(n - 1) + fib(n - 2)\n",
+        "tests/test_fib.py": "from fib import fib\n\n\ndef test_fib():\n"
+                             "    assert fib(2) == 1\n    assert fib(1) == 0\n"
+                             "    assert fib(5) == 3\n\n\ndef test_big():\n"
+                             "    assert fib(3) > 0\n"})
+    openai_server.script(sr("fib.py", "        return 2", "        return 1"))
+    result, events = await run_loop(repo, settings(openai_server, docker_image, candidates=1,
+                                                   rounds=1, schedule="narrow", mutants=40))
+
+    assert result.status is ResultStatus.SOLVED, result.reason
+    assert result.chosen is not None and result.chosen.fmt == "combination"
+    assert result.chosen.answer.startswith("r1c1 + fib.py:3: return 1  ->  return 0")
+    assert result.chosen.confirmed
+    notes = [e.message for e in events if isinstance(e, Status)]
+    assert any("on top of r1c1" in n and "passed the failing tests" in n for n in notes)
+    check = await asyncio.to_thread(
+        subprocess.run, ["git", "apply", "--check", "-"], input=result.patch.encode(), cwd=repo,
+        capture_output=True, check=False)
+    assert check.returncode == 0, check.stderr
+
+
 async def test_round_two_succeeds_because_the_revise_prompt_carries_the_assertion(
         tmp_path, openai_server, docker_image):
     # The bug makes add(3, 3) == 5; the round-1 answer makes it 7. The scripted model only

@@ -83,9 +83,10 @@ class Spectrum:
 
 
 def trace_job(snapshot, test_command: str, targets: Sequence[str], passing: Sequence[str],
-              limits: Limits, *, whole_suite: bool = False, seed: int = 0) -> Job | None:
-    """The sandbox job that runs the targets (and a sample of passing tests) traced, or None
-    where the test command is not pytest."""
+              limits: Limits, *, whole_suite: bool = False, seed: int = 0,
+              patch: str = "") -> Job | None:
+    """The sandbox job that runs the targets (and a sample of passing tests) traced, with
+    `patch` applied, or None where the test command is not pytest."""
     if "pytest" not in test_command or not targets:
         return None
     select: tuple[str, ...] = ()
@@ -105,7 +106,7 @@ def trace_job(snapshot, test_command: str, targets: Sequence[str], passing: Sequ
                f"{TRACE_DIR}/mulligan_trace.py && export PYTHONPATH=\"{TRACE_DIR}:$PYTHONPATH\""
                f" && {test_command}")
     env = {"MULLIGAN_TRACER": TRACER_SOURCE, "PYTEST_ADDOPTS": "-p mulligan_trace"}
-    return Job(snapshot, "", command, select, limits, env)
+    return Job(snapshot, patch, command, select, limits, env)
 
 
 def parse_trace(output: str) -> Spectrum | None:

@@ -32,6 +32,8 @@ Files = dict[str, str]
 # A test's rule: True passes, False fails, a string fails with that message; raising
 # fails with the exception as the message (like an assertion in a real test).
 Check = Callable[[Files], "bool | str"]
+# What each test executes: node id -> (path, line) pairs.
+Lines = Mapping[str, Sequence[tuple[str, int]]]
 
 
 def apply_patch(files: Mapping[str, str], patch: str) -> Files:
@@ -138,13 +140,15 @@ class FakeSandbox:
     `wall_s`: the wall time each report claims. `timeout_if`: files on which the test command
     would hang (a TIMED_OUT report). `exit_code`: the command's exit code when a report has
     no tests at all (5 is pytest's "no tests collected"). `lines`: node id -> the (path, line)
-    the test executes, reported as the tracer plugin does when the job is a traced run."""
+    the test executes, reported as the tracer plugin does when the job is a traced run; or a
+    function of the files under test giving that mapping (what a test reaches depends on the
+    code: a failing assertion stops it)."""
 
     tests: Mapping[str, Check]
     wall_s: float = 0.01
     timeout_if: Callable[[Files], bool] | None = None
     exit_code_without_tests: int = 5
-    lines: Mapping[str, Sequence[tuple[str, int]]] | None = None
+    lines: Lines | Callable[[Files], Lines] | None = None
     jobs: list[Job] = field(default_factory=list)
     prewarmed: list[tuple[Limits, int]] = field(default_factory=list)
     closed: bool = False
@@ -175,7 +179,8 @@ class FakeSandbox:
         output = "\n".join(f"{c.nodeid} {c.outcome.value.upper()} {c.message}".rstrip()
                            for c in cases.values()) or "no tests ran"
         if self.lines is not None and "mulligan_trace" in job.env.get("PYTEST_ADDOPTS", ""):
-            output += "\n" + _trace_line(self.lines, cases)
+            lines = self.lines(files) if callable(self.lines) else self.lines
+            output += "\n" + _trace_line(lines, cases)
         return TestReport(RunStatus.COMPLETED, code, self.wall_s, output, tests=cases,
                           changed_test_files=changed)
 
@@ -213,7 +218,7 @@ def _patch_paths(patch: str) -> list[str]:
         return []
 
 
-def _trace_line(lines: Mapping[str, Sequence[tuple[str, int]]],
+def _trace_line(lines: Lines,
                 cases: Mapping[str, TestCase]) -> str:
     """The marker line sandbox/tracer.py prints, for the tests that ran."""
     names = sorted({path for executed in lines.values() for path, _ in executed})

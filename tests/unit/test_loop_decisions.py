@@ -551,6 +551,47 @@ def test_a_two_site_bug_is_fixed_by_an_answer_combined_with_a_mutant():
     assert result.status is ResultStatus.UNSOLVED
 
 
+def test_a_site_the_failing_test_reached_only_after_an_answer_is_mutated_on_top_of_it():
+    """Two wrong base cases asserted one after the other: the failing test stops at the
+    first, so no traced line holds the second. The answer fixing the first moves the
+    failure; tracing that answer finds the second site's line, whose mutant on top of the
+    answer passes."""
+    files = {"fib.py": "def fib(n):\n    if n == 1:\n        return 1\n    if n == 2:\n"
+                       "        return 2\n    return n\n",
+             "tests/test_fib.py": "def test_fib():\n    pass\n"}
+    test = "tests/test_fib.py::test_fib"
+
+    def check(files):
+        namespace: dict = {}
+        exec(compile(files["fib.py"], "fib.py", "exec"), namespace)  # noqa: S102 - test code
+        fib = namespace["fib"]
+        return (fib(2) == 1 or f"assert {fib(2)} == 1") is True and \
+            (fib(1) == 0 or f"assert {fib(1)} == 0")
+
+    def reached(files):  # the assertion on fib(2) fails first: fib(1) is never called
+        first = "return 2" in files["fib.py"]
+        return {test: [("fib.py", n) for n in ((2, 4, 5) if first else (2, 3, 4, 5))]}
+
+    half = sr("        return 2", "        return 1", path="fib.py")
+    run_kwargs = dict(files=files, schedule="narrow", candidates=1, rounds=1, mutants=40)
+    result, run = solve([half], sandbox=FakeSandbox({test: check}, lines=reached), **run_kwargs)
+    assert result.status is ResultStatus.SOLVED and result.chosen.fmt == "combination"
+    assert result.chosen.answer.startswith("r1c1 + fib.py:3:")
+    assert result.chosen.files["fib.py"] == files["fib.py"].replace(
+        "return 1", "return 0").replace("return 2", "return 1")
+    traced = [job for job in run.sandbox.jobs if "mulligan_trace" in job.env.get(
+        "PYTEST_ADDOPTS", "")]
+    assert len(traced) == 2 and traced[0].patch == "" and "return 1" in traced[1].patch
+    notes = [e.message for e in run.of(Status)]
+    assert any("on top of r1c1" in n for n in notes)
+    # an answer that changes nothing about the failure is not traced
+    result, run = solve([sr("    return n", "    return n + 0", path="fib.py")],
+                        sandbox=FakeSandbox({test: check}, lines=reached), **run_kwargs)
+    assert result.status is ResultStatus.UNSOLVED
+    assert len([job for job in run.sandbox.jobs if "mulligan_trace" in job.env.get(
+        "PYTEST_ADDOPTS", "")]) == 1
+
+
 def test_a_mutant_that_breaks_a_passing_test_is_not_a_fix_nor_revised():
     files = {"calc.py": "def add(a, b):\n    return a - b\n",
              "tests/test_calc.py": "def test_add():\n    pass\n\n\ndef test_keep():\n    pass\n"}
