@@ -23,9 +23,11 @@ from agent.context.localize import (
     mutation_order,
     parse_trace,
     rank_lines,
+    reached_lines,
     trace_job,
 )
 from agent.context.repomap import RepoMap
+from agent.context.tracebacks import got_further
 from agent.cores import usable_cores
 from agent.edits import apply_edits, parse_answer, unified_diff
 from agent.edits.combine import merge
@@ -64,7 +66,7 @@ from agent.protocols import ChatModel, Sandbox
 from agent.result import BudgetExhausted, Result
 from agent.schedule import Activity, Ask, Planner, RequestGate, Schedule, ServerInfo, probe
 from agent.verdict import confirmed_winner, second_opinion_job, unsolved_detail
-from sandbox.api import Limits, Outcome, RunStatus, TestReport
+from sandbox.api import Limits, Outcome, RunStatus, TestCase, TestReport
 from sandbox.depfiles import changed_dependency_files
 from sandbox.snapshot import Snapshot
 from sandbox.testpaths import is_test_path, sole_source
@@ -74,6 +76,9 @@ MUTANT_TIMEOUT_MIN_S = 10.0  # the screening's time limit is never shorter than 
 # A round's combinations screened at most (three answers with the likeliest mutants): about
 # a round of answers' time on a CPU where nothing passes, far less where one does.
 COMBINATIONS_PER_ROUND = 40
+# Changes that moved the failure, traced again a round to mutate a second site on top of
+# (a traced run each; most accidental ones are dropped by the passing tests it also runs).
+SECOND_SITES_PER_ROUND = 5
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,18 @@ class Offer:
     files: dict[str, str]
     key: str | None  # semantic_key: None where it changes nothing
     patch: str
+
+
+@dataclass(frozen=True)
+class Partial:
+    """A change that may have fixed one site of two (the failing tests fail differently
+    with it), to trace again and mutate on top of (`Solver._second_site`)."""
+
+    label: str  # how a combination on top of it names it: an answer's id, a mutant's change
+    files: dict[str, str]
+    patch: str
+    report: TestReport
+    failing: list[TestCase]
 
 
 @dataclass
@@ -132,7 +149,9 @@ class Solver:
         self.mutant_offers: list[Offer] = []  # those mutants, for combinations
         self.screened: set[str] = set()  # keys screened against the failing tests
         self.combined = 0  # combinations made so far (their ids)
-        self.retraced: set[str] = set()  # answers whose failing run was traced (_second_site)
+        self.retraced: set[str] = set()  # Partial labels traced again (_second_site)
+        self.further: list[Partial] = []  # screened changes whose failing tests got further
+        self.reached: set[tuple[str, str]] = set()  # (path, text) of lines failing tests ran
 
     # The working base (a reproduction test joins it) is what prompts are built from.
     @property
@@ -285,6 +304,7 @@ class Solver:
         focus = self.prompts.focus(self.baseline_report, self.baseline_report.failing())
         self.prompts.suspects = self.repo_map.localize(self.base_files, focus, spectrum)
         self.suspect_lines = rank_lines(self.base_files, self.prompts.suspects, spectrum)
+        self.reached = reached_lines(self.base_files, spectrum)
         self.mutation_lines = mutation_order(self.base_files, self.prompts.suspects, spectrum,
                                              self.suspect_lines)
         self.bus.emit(Localized([s.to_dict() for s in self.prompts.suspects], spectrum is not None,
@@ -626,41 +646,75 @@ class Solver:
         wrong result, so the traced run never reached the other site (seen: `fibfib`, two
         wrong base cases asserted one after the other; the answer that fixed one moved the
         failure to the other, whose line no failing test had executed). The most promising
-        answer that changed how the failing tests fail, breaking no passing test, is traced
-        itself, and the mutants of the lines its failing tests execute are screened on top of
-        it. Once an answer. True: solved."""
-        partial = next((c for c in pool if c.id not in self.retraced and self._moved(c)), None)
-        if partial is None or partial.files is None or partial.report is None:
-            return False
-        self.retraced.add(partial.id)
-        failing = [case.nodeid for case in partial.still_failing]
-        spectrum = await self._trace(failing or self.baseline.targets, partial.patch or "")
-        if spectrum is None or not spectrum.failing:
-            return False
+        answer that changed how the failing tests fail, breaking no passing test, or else
+        the first screened change whose failing test got further, is traced itself, and
+        the mutants of the lines its failing tests execute are screened on top of it. Once
+        a change. True: solved."""
+        answers = [Partial(c.id, c.files, c.patch or "", c.report, c.still_failing)
+                   for c in pool if self._moved(c)]
+        partials = [p for p in answers + self.further if p.label not in self.retraced]
+        for partial in partials[:SECOND_SITES_PER_ROUND]:
+            self.retraced.add(partial.label)
+            offers = await self._on_top_of(partial, round_no)
+            if await self._screen(offers, "changes of the lines the failing tests now "
+                                  f"execute, on top of {partial.label}"):
+                return True
+        return False
+
+    async def _on_top_of(self, partial: Partial, round_no: int) -> list[Offer]:
+        """Mutants of the lines the failing tests execute with `partial` applied and did
+        not before (by text: an answer may move lines), on top of it. None where the traced
+        run shows it breaking a passing test: then it fixed no site, it moved the failure."""
+        failing = [case.nodeid for case in partial.failing]
+        spectrum = await self._trace(failing or self.baseline.targets, partial.patch)
+        if spectrum is None or not spectrum.failing or any(
+                failed and nodeid in self.baseline.keep for nodeid, failed, _ in spectrum.tests):
+            return []
         files = partial.files
-        focus = self.prompts.focus(partial.report, partial.still_failing)
-        suspects = self.repo_map.localize(files, focus, spectrum)
-        lines = mutation_order(files, suspects, spectrum, rank_lines(files, suspects, spectrum))
+        suspects = self.repo_map.localize(files, self.prompts.focus(partial.report,
+                                                                    partial.failing), spectrum)
+        lines = [line for line in mutation_order(files, suspects, spectrum,
+                                                 rank_lines(files, suspects, spectrum))
+                 if (line.path, line.text.strip()) not in self.reached]
         found = await asyncio.to_thread(mutants, files, lines,
                                         min(self.settings.mutants, COMBINATIONS_PER_ROUND))
         offers = [self._offer(f"x{self.combined + i + 1}", round_no, "combination",
-                              f"{partial.id} + {m.describe()}", "combination", m.apply(files))
+                              f"{partial.label} + {m.describe()}", "combination",
+                              m.apply(files))
                   for i, m in enumerate(found)]
         self.combined += len(offers)
-        return await self._screen(offers, f"changes of the lines the failing tests now "
-                                  f"execute, on top of {partial.id}")
+        return offers
 
     def _moved(self, cand: Candidate) -> bool:
         """The answer changed how a failing test fails (a later assertion, another value) or
         fixed one of several, and broke no passing test: it may have fixed one site of two."""
         if cand.regressions or not cand.still_failing or cand.report is None or \
-                cand.report.status is not RunStatus.COMPLETED:
+                cand.files is None or cand.report.status is not RunStatus.COMPLETED:
             return False
         before = self.baseline_report.tests
         return bool(cand.fixed) or any(
             case.nodeid in before and
             quote(case.message, OUTPUT_CHARS) != quote(before[case.nodeid].message, OUTPUT_CHARS)
             for case in cand.still_failing)
+
+    def _note_progress(self, offer: Offer, report: TestReport) -> None:
+        """Keep a screened mutant whose failing tests all ran and one got further (a later
+        line of the test fails): a site of two fixed, perhaps (`_second_site`). A changed
+        value alone is no sign: nearly every mutant changes one."""
+        if offer.fmt != "mutation" or report.status is not RunStatus.COMPLETED:
+            return
+        before = self.baseline_report.tests
+        cases = [report.tests.get(target) for target in self.baseline.targets]
+        if any(case is None for case in cases):
+            return
+        failing = [case for case in cases if not case.ok]
+        if failing and (len(failing) < len(cases) or any(
+                case.nodeid in before and got_further(before[case.nodeid].message,
+                                                      case.message,
+                                                      case.nodeid.split("::", 1)[0])
+                for case in failing)):
+            self.further.append(Partial(offer.describe, offer.files, offer.patch, report,
+                                        failing))
 
     def _combinable(self, size: int = 3) -> list[Candidate]:
         """The distinct model answers that ran the tests, most promising first (more targets
@@ -724,6 +778,8 @@ class Solver:
             self.screened.add(offer.key)
             report = await self.jobs.test(offer.patch, select=self.baseline.targets,
                                           limits=limits)
+            if not report.passed:
+                self._note_progress(offer, report)
             if not report.passed or done.is_set():
                 return
             passed.append(offer.describe)

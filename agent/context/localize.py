@@ -125,6 +125,20 @@ def parse_trace(output: str) -> Spectrum | None:
     return Spectrum(tests)
 
 
+def reached_lines(files: Mapping[str, str], spectrum: Spectrum | None) -> set[tuple[str, str]]:
+    """(path, stripped text) of every line a failing test executed: by text, so that the
+    same lines are recognised in a changed version of the files."""
+    reached: set[tuple[str, str]] = set()
+    split: dict[str, list[str]] = {}
+    for _, failed, lines in (spectrum.tests if spectrum else ()):
+        for path, number in lines if failed else ():
+            if path in files:
+                text = split.setdefault(path, files[path].split("\n"))
+                if 1 <= number <= len(text):
+                    reached.add((path, text[number - 1].strip()))
+    return reached
+
+
 def ochiai(spectrum: Spectrum) -> dict[tuple[str, int], float]:
     """Ochiai suspiciousness of every executed line: ef / sqrt(F * (ef + ep))."""
     total_failed = spectrum.failing

@@ -90,3 +90,15 @@ def parse_traceback_locations(text: str, known_paths: Iterable[str]) -> list[Tra
             seen.add(hit)
             hits.append(hit)
     return hits
+
+
+def got_further(before: str, after: str, test_path: str) -> bool:
+    """Whether a test's failure moved to a later line of its own file (a later assertion:
+    the code under test now passes the one it failed before), judged by the test file's
+    frames in the two failure reports, outermost first."""
+    def position(message: str) -> tuple[int, ...]:
+        return tuple(hit.line for hit in parse_traceback_locations(message, [test_path])
+                     if hit.path == test_path and hit.line > 0)
+
+    first, then = position(before), position(after)
+    return bool(first) and bool(then) and then > first

@@ -561,19 +561,23 @@ def test_a_site_the_failing_test_reached_only_after_an_answer_is_mutated_on_top_
              "tests/test_fib.py": "def test_fib():\n    pass\n"}
     test = "tests/test_fib.py::test_fib"
 
-    def check(files):
+    def check(files, where=False):
         namespace: dict = {}
         exec(compile(files["fib.py"], "fib.py", "exec"), namespace)  # noqa: S102 - test code
         fib = namespace["fib"]
-        return (fib(2) == 1 or f"assert {fib(2)} == 1") is True and \
-            (fib(1) == 0 or f"assert {fib(1)} == 0")
+        for line, (n, want) in enumerate(((2, 1), (1, 0)), 2):  # the test stops at one
+            if fib(n) != want:
+                at = f"\n\ntests/test_fib.py:{line}: AssertionError" if where else ""
+                return f"assert {fib(n)} == {want}{at}"
+        return True
 
     def reached(files):  # the assertion on fib(2) fails first: fib(1) is never called
         first = "return 2" in files["fib.py"]
         return {test: [("fib.py", n) for n in ((2, 4, 5) if first else (2, 3, 4, 5))]}
 
     half = sr("        return 2", "        return 1", path="fib.py")
-    run_kwargs = dict(files=files, schedule="narrow", candidates=1, rounds=1, mutants=40)
+    run_kwargs = {"files": files, "schedule": "narrow", "candidates": 1, "rounds": 1,
+                  "mutants": 40}
     result, run = solve([half], sandbox=FakeSandbox({test: check}, lines=reached), **run_kwargs)
     assert result.status is ResultStatus.SOLVED and result.chosen.fmt == "combination"
     assert result.chosen.answer.startswith("r1c1 + fib.py:3:")
@@ -585,11 +589,40 @@ def test_a_site_the_failing_test_reached_only_after_an_answer_is_mutated_on_top_
     notes = [e.message for e in run.of(Status)]
     assert any("on top of r1c1" in n for n in notes)
     # an answer that changes nothing about the failure is not traced
-    result, run = solve([sr("    return n", "    return n + 0", path="fib.py")],
-                        sandbox=FakeSandbox({test: check}, lines=reached), **run_kwargs)
+    useless = sr("    return n", "    return n + 0", path="fib.py")
+    result, run = solve([useless], sandbox=FakeSandbox({test: check}, lines=reached),
+                        **run_kwargs)
     assert result.status is ResultStatus.UNSOLVED
     assert len([job for job in run.sandbox.jobs if "mulligan_trace" in job.env.get(
         "PYTEST_ADDOPTS", "")]) == 1
+    # ... but a mutant whose failing test now fails at a later line of the test is: with
+    # the failures' locations reported, the two sites are found without a useful answer
+    keep = "tests/test_fib.py::test_keep"  # passes: a change it fails fixed no site
+
+    def keep_check(files):
+        namespace: dict = {}
+        exec(compile(files["fib.py"], "fib.py", "exec"), namespace)  # noqa: S102 - test code
+        return namespace["fib"](3) == 3
+
+    def reached_both(files):
+        return {**reached(files), keep: [("fib.py", n) for n in (2, 4, 6)]}
+
+    result, run = solve([useless], sandbox=FakeSandbox(
+        {test: lambda files: check(files, where=True), keep: keep_check}, lines=reached_both),
+        files={**files, "tests/test_fib.py": "def test_fib():\n    pass\n\n\n"
+                                             "def test_keep():\n    pass\n"},
+        **{k: v for k, v in run_kwargs.items() if k != "files"})
+    assert result.status is ResultStatus.SOLVED and result.chosen.fmt == "combination"
+    assert result.chosen.answer.startswith("fib.py:5: return 2  ->  return 1 + fib.py:3:")
+    # a change whose traced run fails a passing test fixed no site: nothing on top of it
+    solver = run.solver
+    for label, fixes_a_site in (("fib.py:2: if n == 1:  ->  if n != 1:", False),
+                                ("fib.py:5: return 2  ->  return 1", True)):
+        partial = next(p for p in solver.further if p.label == label)
+        offers = asyncio.run(solver._on_top_of(partial, 2))
+        assert bool(offers) is fixes_a_site, label
+    assert result.chosen.files["fib.py"] == files["fib.py"].replace(
+        "return 1", "return 0").replace("return 2", "return 1")
 
 
 def test_a_mutant_that_breaks_a_passing_test_is_not_a_fix_nor_revised():
