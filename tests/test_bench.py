@@ -422,3 +422,24 @@ def test_bench_on_local_ray(tmp_path, docker_image):
     (rec,) = records
     assert rec["solved"] and rec["strategy"] == "single" and rec["node"]
     assert '"kind": "run_finished"' in (tmp_path / "out" / rec["trajectory"]).read_text()
+
+
+def test_mutant_reach_says_which_reference_fixes_are_one_mutant_away(tmp_path):
+    """bench/mutant_reach.py: the operators' reach over a tasks folder, no model."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from mutant_reach import main, reach
+
+    for name, buggy, fixed in (("t_near", "    return a - b", "    return a + b"),
+                               ("t_far", "    return a - b", "    return sum([a, b]) * 1")):
+        task = tmp_path / name
+        task.mkdir()
+        (task / "task.json").write_text("{}")
+        (task / "m.py").write_text(f"def f(a, b):\n{buggy}\n")
+        (tmp_path / "_fixes").mkdir(exist_ok=True)
+        (tmp_path / "_fixes" / f"{name}.patch").write_text(
+            f"--- a/m.py\n+++ b/m.py\n@@ -1,2 +1,2 @@\n def f(a, b):\n-{buggy}\n+{fixed}\n")
+    rows = {r["task"]: r for r in reach(tmp_path)}
+    assert rows["t_near"]["kind"] == "operator" and rows["t_near"]["position"] == 1
+    assert rows["t_far"]["one_line"] and rows["t_far"]["kind"] is None
+    assert main([str(tmp_path / "missing")]) == 2
