@@ -5,8 +5,9 @@ two phases on a slow suite."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from agent.candidate import Baseline
@@ -39,6 +40,19 @@ class JobRunner:
     def resize(self, workers: int) -> None:
         self.workers = workers
         self._slots = asyncio.Semaphore(workers)
+
+    @contextlib.contextmanager
+    def widened(self, workers: int) -> Iterator[None]:
+        """At least `workers` sandboxes at once for a while: the model is idle, and the
+        cores it would use may run tests too."""
+        before = self.workers
+        if workers > before:
+            self.resize(workers)
+        try:
+            yield
+        finally:
+            if workers > before:
+                self.resize(before)
 
     async def run(self, job: Job) -> TestReport:
         async with self._slots:

@@ -767,7 +767,6 @@ class Solver:
         # alone take less than the whole suite did, so twice its time is plenty
         limits = dataclasses.replace(self.limits, timeout_s=min(
             self.limits.timeout_s, max(MUTANT_TIMEOUT_MIN_S, 2 * self.baseline_report.wall_s)))
-        self.sandbox.prewarm(limits, min(self.jobs.workers, len(offers)))
 
         async def screen(offer: Offer) -> None:
             budget = self.settings.time_budget_s
@@ -795,7 +794,12 @@ class Solver:
                 self._cancelled(cand.id, cand.round, None, cand.fmt)
                 raise
 
-        await self._race([screen(offer) for offer in offers], done, stoppable=True)
+        # no answer is being written meanwhile (Mulligan's own changes are screened between
+        # the model's answers): the cores a local model would use run sandboxes too
+        idle = self.activity.requests == 0
+        with self.jobs.widened(min(self.settings.workers, usable_cores().usable) if idle else 1):
+            self.sandbox.prewarm(limits, min(self.jobs.workers, len(offers)))
+            await self._race([screen(offer) for offer in offers], done, stoppable=True)
         loose = "; the failing tests do not tell these apart: read the patch before applying" \
             if len(passed) > 1 else ""
         self.bus.emit(Status(f"{what}: {len(passed)} of {len(offers)} passed the "

@@ -14,6 +14,7 @@ import json
 import pytest
 
 from agent.config import Settings
+from agent.cores import Cores
 from agent.context.repomap import RepoMap
 from agent.errors import ConfigError, ModelUnavailable
 from agent.events import (
@@ -501,6 +502,21 @@ def test_after_a_failed_greedy_answer_a_one_token_mutant_is_tested_and_wins():
     assert any(j.select == () and "total + b" in j.patch for j in sandbox.jobs)
     notes = [e.message for e in run.of(Status)]
     assert any("changes of the suspect lines" in n for n in notes)
+
+
+def test_beside_a_local_model_the_mutants_use_the_cores_it_leaves_idle(monkeypatch):
+    """On two cores a local llama.cpp server gets both while it writes; between its
+    answers, Mulligan's own changes are screened two at a time."""
+    monkeypatch.setattr(loop_module, "probe", lambda _url: ServerInfo(True, 1, True))
+    monkeypatch.setattr(loop_module, "usable_cores", lambda: Cores(2, "affinity"))
+    sandbox = FakeSandbox(CHECKS, lines={TEST_ADD: EVERY_LINE, TEST_ZERO: EVERY_LINE})
+    wrong = sr("    total = total - b", "    total = total * b")
+    result, run = solve([wrong] * 3, files=STEPS, sandbox=sandbox, candidates=3, mutants=40,
+                        workers=2)
+    assert result.chosen.fmt == "mutation"
+    assert run.solver.jobs.workers == 1  # the answers' tests: one sandbox beside the model
+    screening = [count for limits, count in sandbox.prewarmed if limits.timeout_s == 10.0]
+    assert screening and screening[0] == 2
 
 
 def test_on_a_cpu_server_a_long_first_prompt_has_the_mutants_go_first(monkeypatch):
