@@ -299,8 +299,8 @@ class Solver:
         """Rank the functions that may hold the bug: static signals, plus the lines the
         failing and some passing tests execute in a traced sandbox run (pytest only)."""
         started = time.monotonic()
-        self.bus.emit(Status("localizing: tracing the failing tests"))
-        spectrum = await self._trace(self.baseline.targets)
+        spectrum = await self._trace(self.baseline.targets,
+                                     status="localizing: tracing the failing tests")
         focus = self.prompts.focus(self.baseline_report, self.baseline_report.failing())
         self.prompts.suspects = self.repo_map.localize(self.base_files, focus, spectrum)
         self.suspect_lines = rank_lines(self.base_files, self.prompts.suspects, spectrum)
@@ -311,7 +311,8 @@ class Solver:
                                 time.monotonic() - started,
                                 [line.to_dict() for line in self.suspect_lines]))
 
-    async def _trace(self, targets: list[str], patch: str = "") -> Spectrum | None:
+    async def _trace(self, targets: list[str], patch: str = "",
+                     status: str | None = None) -> Spectrum | None:
         """The lines the failing `targets` (and a sample of passing tests) execute, with
         `patch` applied; None where the test command is not pytest or the run has no trace."""
         job = trace_job(self.jobs.work, self.settings.test_cmd, targets,
@@ -319,6 +320,8 @@ class Solver:
                         whole_suite=self.baseline_report.wall_s < TRACE_ALL_BELOW_S)
         if job is None:
             return None
+        if status:
+            self.bus.emit(Status(status))
         spectrum = parse_trace((await self.jobs.run(job)).output)
         if job.select and (spectrum is None or not spectrum.failing):
             # a sampled id pytest cannot find aborts the run: trace the whole suite
@@ -645,11 +648,12 @@ class Solver:
         """A bug whose first faulty site hides the second: a failing test stops at its first
         wrong result, so the traced run never reached the other site (seen: `fibfib`, two
         wrong base cases asserted one after the other; the answer that fixed one moved the
-        failure to the other, whose line no failing test had executed). The most promising
-        answer that changed how the failing tests fail, breaking no passing test, or else
-        the first screened change whose failing test got further, is traced itself, and
-        the mutants of the lines its failing tests execute are screened on top of it. Once
-        a change. True: solved."""
+        failure to the other, whose line no failing test had executed). The answers that
+        changed how the failing tests fail, breaking no passing test (the most promising
+        first), then the screened mutants whose failing test got further, are traced
+        themselves, and the mutants of the lines their failing tests now execute are
+        screened on top of them: up to SECOND_SITES_PER_ROUND a round, each once. True:
+        solved."""
         answers = [Partial(c.id, c.files, c.patch or "", c.report, c.still_failing)
                    for c in pool if self._moved(c)]
         partials = [p for p in answers + self.further if p.label not in self.retraced]
