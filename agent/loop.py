@@ -76,6 +76,9 @@ MUTANT_TIMEOUT_MIN_S = 10.0  # the screening's time limit is never shorter than 
 # A round's combinations screened at most (three answers with the likeliest mutants): about
 # a round of answers' time on a CPU where nothing passes, far less where one does.
 COMBINATIONS_PER_ROUND = 40
+# A corrected line with a sentence or two before it is well under this; seen without it: the
+# bundled model ran on to 2,048 tokens (six minutes on two cores) in one line answer.
+LINE_ANSWER_TOKENS = 384
 # Changes that moved the failure, traced again a round to mutate a second site on top of
 # (a traced run each; most accidental ones are dropped by the passing tests it also runs).
 SECOND_SITES_PER_ROUND = 5
@@ -549,7 +552,8 @@ class Solver:
             if self.settings.constrained_decoding and ask.purpose != "reproduce" else None
         hints = Hints(temperature=ask.temperature, extra_body={
             "cache_prompt": True, "id_slot": self.planner.slot(ask.lineage)}
-            if self.server.llama_cpp else {}, grammar=grammar)
+            if self.server.llama_cpp else {}, grammar=grammar,
+            max_tokens=LINE_ANSWER_TOKENS if ask.fmt == "line" else None)
         async with self._requests:
             completion = (await self.calls.sample(ask.purpose, ask.messages, 1, ask.seed, hints))[0]
         cand = Candidate(ask.id, ask.round, ask.parent.id if ask.parent else None,
@@ -690,35 +694,32 @@ class Solver:
         return offers
 
     def _moved(self, cand: Candidate) -> bool:
-        """The answer changed how a failing test fails (a later assertion, another value) or
-        fixed one of several, and broke no passing test: it may have fixed one site of two."""
+        """The answer fixed some of the failing tests or let one get further (a later line
+        of the test fails), and broke no passing test: it may have fixed one site of two."""
         if cand.regressions or not cand.still_failing or cand.report is None or \
                 cand.files is None or cand.report.status is not RunStatus.COMPLETED:
             return False
-        before = self.baseline_report.tests
-        return bool(cand.fixed) or any(
-            case.nodeid in before and
-            quote(case.message, OUTPUT_CHARS) != quote(before[case.nodeid].message, OUTPUT_CHARS)
-            for case in cand.still_failing)
+        return bool(cand.fixed) or self._got_further(cand.still_failing)
 
     def _note_progress(self, offer: Offer, report: TestReport) -> None:
-        """Keep a screened mutant whose failing tests all ran and one got further (a later
-        line of the test fails): a site of two fixed, perhaps (`_second_site`). A changed
-        value alone is no sign: nearly every mutant changes one."""
+        """Keep a screened mutant whose failing tests all ran and that fixed some of them or
+        let one get further: a site of two fixed, perhaps (`_second_site`). A changed value
+        alone is no sign: nearly every mutant changes one."""
         if offer.fmt != "mutation" or report.status is not RunStatus.COMPLETED:
             return
-        before = self.baseline_report.tests
         cases = [report.tests.get(target) for target in self.baseline.targets]
         if any(case is None for case in cases):
             return
-        failing = [case for case in cases if not case.ok]
-        if failing and (len(failing) < len(cases) or any(
-                case.nodeid in before and got_further(before[case.nodeid].message,
-                                                      case.message,
-                                                      case.nodeid.split("::", 1)[0])
-                for case in failing)):
+        failing = [case for case in cases if case is not None and not case.ok]
+        if failing and (len(failing) < len(cases) or self._got_further(failing)):
             self.further.append(Partial(offer.describe, offer.files, offer.patch, report,
                                         failing))
+
+    def _got_further(self, failing: list[TestCase]) -> bool:
+        before = self.baseline_report.tests
+        return any(case.nodeid in before and
+                   got_further(before[case.nodeid].message, case.message,
+                               case.nodeid.split("::", 1)[0]) for case in failing)
 
     def _combinable(self, size: int = 3) -> list[Candidate]:
         """The distinct model answers that ran the tests, most promising first (more targets

@@ -11,6 +11,7 @@ import urllib.request
 import pytest
 
 from agent.errors import ModelError, ModelNotFound, ModelUnavailable
+from agent.models.hints import Hints, hinted
 from agent.models.client import (
     DEFAULT_PRICES,
     ChatModel,
@@ -300,6 +301,16 @@ async def test_truncated_answer_has_finish_reason_length(openai_server):
     assert out[0].finish_reason == "length"
     assert out[0].text == full[: len(full) // 2]
     assert out[1].finish_reason == "stop" and out[1].text == "complete"
+
+
+async def test_a_hint_shortens_the_answer_but_never_lengthens_it(openai_server):
+    openai_server.script("a", "b")
+    async with make_model(openai_server, max_tokens=500) as model:
+        with hinted(Hints(max_tokens=100)):
+            await model.sample(PROMPT, 1)
+        with hinted(Hints(max_tokens=4000)):
+            await model.sample(PROMPT, 1)
+    assert [r.body["max_tokens"] for r in openai_server.chat_requests] == [100, 500]
 
 
 async def test_server_truncates_at_max_tokens(openai_server):

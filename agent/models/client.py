@@ -287,9 +287,10 @@ class OpenAIChatModel:
         if s.reasoning_effort is not None:
             params["reasoning_effort"] = s.reasoning_effort
         if s.max_completion_tokens is not None:
-            params["max_completion_tokens"] = s.max_completion_tokens
-        elif s.max_tokens is not None or self.window is not None:
-            params[self._params_seen.max_tokens] = self._answer_room(messages, s.max_tokens)
+            params["max_completion_tokens"] = _shorter(s.max_completion_tokens, hint.max_tokens)
+        elif s.max_tokens is not None or hint.max_tokens is not None or self.window is not None:
+            params[self._params_seen.max_tokens] = self._answer_room(
+                messages, _shorter(s.max_tokens, hint.max_tokens))
         if hint.grammar and self.window is not None and "llama.cpp" in self.window.source:
             params.setdefault("extra_body", {})["grammar"] = hint.grammar
         return params
@@ -435,3 +436,7 @@ async def _gather_or_cancel(coros: Sequence[Awaitable[Any]]) -> list[Any]:
             if not task.done():
                 task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _shorter(limit: int | None, hint: int | None) -> int | None:
+    return limit if hint is None else hint if limit is None else min(limit, hint)

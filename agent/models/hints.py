@@ -17,6 +17,7 @@ class Hints:
     temperature: float | None = None  # None: the model settings' temperature
     extra_body: dict[str, Any] = field(default_factory=dict)  # e.g. llama.cpp cache_prompt
     grammar: str | None = None  # GBNF the answer must follow, sent where the server is llama.cpp
+    max_tokens: int | None = None  # a shorter answer than the settings' (a corrected line)
 
 
 _current: ContextVar[Hints] = ContextVar("mulligan_sampling_hints", default=Hints())

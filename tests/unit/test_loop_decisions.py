@@ -32,7 +32,7 @@ from agent.events import (
     event_from_dict,
 )
 import agent.loop as loop_module
-from agent.loop import REPRO_TEST_PATH, Result, Solver
+from agent.loop import LINE_ANSWER_TOKENS, REPRO_TEST_PATH, Result, Solver
 from agent.models.replay import REPLAYED, ReplayModel
 from agent.schedule import ServerInfo
 from agent.trajectory import recorded_calls
@@ -389,6 +389,9 @@ def test_a_first_round_that_fixed_nothing_is_followed_by_the_line_question():
     # one question for two line samples: greedy first, then sampled
     assert sorted(str(r.hints.temperature) for r in round2 if len(r.messages) == 2) == \
         ["0.0", "None"]
+    # a corrected line is short: its answer may not run on (the first round's may)
+    assert {r.hints.max_tokens for r in round2 if len(r.messages) == 2} == {LINE_ANSWER_TOKENS}
+    assert {r.hints.max_tokens for r in run.model.requests[:4]} == {None}
     # the same prefix as round 1's question: a server's prompt cache reads it once
     first = run.model.requests[0]
     assert first.messages[0] == round2[0].messages[0]
@@ -594,7 +597,8 @@ def test_a_site_the_failing_test_reached_only_after_an_answer_is_mutated_on_top_
     half = sr("        return 2", "        return 1", path="fib.py")
     run_kwargs = {"files": files, "schedule": "narrow", "candidates": 1, "rounds": 1,
                   "mutants": 40}
-    result, run = solve([half], sandbox=FakeSandbox({test: check}, lines=reached), **run_kwargs)
+    located = {test: lambda files: check(files, where=True)}  # `tests/test_fib.py:3: ...`
+    result, run = solve([half], sandbox=FakeSandbox(located, lines=reached), **run_kwargs)
     assert result.status is ResultStatus.SOLVED and result.chosen.fmt == "combination"
     assert result.chosen.answer.startswith("r1c1 + fib.py:3:")
     assert result.chosen.files["fib.py"] == files["fib.py"].replace(
@@ -604,15 +608,16 @@ def test_a_site_the_failing_test_reached_only_after_an_answer_is_mutated_on_top_
     assert len(traced) == 2 and traced[0].patch == "" and "return 1" in traced[1].patch
     notes = [e.message for e in run.of(Status)]
     assert any("on top of r1c1" in n for n in notes)
-    # an answer that changes nothing about the failure is not traced
+    # without the failures' locations nothing says the test got further: nothing traced
     useless = sr("    return n", "    return n + 0", path="fib.py")
-    result, run = solve([useless], sandbox=FakeSandbox({test: check}, lines=reached),
-                        **run_kwargs)
-    assert result.status is ResultStatus.UNSOLVED
-    assert len([job for job in run.sandbox.jobs if "mulligan_trace" in job.env.get(
-        "PYTEST_ADDOPTS", "")]) == 1
-    # ... but a mutant whose failing test now fails at a later line of the test is: with
-    # the failures' locations reported, the two sites are found without a useful answer
+    for answer in (half, useless):
+        result, run = solve([answer], sandbox=FakeSandbox({test: check}, lines=reached),
+                            **run_kwargs)
+        assert result.status is ResultStatus.UNSOLVED
+        assert len([job for job in run.sandbox.jobs if "mulligan_trace" in job.env.get(
+            "PYTEST_ADDOPTS", "")]) == 1
+    # with them, a mutant whose failing test now fails at a later line of the test is a
+    # partial fix too: the two sites are found without a useful answer
     keep = "tests/test_fib.py::test_keep"  # passes: a change it fails fixed no site
 
     def keep_check(files):
