@@ -97,6 +97,15 @@ async def run_loop(repo: Path, s: Settings, issue: str | None = None,
     return result, events
 
 
+async def assert_applies(repo: Path, patch: str | None) -> None:
+    """The patch is against the user's files as they are: git applies it."""
+    assert patch is not None
+    check = await asyncio.to_thread(
+        subprocess.run, ["git", "apply", "--check", "-"], input=patch.encode(), cwd=repo,
+        capture_output=True, check=False)
+    assert check.returncode == 0, check.stderr
+
+
 def by_id(result: Result) -> dict[str, Candidate]:
     return {c.id: c for c in result.candidates}
 
@@ -155,11 +164,7 @@ async def test_the_one_right_candidate_among_wrong_ones_is_chosen(tmp_path, open
     assert states == sorted([CandidateState.FAILED] * 3 + [CandidateState.PASSED])
     # four concurrent single-sample requests (each answer tested as soon as it is complete)
     assert [r.n for r in openai_server.chat_requests] == [1, 1, 1, 1]
-    # the patch is against the user's files as they are: git applies it
-    check = await asyncio.to_thread(
-        subprocess.run, ["git", "apply", "--check", "-"], input=result.patch.encode(), cwd=repo,
-        capture_output=True, check=False)
-    assert check.returncode == 0, check.stderr
+    await assert_applies(repo, result.patch)
 
 
 async def test_a_one_token_regression_the_model_misses_is_fixed_by_a_mutant(
@@ -178,10 +183,7 @@ async def test_a_one_token_regression_the_model_misses_is_fixed_by_a_mutant(
     assert len(openai_server.chat_requests) == 2  # round 1 only: no revision was needed
     notes = [e.message for e in events if isinstance(e, Status)]
     assert any("changes of the suspect lines" in n and "passed the failing tests" in n for n in notes)
-    check = await asyncio.to_thread(
-        subprocess.run, ["git", "apply", "--check", "-"], input=result.patch.encode(), cwd=repo,
-        capture_output=True, check=False)
-    assert check.returncode == 0, check.stderr
+    await assert_applies(repo, result.patch)
 
 
 async def test_a_second_wrong_site_hidden_by_the_first_is_found_on_top_of_the_answer(
@@ -206,10 +208,7 @@ async def test_a_second_wrong_site_hidden_by_the_first_is_found_on_top_of_the_an
     assert result.chosen.confirmed
     notes = [e.message for e in events if isinstance(e, Status)]
     assert any("on top of r1c1" in n and "passed the failing tests" in n for n in notes)
-    check = await asyncio.to_thread(
-        subprocess.run, ["git", "apply", "--check", "-"], input=result.patch.encode(), cwd=repo,
-        capture_output=True, check=False)
-    assert check.returncode == 0, check.stderr
+    await assert_applies(repo, result.patch)
 
 
 async def test_round_two_succeeds_because_the_revise_prompt_carries_the_assertion(
