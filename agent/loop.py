@@ -82,6 +82,7 @@ LINE_ANSWER_TOKENS = 384
 # Changes that moved the failure, traced again a round to mutate a second site on top of
 # (a traced run each; most accidental ones are dropped by the passing tests it also runs).
 SECOND_SITES_PER_ROUND = 5
+TRACED_FAILURES = 10  # a partial fix's failing tests traced at most (and broken at most)
 
 
 @dataclass(frozen=True)
@@ -658,8 +659,7 @@ class Solver:
         themselves, and the mutants of the lines their failing tests now execute are
         screened on top of them: up to SECOND_SITES_PER_ROUND a round, each once. True:
         solved."""
-        answers = [Partial(c.id, c.files, c.patch or "", c.report, c.still_failing)
-                   for c in pool if self._moved(c)]
+        answers = [p for p in (self._partial(c, c.id) for c in pool) if p is not None]
         partials = [p for p in answers + self.further if p.label not in self.retraced]
         for partial in partials[:SECOND_SITES_PER_ROUND]:
             self.retraced.add(partial.label)
@@ -672,11 +672,13 @@ class Solver:
     async def _on_top_of(self, partial: Partial, round_no: int) -> list[Offer]:
         """Mutants of the lines the failing tests execute with `partial` applied and did
         not before (by text: an answer may move lines), on top of it. None where the traced
-        run shows it breaking a passing test: then it fixed no site, it moved the failure."""
-        failing = [case.nodeid for case in partial.failing]
+        run shows it breaking another passing test: then it fixed no site, it moved the
+        failure."""
+        failing = [case.nodeid for case in partial.failing][:TRACED_FAILURES]
         spectrum = await self._trace(failing or self.baseline.targets, partial.patch)
         if spectrum is None or not spectrum.failing or any(
-                failed and nodeid in self.baseline.keep for nodeid, failed, _ in spectrum.tests):
+                failed and nodeid in self.baseline.keep and nodeid not in failing
+                for nodeid, failed, _ in spectrum.tests):
             return []
         files = partial.files
         suspects = self.repo_map.localize(files, self.prompts.focus(partial.report,
@@ -693,13 +695,21 @@ class Solver:
         self.combined += len(offers)
         return offers
 
-    def _moved(self, cand: Candidate) -> bool:
-        """The answer fixed some of the failing tests or let one get further (a later line
-        of the test fails), and broke no passing test: it may have fixed one site of two."""
-        if cand.regressions or not cand.still_failing or cand.report is None or \
-                cand.files is None or cand.report.status is not RunStatus.COMPLETED:
-            return False
-        return bool(cand.fixed) or self._got_further(cand.still_failing)
+    def _partial(self, cand: Candidate, label: str) -> Partial | None:
+        """A tested change as a partial fix: it fixed some of the failing tests or let one
+        get further (a later line of the test fails) and broke no passing test; or it fixed
+        them all and broke a few passing tests (seen: `len(arr) == 1` for `== 0` fixed the
+        recursion and broke the empty list, where `<= 1` was the fix). None otherwise."""
+        report = cand.report
+        if report is None or cand.files is None or report.status is not RunStatus.COMPLETED:
+            return None
+        if cand.regressions:
+            if cand.still_failing or len(cand.regressions) > TRACED_FAILURES:
+                return None
+            return Partial(label, cand.files, cand.patch or "", report, cand.regressions)
+        if cand.still_failing and (cand.fixed or self._got_further(cand.still_failing)):
+            return Partial(label, cand.files, cand.patch or "", report, cand.still_failing)
+        return None
 
     def _note_progress(self, offer: Offer, report: TestReport) -> None:
         """Keep a screened mutant whose failing tests all ran and that fixed some of them or
@@ -798,6 +808,9 @@ class Solver:
             except asyncio.CancelledError:
                 self._cancelled(cand.id, cand.round, None, cand.fmt)
                 raise
+            partial = self._partial(cand, offer.describe) if not cand.solved else None
+            if partial is not None and offer.fmt == "mutation":
+                self.further.append(partial)
 
         # no answer is being written meanwhile (Mulligan's own changes are screened between
         # the model's answers): the cores a local model would use run sandboxes too

@@ -646,6 +646,29 @@ def test_a_site_the_failing_test_reached_only_after_an_answer_is_mutated_on_top_
         "return 1", "return 0").replace("return 2", "return 1")
 
 
+def test_a_mutant_that_fixes_the_target_and_breaks_another_test_is_repaired_on_top():
+    """`n == 0` should be `n <= 1`: no one-token change fixes it. `n == 1` fixes the failing
+    test and breaks the one for 0; tracing that test on top of it, the mutant `n <= 1` of
+    the changed line passes everything."""
+    files = {"s.py": "def small(n):\n    if n == 0:\n        return True\n    return False\n",
+             "tests/test_s.py": "def test_one():\n    pass\n\n\ndef test_zero():\n    pass\n"
+                                "\n\ndef test_two():\n    pass\n"}
+    checks = {"tests/test_s.py::test_one": python_check("s.py", "small(1)"),
+              "tests/test_s.py::test_zero": python_check("s.py", "small(0)"),
+              "tests/test_s.py::test_two": python_check("s.py", "not small(2)")}
+    every = [("s.py", n) for n in (2, 3, 4)]
+    sandbox = FakeSandbox(checks, lines={k: every for k in checks})
+    useless = sr("    return False", "    return False or False", path="s.py")
+    result, run = solve([useless], files=files, sandbox=sandbox, schedule="narrow",
+                        candidates=1, rounds=1, mutants=40)
+    assert result.status is ResultStatus.SOLVED and result.chosen.fmt == "combination"
+    assert result.chosen.answer == ("s.py:2: if n == 0:  ->  if n == 1: + "
+                                    "s.py:2: if n == 1:  ->  if n <= 1:")
+    assert "if n <= 1:" in result.chosen.files["s.py"]
+    failed_mutant = next(c for c in result.candidates if c.answer.endswith("if n == 1:"))
+    assert [case.nodeid for case in failed_mutant.regressions] == ["tests/test_s.py::test_zero"]
+
+
 def test_a_mutant_that_breaks_a_passing_test_is_not_a_fix_nor_revised():
     files = {"calc.py": "def add(a, b):\n    return a - b\n",
              "tests/test_calc.py": "def test_add():\n    pass\n\n\ndef test_keep():\n    pass\n"}
