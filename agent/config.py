@@ -101,9 +101,10 @@ class Settings(BaseModel):
     keep_going: bool = False
     min_passing: int = Field(default=1, ge=1, le=64)
     max_requests: int | None = Field(default=None, ge=1, le=64)  # None: the server's slots
-    # One-token changes of the suspect lines screened against the failing tests after the
-    # model's first answer fails (agent/edits/mutants.py); 0: none.
-    mutants: int = Field(default=100, ge=0, le=1000)
+    # Mutants of the suspect lines screened against the failing tests after the model's
+    # first answer fails (agent/edits/mutants.py); 0: none. 150: every one-token and wider
+    # mutant of a short function's executed lines (the public tasks have up to ~140).
+    mutants: int = Field(default=150, ge=0, le=1000)
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
 
 

@@ -80,7 +80,7 @@ SETTING_FLAGS: tuple[SettingFlag, ...] = (
                 "model requests at once (default: the server's slots)"),
     SettingFlag("mutants", "--mutants", int,
                 "mutants of the suspect lines (one-token, then wider changes) to test "
-                "when the first answer fails (default 100; 0: none)"),
+                "when the first answer fails (default 150; 0: none)"),
     SettingFlag("allow_test_edits", "--allow-test-edits", None,
                 "let candidates edit the tests and the test configuration"),
     SettingFlag("edit_format", "--edit-format", str,

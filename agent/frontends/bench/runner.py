@@ -259,7 +259,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--context-tokens", type=int, default=None,
                    help="source tokens per prompt (default: the run's own, 6000)")
     p.add_argument("--mutants", type=int, default=None, metavar="N",
-                   help="mutants of the suspect lines per run (default 100; 0: none)")
+                   help="mutants of the suspect lines per run (default 150; 0: none)")
     p.add_argument("--scripted-p", type=float, default=None, metavar="P",
                    help="no real model: a scripted server answers the reference fix with "
                    "probability P (labelled as such everywhere)")

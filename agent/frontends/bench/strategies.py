@@ -100,7 +100,7 @@ class BenchConfig:
     request_timeout_s: float | None = None  # per model request (a slow CPU server needs more)
     test_timeout_s: float = 120.0
     context_tokens: int | None = None  # source tokens per prompt (None: the run's default)
-    mutants: int | None = None  # mutants of the suspect lines per run (None: the run's default, 100)
+    mutants: int | None = None  # mutants of the suspect lines per run (None: the run's default, 150)
     ray: str | None = None
     model_label: str = ""
     sources: list[str] = field(default_factory=list)
