@@ -674,8 +674,8 @@ class Solver:
         not before (by text: an answer may move lines), on top of it. None where the traced
         run shows it breaking another passing test: then it fixed no site, it moved the
         failure."""
-        failing = [case.nodeid for case in partial.failing][:TRACED_FAILURES]
-        spectrum = await self._trace(failing or self.baseline.targets, partial.patch)
+        failing = [case.nodeid for case in partial.failing][:TRACED_FAILURES]  # never empty
+        spectrum = await self._trace(failing, partial.patch)
         if spectrum is None or not spectrum.failing or any(
                 failed and nodeid in self.baseline.keep and nodeid not in failing
                 for nodeid, failed, _ in spectrum.tests):
@@ -707,7 +707,7 @@ class Solver:
             if cand.still_failing or len(cand.regressions) > TRACED_FAILURES:
                 return None
             return Partial(label, cand.files, cand.patch or "", report, cand.regressions)
-        if cand.still_failing and (cand.fixed or self._got_further(cand.still_failing)):
+        if self._progressed(bool(cand.fixed), cand.still_failing):
             return Partial(label, cand.files, cand.patch or "", report, cand.still_failing)
         return None
 
@@ -715,21 +715,22 @@ class Solver:
         """Keep a screened mutant whose failing tests all ran and that fixed some of them or
         let one get further: a site of two fixed, perhaps (`_second_site`). A changed value
         alone is no sign: nearly every mutant changes one."""
-        if offer.fmt != "mutation" or report.status is not RunStatus.COMPLETED:
+        if report.status is not RunStatus.COMPLETED or \
+                any(target not in report.tests for target in self.baseline.targets):
             return
-        cases = [report.tests.get(target) for target in self.baseline.targets]
-        if any(case is None for case in cases):
-            return
-        failing = [case for case in cases if case is not None and not case.ok]
-        if failing and (len(failing) < len(cases) or self._got_further(failing)):
+        failing = [report.tests[t] for t in self.baseline.targets if not report.tests[t].ok]
+        if self._progressed(len(failing) < len(self.baseline.targets), failing):
             self.further.append(Partial(offer.describe, offer.files, offer.patch, report,
                                         failing))
 
-    def _got_further(self, failing: list[TestCase]) -> bool:
+    def _progressed(self, fixed_some: bool, failing: list[TestCase]) -> bool:
+        """Some failing tests still fail, and either others were fixed or one of them now
+        fails at a later line of the test than it did at the baseline."""
         before = self.baseline_report.tests
-        return any(case.nodeid in before and
-                   got_further(before[case.nodeid].message, case.message,
-                               case.nodeid.split("::", 1)[0]) for case in failing)
+        return bool(failing) and (fixed_some or any(
+            case.nodeid in before and got_further(before[case.nodeid].message, case.message,
+                                                  case.nodeid.split("::", 1)[0])
+            for case in failing))
 
     def _combinable(self, size: int = 3) -> list[Candidate]:
         """The distinct model answers that ran the tests, most promising first (more targets
@@ -793,8 +794,10 @@ class Solver:
             report = await self.jobs.test(offer.patch, select=self.baseline.targets,
                                           limits=limits)
             if not report.passed:
-                self._note_progress(offer, report)
-            if not report.passed or done.is_set():
+                if offer.fmt == "mutation":
+                    self._note_progress(offer, report)
+                return
+            if done.is_set():
                 return
             passed.append(offer.describe)
             cand = Candidate(offer.id, offer.round, None, answer=offer.describe, fmt=offer.fmt,
@@ -808,14 +811,16 @@ class Solver:
             except asyncio.CancelledError:
                 self._cancelled(cand.id, cand.round, None, cand.fmt)
                 raise
-            partial = self._partial(cand, offer.describe) if not cand.solved else None
-            if partial is not None and offer.fmt == "mutation":
+            partial = self._partial(cand, offer.describe) \
+                if offer.fmt == "mutation" and not cand.solved else None
+            if partial is not None:
                 self.further.append(partial)
 
         # no answer is being written meanwhile (Mulligan's own changes are screened between
         # the model's answers): the cores a local model would use run sandboxes too
         idle = self.activity.requests == 0
-        with self.jobs.widened(min(self.settings.workers, usable_cores().usable) if idle else 1):
+        with self.jobs.widened(min(self.settings.workers, usable_cores().usable) if idle
+                               else self.jobs.workers):
             self.sandbox.prewarm(limits, min(self.jobs.workers, len(offers)))
             await self._race([screen(offer) for offer in offers], done, stoppable=True)
         loose = "; the failing tests do not tell these apart: read the patch before applying" \

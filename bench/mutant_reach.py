@@ -14,7 +14,6 @@ to score the mutants; nothing reaches a model.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import sys
 from collections import Counter
@@ -26,17 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agent.context.localize import SuspectLine  # noqa: E402
-from agent.edits.mutants import mutants  # noqa: E402
-
-
-def _same_code(a: str, b: str) -> bool:
-    try:
-        return ast.dump(ast.parse(a.strip() + "\n" if not a.rstrip().endswith(":")
-                                  else a.strip() + " pass\n")) == \
-            ast.dump(ast.parse(b.strip() + "\n" if not b.rstrip().endswith(":")
-                               else b.strip() + " pass\n"))
-    except SyntaxError:
-        return a.split() == b.split()
+from agent.edits.mutants import Mutant, mutants  # noqa: E402
+from agent.novelty import semantic_key  # noqa: E402
 
 
 def reach(tasks_dir: Path) -> list[dict]:
@@ -62,8 +52,12 @@ def reach(tasks_dir: Path) -> list[dict]:
         if row["one_line"]:
             number, target = removed[0].source_line_no, added[0].value.rstrip("\n")
             own = [m for m in found if m.line == number]
+            base = {changed.path: source}
+            fixed = Mutant(changed.path, number, lines[number - 1], target, "").apply(base)
+            wanted = semantic_key(base, fixed)  # the same change, spaces and comments aside
             hit = next(((i, m) for i, m in enumerate(own, 1) if m.after == target), None) or \
-                next(((i, m) for i, m in enumerate(own, 1) if _same_code(m.after, target)), None)
+                next(((i, m) for i, m in enumerate(own, 1)
+                      if semantic_key(base, m.apply(base)) == wanted), None)
             row.update({"line_mutants": len(own), "position": hit[0] if hit else None,
                         "kind": hit[1].operator if hit else None})
         rows.append(row)
